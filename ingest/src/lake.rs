@@ -1,0 +1,171 @@
+//! The span lake: Parquet files of the span table, partitioned by the hour of each span's start,
+//! `DIR/hour=YYYY-MM-DDTHH/part-<unique>.parquet` (Hive-style, so polars, DuckDB and Spark read the
+//! partition column too).
+//!
+//! Appending never rewrites an earlier part: each append writes new files, first under a hidden
+//! name (`.part-….parquet.tmp`, which readers skip) and renames them when complete, so a crash
+//! leaves no half-written part visible.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::parquet_io::ParquetSpanWriter;
+use crate::span::{Span, SpanBatch};
+use crate::IngestError;
+
+/// How many hour partitions may be open at once while appending; past that, the least recently
+/// written one is finished (a later span of that hour starts another part).
+pub const MAX_OPEN_PARTITIONS: usize = 64;
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The partition name of a start time: `YYYY-MM-DDTHH` (UTC).
+pub fn hour_of(start_ns: i64) -> String {
+    let secs = start_ns.div_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let hour = secs.rem_euclid(86_400) / 3600;
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{hour:02}")
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+struct Open {
+    writer: ParquetSpanWriter,
+    tmp: PathBuf,
+    last_used: u64,
+}
+
+/// Appends span batches to a lake directory.
+pub struct LakeWriter {
+    dir: PathBuf,
+    open: BTreeMap<String, Open>,
+    tick: u64,
+    written: Vec<PathBuf>,
+    rows: u64,
+}
+
+impl LakeWriter {
+    /// A writer appending to `dir` (created if absent).
+    pub fn new(dir: &Path) -> Result<Self, IngestError> {
+        std::fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
+        Ok(LakeWriter {
+            dir: dir.to_path_buf(),
+            open: BTreeMap::new(),
+            tick: 0,
+            written: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Appends a batch, splitting it by hour.
+    pub fn append(&mut self, batch: &SpanBatch) -> Result<(), IngestError> {
+        let mut by_hour: BTreeMap<String, Vec<Span>> = BTreeMap::new();
+        for s in &batch.spans {
+            by_hour.entry(hour_of(s.start_ns)).or_default().push(*s);
+        }
+        for (hour, spans) in by_hour {
+            self.tick += 1;
+            if !self.open.contains_key(&hour) {
+                if self.open.len() >= MAX_OPEN_PARTITIONS {
+                    self.close_oldest()?;
+                }
+                let part_dir = self.dir.join(format!("hour={hour}"));
+                std::fs::create_dir_all(&part_dir).map_err(|e| IngestError::io(&part_dir, e))?;
+                let name = unique_part_name();
+                let tmp = part_dir.join(format!(".{name}.tmp"));
+                let writer = ParquetSpanWriter::create_new(&tmp)?;
+                self.open.insert(
+                    hour.clone(),
+                    Open {
+                        writer,
+                        tmp,
+                        last_used: 0,
+                    },
+                );
+            }
+            if let Some(open) = self.open.get_mut(&hour) {
+                open.last_used = self.tick;
+                self.rows += spans.len() as u64;
+                let part = SpanBatch {
+                    spans,
+                    strings: batch.strings.clone(),
+                };
+                open.writer.write(&part)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn close_oldest(&mut self) -> Result<(), IngestError> {
+        let oldest = self
+            .open
+            .iter()
+            .min_by_key(|(_, o)| o.last_used)
+            .map(|(h, _)| h.clone());
+        if let Some(h) = oldest {
+            if let Some(o) = self.open.remove(&h) {
+                self.finish_one(o)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_one(&mut self, o: Open) -> Result<(), IngestError> {
+        let tmp = o.writer.finish()?;
+        let name = tmp
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(|n| n.trim_start_matches('.').trim_end_matches(".tmp").to_string())
+            .unwrap_or_else(unique_part_name);
+        let fin = o.tmp.with_file_name(name);
+        std::fs::rename(&tmp, &fin).map_err(|e| IngestError::io(&fin, e))?;
+        self.written.push(fin);
+        Ok(())
+    }
+
+    /// Finishes every open part; returns the files written and the rows in them.
+    pub fn finish(mut self) -> Result<(Vec<PathBuf>, u64), IngestError> {
+        let open = std::mem::take(&mut self.open);
+        for (_, o) in open {
+            self.finish_one(o)?;
+        }
+        Ok((self.written, self.rows))
+    }
+}
+
+fn unique_part_name() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("part-{now}-{}-{seq}.parquet", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_are_utc_calendar_hours() {
+        assert_eq!(hour_of(0), "1970-01-01T00");
+        // 2023-01-29 08:43:00 UTC
+        assert_eq!(hour_of(1_674_981_780_000_000_000), "2023-01-29T08");
+        assert_eq!(hour_of(951_782_400_000_000_000), "2000-02-29T00");
+        assert_eq!(hour_of(-1), "1969-12-31T23");
+    }
+}

@@ -1,0 +1,857 @@
+//! OTLP/JSON: one `ExportTraceServiceRequest` document, or JSON Lines of them.
+//!
+//! Streams through the document with serde visitors and pushes spans straight into the batch: no
+//! JSON tree is built, and strings without escapes are borrowed from the input. Follows the OTLP/JSON
+//! rules: ids are hex (base64 is accepted too, as older exporters wrote it), 64-bit integers are
+//! strings or numbers, enums are names or integers, field names are lowerCamelCase or the proto's
+//! snake_case, and unknown fields are ignored.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::BufRead;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::read::{Ctx, Format};
+use crate::span::{parse_base64_id, parse_hex_id, Span, SpanKind, StatusCode};
+use crate::IngestError;
+
+/// Reads JSON Lines of requests; a bad line is one bad record.
+pub(crate) fn read_lines(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), IngestError> {
+    let mut line = Vec::with_capacity(1 << 20);
+    let mut line_no = 0u64;
+    let mut saw_request = false;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| IngestError::io(ctx.path, e))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        let mut state = DocState::new(Loc::Line(line_no));
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let parsed = RequestSeed {
+            ctx: &mut *ctx,
+            state: &mut state,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+        match parsed {
+            Ok(()) if state.saw_resource_spans => {
+                saw_request = true;
+                state.finish(ctx)?;
+            }
+            Ok(()) => {
+                state.discard(ctx);
+                ctx.bad(
+                    format!("line {line_no}"),
+                    "a JSON object without resourceSpans (not an OTLP trace request)",
+                )?;
+            }
+            Err(e) => {
+                state.discard(ctx);
+                ctx.bad(format!("line {line_no}"), format!("invalid OTLP JSON: {e}"))?;
+            }
+        }
+        ctx.maybe_flush()?;
+    }
+    if !saw_request {
+        return Err(ctx.unreadable(
+            Format::OtlpJsonLines,
+            match ctx.report.problems.last() {
+                Some(p) => format!("no line is an OTLP trace request (first problem: {}: {})", p.location, p.reason),
+                None => "no line is an OTLP trace request".to_string(),
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Reads one request document (pretty-printed or not) without building a tree.
+pub(crate) fn read_document(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), IngestError> {
+    let mut state = DocState::new(Loc::Path);
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let parsed = RequestSeed {
+        ctx: &mut *ctx,
+        state: &mut state,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    if let Err(e) = parsed {
+        if e.is_io() {
+            return Err(IngestError::io(ctx.path, std::io::Error::other(e.to_string())));
+        }
+        return Err(ctx.unreadable(Format::OtlpJson, format!("{e}")));
+    }
+    if !state.saw_resource_spans {
+        return Err(ctx.unreadable(
+            Format::OtlpJson,
+            "the document has no resourceSpans: not an OTLP trace request",
+        ));
+    }
+    state.finish(ctx)
+}
+
+/// How bad records are located: by line (JSON Lines) or by path in the document.
+#[derive(Clone, Copy)]
+enum Loc {
+    Line(u64),
+    Path,
+}
+
+/// Per-document state: where we are, and which spans still need their resource's service name.
+struct DocState {
+    loc: Loc,
+    saw_resource_spans: bool,
+    resource_index: usize,
+    scope_index: usize,
+    span_index: usize,
+    /// Index in the batch of the first span of the current document (to drop them on a bad line).
+    doc_start: usize,
+}
+
+impl DocState {
+    fn new(loc: Loc) -> Self {
+        DocState {
+            loc,
+            saw_resource_spans: false,
+            resource_index: 0,
+            scope_index: 0,
+            span_index: 0,
+            doc_start: usize::MAX,
+        }
+    }
+
+    fn location(&self) -> String {
+        let path = format!(
+            "resourceSpans[{}].scopeSpans[{}].spans[{}]",
+            self.resource_index, self.scope_index, self.span_index
+        );
+        match self.loc {
+            Loc::Line(n) => format!("line {n}: {path}"),
+            Loc::Path => path,
+        }
+    }
+
+    fn finish(&mut self, _ctx: &mut Ctx<'_>) -> Result<(), IngestError> {
+        Ok(())
+    }
+
+    /// Drops the spans a failed line had pushed, so that a bad line counts once and adds nothing.
+    fn discard(&self, ctx: &mut Ctx<'_>) {
+        if self.doc_start != usize::MAX && self.doc_start <= ctx.batch.spans.len() {
+            ctx.batch.spans.truncate(self.doc_start);
+        }
+    }
+}
+
+struct RequestSeed<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+    state: &'a mut DocState,
+}
+
+impl<'de> DeserializeSeed<'de> for RequestSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RequestSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an OTLP ExportTraceServiceRequest object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.state.doc_start = self.ctx.batch.spans.len();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "resourceSpans" | "resource_spans" => {
+                    self.state.saw_resource_spans = true;
+                    map.next_value_seed(SeqOf(ResourceSpansSeed {
+                        ctx: &mut *self.ctx,
+                        state: &mut *self.state,
+                    }))?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A JSON array whose elements are read by the same seed (which is `Copy`-free, so it is rebuilt
+/// through [`Reseed`]).
+struct SeqOf<S>(S);
+
+trait Reseed<'de> {
+    type Elem<'s>: DeserializeSeed<'de, Value = ()>
+    where
+        Self: 's;
+    fn elem(&mut self, index: usize) -> Self::Elem<'_>;
+}
+
+impl<'de, S: Reseed<'de>> DeserializeSeed<'de> for SeqOf<S> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: Reseed<'de>> Visitor<'de> for SeqOf<S> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while seq.next_element_seed(self.0.elem(i))?.is_some() {
+            i += 1;
+        }
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(()) // null: an absent list
+    }
+}
+
+struct ResourceSpansSeed<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+    state: &'a mut DocState,
+}
+
+impl<'de, 'a, 'c> Reseed<'de> for ResourceSpansSeed<'a, 'c> {
+    type Elem<'s>
+        = OneResourceSpans<'s, 'c>
+    where
+        Self: 's;
+    fn elem(&mut self, index: usize) -> OneResourceSpans<'_, 'c> {
+        self.state.resource_index = index;
+        OneResourceSpans {
+            ctx: &mut *self.ctx,
+            state: &mut *self.state,
+        }
+    }
+}
+
+struct OneResourceSpans<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+    state: &'a mut DocState,
+}
+
+impl<'de> DeserializeSeed<'de> for OneResourceSpans<'_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OneResourceSpans<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a ResourceSpans object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let first = self.ctx.batch.spans.len();
+        let mut resource = ResourceInfo::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "resource" => resource = map.next_value_seed(ResourceSeed)?,
+                "scopeSpans" | "scope_spans" | "instrumentationLibrarySpans" | "instrumentation_library_spans" => {
+                    map.next_value_seed(SeqOf(ScopeSpansSeed {
+                        ctx: &mut *self.ctx,
+                        state: &mut *self.state,
+                    }))?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        // The resource may come before or after its spans: name the service now.
+        let service = self
+            .ctx
+            .batch
+            .strings
+            .intern(resource.service.as_deref().unwrap_or("unknown_service"));
+        let experiment = resource.experiment.as_deref().map(|e| self.ctx.batch.strings.intern(e));
+        for s in &mut self.ctx.batch.spans[first..] {
+            s.service = service;
+            if s.experiment.is_none() {
+                s.experiment = experiment;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct ResourceInfo {
+    service: Option<String>,
+    experiment: Option<String>,
+}
+
+struct ResourceSeed;
+
+impl<'de> DeserializeSeed<'de> for ResourceSeed {
+    type Value = ResourceInfo;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<ResourceInfo, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ResourceSeed {
+    type Value = ResourceInfo;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Resource object")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<ResourceInfo, E> {
+        Ok(ResourceInfo::default())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ResourceInfo, A::Error> {
+        let mut info = ResourceInfo::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if &*key == "attributes" {
+                let attrs: Attrs<'de> = map.next_value()?;
+                info.service = attrs.service.map(Cow::into_owned);
+                info.experiment = attrs.experiment.map(Cow::into_owned);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(info)
+    }
+}
+
+struct ScopeSpansSeed<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+    state: &'a mut DocState,
+}
+
+impl<'de, 'a, 'c> Reseed<'de> for ScopeSpansSeed<'a, 'c> {
+    type Elem<'s>
+        = OneScopeSpans<'s, 'c>
+    where
+        Self: 's;
+    fn elem(&mut self, index: usize) -> OneScopeSpans<'_, 'c> {
+        self.state.scope_index = index;
+        OneScopeSpans {
+            ctx: &mut *self.ctx,
+            state: &mut *self.state,
+        }
+    }
+}
+
+struct OneScopeSpans<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+    state: &'a mut DocState,
+}
+
+impl<'de> DeserializeSeed<'de> for OneScopeSpans<'_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OneScopeSpans<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a ScopeSpans object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "spans" => {
+                    map.next_value_seed(SeqOf(SpansSeed {
+                        ctx: &mut *self.ctx,
+                        state: &mut *self.state,
+                    }))?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct SpansSeed<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+    state: &'a mut DocState,
+}
+
+impl<'de, 'a, 'c> Reseed<'de> for SpansSeed<'a, 'c> {
+    type Elem<'s>
+        = OneSpan<'s, 'c>
+    where
+        Self: 's;
+    fn elem(&mut self, index: usize) -> OneSpan<'_, 'c> {
+        self.state.span_index = index;
+        OneSpan {
+            ctx: &mut *self.ctx,
+            state: &mut *self.state,
+        }
+    }
+}
+
+struct OneSpan<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+    state: &'a mut DocState,
+}
+
+impl<'de> DeserializeSeed<'de> for OneSpan<'_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let raw: RawSpan<'de> = d.deserialize_map(RawSpanVisitor)?;
+        match raw.into_span(self.ctx) {
+            Ok(span) => self.ctx.push(span),
+            Err(reason) => {
+                let loc = self.state.location();
+                // In strict mode this is fatal; the error is carried out through serde.
+                self.ctx.bad(loc, reason).map_err(de::Error::custom)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A span's fields as read, before validation.
+#[derive(Default)]
+struct RawSpan<'de> {
+    trace_id: Option<Cow<'de, str>>,
+    span_id: Option<Cow<'de, str>>,
+    parent_span_id: Option<Cow<'de, str>>,
+    name: Option<Cow<'de, str>>,
+    kind: Option<Enum<'de>>,
+    start: Option<u64>,
+    end: Option<u64>,
+    status: Option<Enum<'de>>,
+    attrs: Attrs<'de>,
+}
+
+impl RawSpan<'_> {
+    fn into_span(self, ctx: &mut Ctx<'_>) -> Result<Span, String> {
+        let trace_id = self.trace_id.ok_or("missing traceId")?;
+        let trace_id: [u8; 16] = parse_id(&trace_id).ok_or_else(|| format!("bad traceId {trace_id:?}"))?;
+        if trace_id == [0; 16] {
+            return Err("traceId is all zeros (invalid)".into());
+        }
+        let span_id = self.span_id.ok_or("missing spanId")?;
+        let span_id: [u8; 8] = parse_id(&span_id).ok_or_else(|| format!("bad spanId {span_id:?}"))?;
+        if span_id == [0; 8] {
+            return Err("spanId is all zeros (invalid)".into());
+        }
+        let parent_span_id = match self.parent_span_id.as_deref() {
+            None | Some("") => None,
+            Some(p) => {
+                let id: [u8; 8] = parse_id(p).ok_or_else(|| format!("bad parentSpanId {p:?}"))?;
+                (id != [0; 8]).then_some(id)
+            }
+        };
+        let kind = match self.kind {
+            None => SpanKind::Unspecified,
+            Some(Enum::Int(i)) => SpanKind::from_i32(i32::try_from(i).unwrap_or(0)),
+            Some(Enum::Name(n)) => SpanKind::from_name(&n).ok_or_else(|| format!("unknown span kind {n:?}"))?,
+        };
+        let status = match self.status {
+            None => StatusCode::Unset,
+            Some(Enum::Int(i)) => StatusCode::from_i32(i32::try_from(i).unwrap_or(0)),
+            Some(Enum::Name(n)) => StatusCode::from_name(&n).ok_or_else(|| format!("unknown status code {n:?}"))?,
+        };
+        let start = self.start.ok_or("missing startTimeUnixNano")?;
+        let end = self.end.ok_or("missing endTimeUnixNano")?;
+        let start_ns = i64::try_from(start).map_err(|_| "startTimeUnixNano out of range")?;
+        let end_ns = i64::try_from(end).map_err(|_| "endTimeUnixNano out of range")?;
+        let strings = &mut ctx.batch.strings;
+        let mut opt = |v: Option<Cow<'_, str>>| v.map(|v| strings.intern(&v));
+        let a = self.attrs;
+        let peer = opt(a.peer.map(|(_, v)| v));
+        let http_route = opt(a.http_route);
+        let rpc_method = opt(a.rpc_method);
+        let error_type = opt(a.error_type);
+        let experiment = opt(a.experiment);
+        let name = strings.intern(self.name.as_deref().unwrap_or(""));
+        Ok(Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            service: 0, // set when the resource is known
+            name,
+            kind,
+            start_ns,
+            end_ns,
+            status,
+            peer,
+            http_route,
+            rpc_method,
+            error_type,
+            experiment,
+        })
+    }
+}
+
+/// An id in OTLP/JSON: hex (the standard), or base64 (older exporters, and proto3's JSON mapping).
+fn parse_id<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() == 2 * N {
+        parse_hex_id::<N>(text, false).or_else(|| parse_base64_id::<N>(text))
+    } else {
+        parse_base64_id::<N>(text)
+    }
+}
+
+struct RawSpanVisitor;
+
+impl<'de> Visitor<'de> for RawSpanVisitor {
+    type Value = RawSpan<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Span object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSpan<'de>, A::Error> {
+        let mut s = RawSpan::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "traceId" | "trace_id" => s.trace_id = Some(map.next_value::<Str<'de>>()?.0),
+                "spanId" | "span_id" => s.span_id = Some(map.next_value::<Str<'de>>()?.0),
+                "parentSpanId" | "parent_span_id" => s.parent_span_id = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0),
+                "name" => s.name = Some(map.next_value::<Str<'de>>()?.0),
+                "kind" => s.kind = map.next_value::<Option<Enum<'de>>>()?,
+                "startTimeUnixNano" | "start_time_unix_nano" => s.start = Some(map.next_value::<U64>()?.0),
+                "endTimeUnixNano" | "end_time_unix_nano" => s.end = Some(map.next_value::<U64>()?.0),
+                "status" => s.status = map.next_value::<Option<Status<'de>>>()?.and_then(|st| st.0),
+                "attributes" => s.attrs = map.next_value::<Attrs<'de>>()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// A string that borrows from the input when it can.
+struct Str<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Str<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A 64-bit unsigned integer written as a JSON number or a decimal string (OTLP/JSON allows both).
+struct U64(u64);
+
+impl<'de> de::Deserialize<'de> for U64 {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = U64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an unsigned 64-bit integer (number or string)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<U64, E> {
+                Ok(U64(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<U64, E> {
+                u64::try_from(v).map(U64).map_err(|_| E::custom("negative time"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<U64, E> {
+                if v.is_finite() && v >= 0.0 && v < 1.8e19 {
+                    Ok(U64(v as u64))
+                } else {
+                    Err(E::custom("time out of range"))
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<U64, E> {
+                v.parse().map(U64).map_err(|_| E::custom(format!("not an integer: {v:?}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An enum written as an integer or a name.
+enum Enum<'de> {
+    Int(i64),
+    Name(Cow<'de, str>),
+}
+
+impl<'de> de::Deserialize<'de> for Enum<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Enum<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an enum as integer or name")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Enum<'de>, E> {
+                Ok(Enum::Int(i64::try_from(v).unwrap_or(0)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Enum<'de>, E> {
+                Ok(Enum::Int(v))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Enum<'de>, E> {
+                Ok(Enum::Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Enum<'de>, E> {
+                Ok(Enum::Name(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A span's `status` object: only the code matters here.
+struct Status<'de>(Option<Enum<'de>>);
+
+impl<'de> de::Deserialize<'de> for Status<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Status<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a Status object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Status<'de>, A::Error> {
+                let mut code = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if &*key == "code" {
+                        code = map.next_value::<Option<Enum<'de>>>()?;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Status(code))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The attributes augur keeps, picked out of a key/value list.
+#[derive(Default)]
+pub(crate) struct Attrs<'de> {
+    /// The peer, with the rank of the attribute it came from (lower wins).
+    pub peer: Option<(u8, Cow<'de, str>)>,
+    pub http_route: Option<Cow<'de, str>>,
+    pub rpc_method: Option<Cow<'de, str>>,
+    pub error_type: Option<Cow<'de, str>>,
+    pub experiment: Option<Cow<'de, str>>,
+    pub service: Option<Cow<'de, str>>,
+}
+
+impl<'de> Attrs<'de> {
+    /// Keeps `value` if `key` is one of the attributes augur reads.
+    pub(crate) fn offer(&mut self, key: &str, value: Cow<'de, str>) {
+        if let Some(rank) = crate::peer_rank(key) {
+            if self.peer.as_ref().is_none_or(|(r, _)| rank < *r) && !value.is_empty() {
+                self.peer = Some((rank, value));
+            }
+            return;
+        }
+        match key {
+            "http.route" => self.http_route = Some(value),
+            "rpc.method" => self.rpc_method = Some(value),
+            "error.type" => self.error_type = Some(value),
+            crate::EXPERIMENT_ATTRIBUTE => self.experiment = Some(value),
+            "service.name" => self.service = Some(value),
+            _ => {}
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Attrs<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Attrs<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of attributes")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Attrs<'de>, E> {
+                Ok(Attrs::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Attrs<'de>, A::Error> {
+                let mut attrs = Attrs::default();
+                while let Some(kv) = seq.next_element::<KeyValue<'de>>()? {
+                    if let (Some(k), Some(v)) = (kv.key, kv.value) {
+                        attrs.offer(&k, v);
+                    }
+                }
+                Ok(attrs)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One attribute; only string values are kept (augur's attributes are all strings).
+struct KeyValue<'de> {
+    key: Option<Cow<'de, str>>,
+    value: Option<Cow<'de, str>>,
+}
+
+impl<'de> de::Deserialize<'de> for KeyValue<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a KeyValue object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyValue<'de>, A::Error> {
+                let mut kv = KeyValue { key: None, value: None };
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match &*key {
+                        "key" => kv.key = Some(map.next_value::<Str<'de>>()?.0),
+                        "value" => kv.value = map.next_value::<AnyValue<'de>>()?.0,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(kv)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// An `AnyValue`: the string of a `stringValue`, nothing for other kinds.
+struct AnyValue<'de>(Option<Cow<'de, str>>);
+
+impl<'de> de::Deserialize<'de> for AnyValue<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an AnyValue object")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<AnyValue<'de>, E> {
+                Ok(AnyValue(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue<'de>, A::Error> {
+                let mut out = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match &*key {
+                        "stringValue" | "string_value" => out = Some(map.next_value::<Str<'de>>()?.0),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(AnyValue(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::ReadOptions;
+    use crate::report::IngestReport;
+    use crate::span::SpanBatch;
+    use std::path::Path;
+
+    fn read(text: &str, lines: bool) -> (Result<(), IngestError>, Vec<SpanBatch>, IngestReport) {
+        let opts = ReadOptions::default();
+        let mut report = IngestReport::default();
+        let mut out = Vec::new();
+        let mut sink = |b: SpanBatch| {
+            out.push(b);
+            Ok(())
+        };
+        let mut ctx = Ctx::new_for_test(Path::new("t.json"), &opts, &mut report, &mut sink);
+        let mut r = std::io::Cursor::new(text.as_bytes().to_vec());
+        let res = if lines {
+            read_lines(&mut r, &mut ctx)
+        } else {
+            read_document(&mut r, &mut ctx)
+        };
+        let res = res.and_then(|()| ctx.flush());
+        (res, out, report)
+    }
+
+    const ONE: &str = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","parentSpanId":"","name":"GET /","kind":"SPAN_KIND_SERVER","startTimeUnixNano":1000,"endTimeUnixNano":"2000","status":{"code":"STATUS_CODE_ERROR"},"attributes":[{"value":{"stringValue":"/x"},"key":"http.route"},{"key":"peer.service","value":{"stringValue":"db"}}],"unknownField":[1,2]}]}],"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]}}]}"#;
+
+    #[test]
+    fn reads_names_strings_and_late_resource() {
+        let (res, out, report) = read(ONE, true);
+        assert!(res.is_ok(), "{res:?}");
+        assert_eq!(report.rejected, 0);
+        let spans: Vec<_> = out.iter().flat_map(|b| b.to_owned_spans()).collect();
+        assert_eq!(spans.len(), 1);
+        let s = &spans[0];
+        assert_eq!(s.service, "shop");
+        assert_eq!(s.name, "GET /");
+        assert_eq!(s.span_kind(), SpanKind::Server);
+        assert_eq!(s.status_code(), StatusCode::Error);
+        assert_eq!((s.start_ns, s.end_ns), (1000, 2000));
+        assert_eq!(s.parent_span_id, None);
+        assert_eq!(s.http_route.as_deref(), Some("/x"));
+        assert_eq!(s.peer.as_deref(), Some("db"));
+    }
+
+    #[test]
+    fn bad_span_is_skipped_and_located() {
+        let bad = ONE.replace("eee19b7ec3c1b174", "nothex");
+        let text = format!("{ONE}\n{bad}\n");
+        let (res, out, report) = read(&text, true);
+        assert!(res.is_ok());
+        assert_eq!(out.iter().map(|b| b.len()).sum::<usize>(), 1);
+        assert_eq!(report.rejected, 1);
+        assert!(report.problems[0].location.starts_with("line 2: resourceSpans[0]"), "{:?}", report.problems);
+    }
+
+    #[test]
+    fn snake_case_is_read_not_silently_empty() {
+        let snake = ONE
+            .replace("resourceSpans", "resource_spans")
+            .replace("scopeSpans", "scope_spans")
+            .replace("traceId", "trace_id")
+            .replace("spanId", "span_id")
+            .replace("startTimeUnixNano", "start_time_unix_nano")
+            .replace("endTimeUnixNano", "end_time_unix_nano");
+        let (res, out, _) = read(&snake, false);
+        assert!(res.is_ok(), "{res:?}");
+        assert_eq!(out.iter().map(|b| b.len()).sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn wrong_shape_is_an_error() {
+        let (res, _, _) = read(r#"{"foo": 1}"#, false);
+        assert!(matches!(res, Err(IngestError::Unreadable { .. })), "{res:?}");
+        let (res, _, _) = read("{\"resourceSpans\": [", false);
+        assert!(matches!(res, Err(IngestError::Unreadable { .. })), "{res:?}");
+        let (res, _, _) = read("{\"foo\": 1}\n", true);
+        assert!(matches!(res, Err(IngestError::Unreadable { .. })), "{res:?}");
+    }
+}

@@ -1,0 +1,443 @@
+//! Reading trace files: find the files, undo compression, detect the format by content, and stream
+//! spans to a consumer in batches.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor, Read};
+use std::path::{Path, PathBuf};
+
+use crate::report::IngestReport;
+use crate::span::{Span, SpanBatch};
+use crate::IngestError;
+
+/// How many spans a batch holds before it is handed to the consumer.
+pub const DEFAULT_BATCH_SIZE: usize = 64 * 1024;
+
+/// How many bytes are looked at to detect a file's format.
+const PEEK_BYTES: usize = 64 * 1024;
+
+/// Options of a read.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Any bad record is an error (by default it is skipped and counted).
+    pub strict: bool,
+    /// Spans per batch handed to the consumer.
+    pub batch_size: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            strict: false,
+            batch_size: DEFAULT_BATCH_SIZE,
+        }
+    }
+}
+
+/// The trace formats augur reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One OTLP `ExportTraceServiceRequest` as JSON.
+    OtlpJson,
+    /// JSON Lines of OTLP requests (the Collector's file exporter).
+    OtlpJsonLines,
+    /// One OTLP `ExportTraceServiceRequest` as protobuf.
+    OtlpProto,
+    /// Length-prefixed OTLP protobuf messages (the Collector's file exporter, `format: proto`).
+    OtlpProtoStream,
+    /// Jaeger's query API / UI JSON (`{"data": [...]}` or one trace object).
+    JaegerJson,
+    /// Zipkin v2 JSON (an array of spans, or an array of traces).
+    ZipkinJson,
+    /// A CSV span table with the TrainTicket (Nezha) columns.
+    Csv,
+    /// A Parquet file of augur's span table.
+    Parquet,
+}
+
+impl Format {
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::OtlpJson => "otlp-json",
+            Format::OtlpJsonLines => "otlp-jsonl",
+            Format::OtlpProto => "otlp-proto",
+            Format::OtlpProtoStream => "otlp-proto-stream",
+            Format::JaegerJson => "jaeger-json",
+            Format::ZipkinJson => "zipkin-json",
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// Compression wrapped around a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// None.
+    None,
+    /// gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+/// The reading state shared by every format reader: the batch being filled, where bad records go,
+/// and the consumer.
+pub(crate) struct Ctx<'a> {
+    pub path: &'a Path,
+    pub opts: &'a ReadOptions,
+    pub report: &'a mut IngestReport,
+    pub batch: SpanBatch,
+    sink: &'a mut dyn FnMut(SpanBatch) -> Result<(), IngestError>,
+}
+
+impl<'a> Ctx<'a> {
+    /// Adds one accepted span.
+    pub fn push(&mut self, span: Span) {
+        self.batch.spans.push(span);
+    }
+
+    /// Hands the batch to the consumer if it is full.
+    pub fn maybe_flush(&mut self) -> Result<(), IngestError> {
+        if self.batch.spans.len() >= self.opts.batch_size {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hands whatever the batch holds to the consumer.
+    pub fn flush(&mut self) -> Result<(), IngestError> {
+        if self.batch.spans.is_empty() {
+            return Ok(());
+        }
+        self.report.spans += self.batch.spans.len() as u64;
+        let batch = self.batch.take();
+        (self.sink)(batch)
+    }
+
+    /// Records a bad record: an error in strict mode, else counted and skipped.
+    pub fn bad(&mut self, location: impl Into<String>, reason: impl Into<String>) -> Result<(), IngestError> {
+        let (location, reason) = (location.into(), reason.into());
+        if self.opts.strict {
+            return Err(IngestError::BadRecord {
+                path: self.path.to_path_buf(),
+                location,
+                reason,
+            });
+        }
+        self.report.reject(self.path, location, reason);
+        Ok(())
+    }
+
+    /// A whole-file error for this file.
+    pub fn unreadable(&self, format: Format, reason: impl Into<String>) -> IngestError {
+        IngestError::Unreadable {
+            path: self.path.to_path_buf(),
+            format: format.name(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Every file below the given paths (directories are walked recursively, in name order; hidden
+/// files and directories are skipped).
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, IngestError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| IngestError::io(p, e))?;
+        if meta.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), IngestError> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| IngestError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Reads every file below `paths`, handing spans to `sink` in batches; returns what it saw.
+pub fn read_paths(
+    paths: &[PathBuf],
+    opts: &ReadOptions,
+    sink: &mut dyn FnMut(SpanBatch) -> Result<(), IngestError>,
+) -> Result<IngestReport, IngestError> {
+    let mut report = IngestReport::default();
+    for file in expand_paths(paths)? {
+        read_file(&file, opts, &mut report, sink)?;
+    }
+    Ok(report)
+}
+
+/// Reads one file, detecting its compression and format; adds to `report`.
+pub fn read_file(
+    path: &Path,
+    opts: &ReadOptions,
+    report: &mut IngestReport,
+    sink: &mut dyn FnMut(SpanBatch) -> Result<(), IngestError>,
+) -> Result<Format, IngestError> {
+    let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let mut raw = BufReader::with_capacity(256 * 1024, file);
+    let magic = raw.fill_buf().map_err(|e| IngestError::io(path, e))?;
+    let compression = if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    };
+    let is_parquet = magic.starts_with(b"PAR1");
+    if compression == Compression::None && is_parquet {
+        drop(raw);
+        let before = report.spans;
+        let mut ctx = Ctx {
+            path,
+            opts,
+            report,
+            batch: SpanBatch::with_capacity(opts.batch_size),
+            sink,
+        };
+        crate::parquet_io::read_parquet_file(&mut ctx)?;
+        ctx.flush()?;
+        report.count_format(Format::Parquet.name());
+        let _ = before;
+        return Ok(Format::Parquet);
+    }
+    let mut inner: Box<dyn Read> = match compression {
+        Compression::None => Box::new(raw),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| IngestError::io(path, e))?,
+        ),
+    };
+    // Peek at the start of the decompressed content.
+    let mut head = Vec::with_capacity(PEEK_BYTES);
+    (&mut inner)
+        .take(PEEK_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| decompress_error(path, compression, e))?;
+    if head.is_empty() {
+        return Err(IngestError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let format = detect(&head).map_err(|reason| IngestError::UnknownFormat {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let counted = CountingReader {
+        inner: Cursor::new(head).chain(inner),
+        count: 0,
+    };
+    let mut reader = BufReader::with_capacity(256 * 1024, counted);
+    let mut ctx = Ctx {
+        path,
+        opts,
+        report,
+        batch: SpanBatch::with_capacity(opts.batch_size.min(1 << 20)),
+        sink,
+    };
+    let result = match format {
+        Format::OtlpJson => crate::otlp_json::read_document(&mut reader, &mut ctx),
+        Format::OtlpJsonLines => crate::otlp_json::read_lines(&mut reader, &mut ctx),
+        Format::OtlpProto => crate::otlp_proto::read_bare(&mut reader, &mut ctx),
+        Format::OtlpProtoStream => crate::otlp_proto::read_stream(&mut reader, &mut ctx),
+        Format::JaegerJson => crate::jaeger::read(&mut reader, &mut ctx),
+        Format::ZipkinJson => crate::zipkin::read(&mut reader, &mut ctx),
+        Format::Csv => crate::csv::read(&mut reader, &mut ctx),
+        Format::Parquet => {
+            // Compressed Parquet: Parquet needs random access, so decompress into memory.
+            let mut bytes = Vec::new();
+            reader
+                .read_to_end(&mut bytes)
+                .map_err(|e| decompress_error(path, compression, e))?;
+            crate::parquet_io::read_parquet_bytes(bytes, &mut ctx)
+        }
+    };
+    let result = result.map_err(|e| match e {
+        // An I/O error while decompressing is a damaged (often truncated) file.
+        IngestError::Io { source, .. } => decompress_error(path, compression, source),
+        other => other,
+    });
+    result?;
+    ctx.flush()?;
+    report.bytes += reader.get_ref().count;
+    report.count_format(format.name());
+    Ok(format)
+}
+
+fn decompress_error(path: &Path, compression: Compression, e: std::io::Error) -> IngestError {
+    match compression {
+        Compression::None => IngestError::io(path, e),
+        Compression::Gzip | Compression::Zstd => IngestError::Unreadable {
+            path: path.to_path_buf(),
+            format: if compression == Compression::Gzip { "gzip" } else { "zstd" },
+            reason: format!("cannot decompress (truncated or damaged?): {e}"),
+        },
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Detects the format from the first bytes of a (decompressed) file.
+pub fn detect(head: &[u8]) -> Result<Format, String> {
+    if head.starts_with(b"PAR1") {
+        return Ok(Format::Parquet);
+    }
+    let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let start = text.iter().position(|b| !b.is_ascii_whitespace());
+    let Some(start) = start else {
+        return Err("only white space".into());
+    };
+    let body = &text[start..];
+    match body[0] {
+        b'{' => {
+            let key = first_key(body);
+            let otlp = |k: &str| matches!(k, "resourceSpans" | "resource_spans");
+            let jaeger = |k: &str| {
+                matches!(
+                    k,
+                    "data" | "traceID" | "spans" | "processes" | "total" | "limit" | "offset" | "errors" | "warnings"
+                )
+            };
+            let is_otlp = match key.as_deref() {
+                Some(k) if otlp(k) => true,
+                Some(k) if jaeger(k) => false,
+                _ if contains(body, b"\"resourceSpans\"") || contains(body, b"\"resource_spans\"") => true,
+                _ if contains(body, b"\"traceID\"") || contains(body, b"\"processes\"") => false,
+                _ => {
+                    return Err(format!(
+                        "a JSON object whose first key is {} (neither OTLP's resourceSpans nor Jaeger's data/traceID)",
+                        key.map(|k| format!("\"{k}\"")).unwrap_or_else(|| "unreadable".into())
+                    ))
+                }
+            };
+            if !is_otlp {
+                return Ok(Format::JaegerJson);
+            }
+            // JSON Lines when the first line is a whole object (or no line ends within the peek:
+            // a minified document is a single line, which line mode reads too).
+            match body.iter().position(|&b| b == b'\n') {
+                None => Ok(Format::OtlpJsonLines),
+                Some(nl) => {
+                    let line = body[..nl].trim_ascii();
+                    if line.ends_with(b"}") {
+                        Ok(Format::OtlpJsonLines)
+                    } else {
+                        Ok(Format::OtlpJson)
+                    }
+                }
+            }
+        }
+        b'[' => Ok(Format::ZipkinJson),
+        _ => {
+            let first_line_end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+            let line = &body[..first_line_end];
+            let lower = String::from_utf8_lossy(line).to_ascii_lowercase();
+            if lower.contains(',') && (lower.contains("spanid") || lower.contains("span_id")) {
+                return Ok(Format::Csv);
+            }
+            if head.first() == Some(&0x0a) {
+                return Ok(Format::OtlpProto);
+            }
+            if head.len() >= 5 && head[0] == 0 && head[4] == 0x0a {
+                return Ok(Format::OtlpProtoStream);
+            }
+            if head.first() == Some(&0) && head.len() < 5 {
+                return Err("too short to be a length-prefixed protobuf stream".into());
+            }
+            let shown: String = head
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            Err(format!("it starts with bytes {shown}"))
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The first key of a JSON object that starts at `body[0] == b'{'`, if it is a plain string.
+fn first_key(body: &[u8]) -> Option<String> {
+    let rest = &body[1..];
+    let q = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    if rest[q] != b'"' {
+        return None;
+    }
+    let key = &rest[q + 1..];
+    let end = key.iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&key[..end]).ok().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_by_content() {
+        assert_eq!(detect(b"{\"resourceSpans\":[]}\n{\"resourceSpans\":[]}"), Ok(Format::OtlpJsonLines));
+        assert_eq!(detect(b"{\n  \"resourceSpans\": [\n"), Ok(Format::OtlpJson));
+        assert_eq!(detect(b"{\"data\": []}"), Ok(Format::JaegerJson));
+        assert_eq!(detect(b"  {\n \"traceID\": \"1\""), Ok(Format::JaegerJson));
+        assert_eq!(detect(b"[{\"traceId\":\"1\"}]"), Ok(Format::ZipkinJson));
+        assert_eq!(detect(b"TraceID,SpanID,ParentID\n"), Ok(Format::Csv));
+        assert_eq!(detect(b"\x0a\x05hello"), Ok(Format::OtlpProto));
+        assert_eq!(detect(b"\x00\x00\x00\x10\x0a\x0e"), Ok(Format::OtlpProtoStream));
+        assert_eq!(detect(b"PAR1...."), Ok(Format::Parquet));
+        assert!(detect(b"hello world").is_err());
+        assert!(detect(b"   \n ").is_err());
+        assert!(detect(b"{\"foo\": 1}").is_err());
+    }
+}
+
+#[cfg(test)]
+impl<'a> Ctx<'a> {
+    pub(crate) fn new_for_test(
+        path: &'a Path,
+        opts: &'a ReadOptions,
+        report: &'a mut IngestReport,
+        sink: &'a mut dyn FnMut(SpanBatch) -> Result<(), IngestError>,
+    ) -> Self {
+        Ctx {
+            path,
+            opts,
+            report,
+            batch: SpanBatch::new(),
+            sink,
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! The in-memory span table: a batch of spans whose strings are interned once per batch.
+//!
+//! Readers push [`Span`]s into a [`SpanBatch`]; the batch converts losslessly to and from the Arrow
+//! record batch of [`crate::schema`]. Strings (services, operation names, peers) repeat millions of
+//! times in real traces, so a span stores a [`Sym`] (an index into the batch's [`Interner`]) rather
+//! than a `String`: a span is a small fixed-size value and a batch's strings are stored once.
+
+use rustc_hash::FxHashMap;
+
+/// A 16-byte trace id.
+pub type TraceId = [u8; 16];
+/// An 8-byte span id.
+pub type SpanId = [u8; 8];
+
+/// An interned string: an index into a batch's [`Interner`].
+pub type Sym = u32;
+
+/// The span kind, as OpenTelemetry defines it (the numeric values are OTLP's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum SpanKind {
+    /// Not recorded (CSV span tables, Zipkin local spans).
+    #[default]
+    Unspecified = 0,
+    /// Work inside one service.
+    Internal = 1,
+    /// The server side of a synchronous call.
+    Server = 2,
+    /// The client side of a synchronous call.
+    Client = 3,
+    /// The sending side of an asynchronous message.
+    Producer = 4,
+    /// The receiving side of an asynchronous message.
+    Consumer = 5,
+}
+
+impl SpanKind {
+    /// The kind for an OTLP enum number; unknown numbers are `Unspecified`.
+    pub fn from_i32(v: i32) -> SpanKind {
+        match v {
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        }
+    }
+
+    /// The kind for a name: OTLP's `SPAN_KIND_SERVER`, Zipkin's `SERVER`, Jaeger's `server`.
+    pub fn from_name(name: &str) -> Option<SpanKind> {
+        let n = name.strip_prefix("SPAN_KIND_").unwrap_or(name);
+        Some(match n.to_ascii_lowercase().as_str() {
+            "unspecified" | "" => SpanKind::Unspecified,
+            "internal" => SpanKind::Internal,
+            "server" => SpanKind::Server,
+            "client" => SpanKind::Client,
+            "producer" => SpanKind::Producer,
+            "consumer" => SpanKind::Consumer,
+            _ => return None,
+        })
+    }
+
+    /// The lower-case name stored in the span table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Unspecified => "unspecified",
+            SpanKind::Internal => "internal",
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+            SpanKind::Producer => "producer",
+            SpanKind::Consumer => "consumer",
+        }
+    }
+
+    /// True for the outgoing side of a call (client or producer).
+    pub fn is_outgoing(self) -> bool {
+        matches!(self, SpanKind::Client | SpanKind::Producer)
+    }
+
+    /// True for the receiving side of a call (server or consumer).
+    pub fn is_incoming(self) -> bool {
+        matches!(self, SpanKind::Server | SpanKind::Consumer)
+    }
+}
+
+/// The span status, as OpenTelemetry defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum StatusCode {
+    /// No status was set (the default, and all that formats without status give).
+    #[default]
+    Unset = 0,
+    /// Explicitly successful.
+    Ok = 1,
+    /// The operation failed.
+    Error = 2,
+}
+
+impl StatusCode {
+    /// The status for an OTLP enum number; unknown numbers are `Unset`.
+    pub fn from_i32(v: i32) -> StatusCode {
+        match v {
+            1 => StatusCode::Ok,
+            2 => StatusCode::Error,
+            _ => StatusCode::Unset,
+        }
+    }
+
+    /// The status for a name (`STATUS_CODE_ERROR`, `ERROR`, `error`, ...).
+    pub fn from_name(name: &str) -> Option<StatusCode> {
+        let n = name.strip_prefix("STATUS_CODE_").unwrap_or(name);
+        Some(match n.to_ascii_lowercase().as_str() {
+            "unset" | "" => StatusCode::Unset,
+            "ok" => StatusCode::Ok,
+            "error" => StatusCode::Error,
+            _ => return None,
+        })
+    }
+
+    /// The lower-case name stored in the span table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusCode::Unset => "unset",
+            StatusCode::Ok => "ok",
+            StatusCode::Error => "error",
+        }
+    }
+}
+
+/// One span, with its strings interned in the owning [`SpanBatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The trace this span belongs to.
+    pub trace_id: TraceId,
+    /// This span's id, unique within its trace in well-formed data.
+    pub span_id: SpanId,
+    /// The parent's span id; `None` for a trace's root.
+    pub parent_span_id: Option<SpanId>,
+    /// The service that recorded the span (`service.name`).
+    pub service: Sym,
+    /// The span (operation) name.
+    pub name: Sym,
+    /// The span kind.
+    pub kind: SpanKind,
+    /// Start, in nanoseconds since the Unix epoch.
+    pub start_ns: i64,
+    /// End, in nanoseconds since the Unix epoch.
+    pub end_ns: i64,
+    /// The status.
+    pub status: StatusCode,
+    /// The remote side of a client or producer span (see [`crate::PEER_ATTRIBUTES`]).
+    pub peer: Option<Sym>,
+    /// `http.route`, when recorded.
+    pub http_route: Option<Sym>,
+    /// `rpc.method`, when recorded.
+    pub rpc_method: Option<Sym>,
+    /// `error.type`, when recorded.
+    pub error_type: Option<Sym>,
+    /// The fault that was active when the span was recorded (outcome traces), if any.
+    pub experiment: Option<Sym>,
+}
+
+impl Span {
+    /// The span's duration in nanoseconds (negative when the end is before the start).
+    pub fn duration_ns(&self) -> i64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+}
+
+/// Interns strings: each distinct string is stored once and named by a [`Sym`].
+#[derive(Debug, Default, Clone)]
+pub struct Interner {
+    map: FxHashMap<Box<str>, Sym>,
+    strings: Vec<Box<str>>,
+}
+
+impl Interner {
+    /// An empty interner.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The symbol for `s`, interning it on first sight.
+    pub fn intern(&mut self, s: &str) -> Sym {
+        if let Some(&sym) = self.map.get(s) {
+            return sym;
+        }
+        let sym = Sym::try_from(self.strings.len()).unwrap_or(Sym::MAX);
+        let boxed: Box<str> = s.into();
+        self.strings.push(boxed.clone());
+        self.map.insert(boxed, sym);
+        sym
+    }
+
+    /// The symbol of `s` if it was interned.
+    pub fn get(&self, s: &str) -> Option<Sym> {
+        self.map.get(s).copied()
+    }
+
+    /// The string of a symbol; the empty string for a symbol this interner never gave out.
+    pub fn resolve(&self, sym: Sym) -> &str {
+        self.strings.get(sym as usize).map(|s| &**s).unwrap_or("")
+    }
+
+    /// How many distinct strings are interned.
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    /// True when nothing is interned.
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+
+    /// Every interned string, in symbol order.
+    pub fn strings(&self) -> impl Iterator<Item = &str> {
+        self.strings.iter().map(|s| &**s)
+    }
+}
+
+/// A batch of spans and the strings they name.
+#[derive(Debug, Default, Clone)]
+pub struct SpanBatch {
+    /// The spans, in the order they were read.
+    pub spans: Vec<Span>,
+    /// The strings the spans' [`Sym`]s name.
+    pub strings: Interner,
+}
+
+impl SpanBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty batch with room for `n` spans.
+    pub fn with_capacity(n: usize) -> Self {
+        SpanBatch {
+            spans: Vec::with_capacity(n),
+            strings: Interner::new(),
+        }
+    }
+
+    /// Number of spans.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True when the batch holds no span.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The string of a symbol of this batch.
+    pub fn str(&self, sym: Sym) -> &str {
+        self.strings.resolve(sym)
+    }
+
+    /// Moves the spans out, leaving an empty batch that keeps its interned strings (so a reader can
+    /// go on reusing symbols it already holds).
+    pub fn take(&mut self) -> SpanBatch {
+        SpanBatch {
+            spans: std::mem::take(&mut self.spans),
+            strings: self.strings.clone(),
+        }
+    }
+}
+
+/// A span as plain owned values: the form tests and writers use, independent of any interner.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OwnedSpan {
+    /// See [`Span::trace_id`].
+    pub trace_id: TraceId,
+    /// See [`Span::span_id`].
+    pub span_id: SpanId,
+    /// See [`Span::parent_span_id`].
+    pub parent_span_id: Option<SpanId>,
+    /// See [`Span::service`].
+    pub service: String,
+    /// See [`Span::name`].
+    pub name: String,
+    /// See [`Span::kind`].
+    pub kind: SpanKindOrd,
+    /// See [`Span::start_ns`].
+    pub start_ns: i64,
+    /// See [`Span::end_ns`].
+    pub end_ns: i64,
+    /// See [`Span::status`].
+    pub status: StatusOrd,
+    /// See [`Span::peer`].
+    pub peer: Option<String>,
+    /// See [`Span::http_route`].
+    pub http_route: Option<String>,
+    /// See [`Span::rpc_method`].
+    pub rpc_method: Option<String>,
+    /// See [`Span::error_type`].
+    pub error_type: Option<String>,
+    /// See [`Span::experiment`].
+    pub experiment: Option<String>,
+}
+
+/// [`SpanKind`] as an orderable value (its OTLP number).
+pub type SpanKindOrd = u8;
+/// [`StatusCode`] as an orderable value (its OTLP number).
+pub type StatusOrd = u8;
+
+impl OwnedSpan {
+    /// The span kind.
+    pub fn span_kind(&self) -> SpanKind {
+        SpanKind::from_i32(i32::from(self.kind))
+    }
+
+    /// The status.
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_i32(i32::from(self.status))
+    }
+}
+
+impl SpanBatch {
+    /// Every span as an [`OwnedSpan`].
+    pub fn to_owned_spans(&self) -> Vec<OwnedSpan> {
+        let opt = |s: Option<Sym>| s.map(|s| self.str(s).to_string());
+        self.spans
+            .iter()
+            .map(|s| OwnedSpan {
+                trace_id: s.trace_id,
+                span_id: s.span_id,
+                parent_span_id: s.parent_span_id,
+                service: self.str(s.service).to_string(),
+                name: self.str(s.name).to_string(),
+                kind: s.kind as u8,
+                start_ns: s.start_ns,
+                end_ns: s.end_ns,
+                status: s.status as u8,
+                peer: opt(s.peer),
+                http_route: opt(s.http_route),
+                rpc_method: opt(s.rpc_method),
+                error_type: opt(s.error_type),
+                experiment: opt(s.experiment),
+            })
+            .collect()
+    }
+
+    /// Appends an owned span, interning its strings.
+    pub fn push_owned(&mut self, s: &OwnedSpan) {
+        let mut opt = |v: &Option<String>| v.as_deref().map(|v| self.strings.intern(v));
+        let peer = opt(&s.peer);
+        let http_route = opt(&s.http_route);
+        let rpc_method = opt(&s.rpc_method);
+        let error_type = opt(&s.error_type);
+        let experiment = opt(&s.experiment);
+        let service = self.strings.intern(&s.service);
+        let name = self.strings.intern(&s.name);
+        self.spans.push(Span {
+            trace_id: s.trace_id,
+            span_id: s.span_id,
+            parent_span_id: s.parent_span_id,
+            service,
+            name,
+            kind: s.span_kind(),
+            start_ns: s.start_ns,
+            end_ns: s.end_ns,
+            status: s.status_code(),
+            peer,
+            http_route,
+            rpc_method,
+            error_type,
+            experiment,
+        });
+    }
+}
+
+/// Lower-case hex of bytes.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes hex (either case) into `out`, right-aligned and zero-padded on the left when shorter
+/// (Zipkin's 64-bit trace ids become 128-bit ones with a zero high half). `None` when the text is
+/// not hex, has odd length, or is longer than `out`.
+pub fn decode_hex_into(text: &[u8], out: &mut [u8]) -> Option<()> {
+    if text.len() % 2 != 0 || text.len() > out.len() * 2 {
+        return None;
+    }
+    let pad = out.len() - text.len() / 2;
+    for b in out.iter_mut().take(pad) {
+        *b = 0;
+    }
+    for (i, pair) in text.chunks_exact(2).enumerate() {
+        out[pad + i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+    }
+    Some(())
+}
+
+/// Decodes an id that is hex of exactly `2 * N` digits, or up to `2 * N` digits when `allow_short`.
+pub fn parse_hex_id<const N: usize>(text: &str, allow_short: bool) -> Option<[u8; N]> {
+    let t = text.as_bytes();
+    if t.is_empty() || (!allow_short && t.len() != 2 * N) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    decode_hex_into(t, &mut out)?;
+    Some(out)
+}
+
+/// Decodes standard base64 (with or without padding) into exactly `N` bytes.
+pub fn parse_base64_id<const N: usize>(text: &str) -> Option<[u8; N]> {
+    fn val(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let t = text.trim_end_matches('=').as_bytes();
+    let mut out = [0u8; N];
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    let mut n = 0;
+    for &c in t {
+        acc = (acc << 6) | val(c)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            if n >= N {
+                return None;
+            }
+            out[n] = (acc >> bits) as u8;
+            n += 1;
+        }
+    }
+    (n == N).then_some(out)
+}
+
+/// A stable 64-bit hash (FNV-1a), used to derive ids from text that is not hex.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_padding() {
+        let id: [u8; 16] = parse_hex_id("5B8EFFF798038103D269B633813FC60C", false).unwrap_or_default();
+        assert_eq!(to_hex(&id), "5b8efff798038103d269b633813fc60c");
+        let short: [u8; 16] = parse_hex_id("978883983d506fa5", true).unwrap_or_default();
+        assert_eq!(to_hex(&short), "0000000000000000978883983d506fa5");
+        assert!(parse_hex_id::<8>("978883983d506fa", true).is_none());
+        assert!(parse_hex_id::<8>("zz8883983d506fa5", false).is_none());
+        assert!(parse_hex_id::<8>("978883983d506fa5aa", true).is_none());
+    }
+
+    #[test]
+    fn base64_ids() {
+        // 0x5b8efff798038103 as base64
+        let id: Option<[u8; 8]> = parse_base64_id("W47/95gDgQM=");
+        assert_eq!(id.map(|i| to_hex(&i)), Some("5b8efff798038103".to_string()));
+        assert!(parse_base64_id::<8>("W47/").is_none());
+    }
+
+    #[test]
+    fn kinds_and_status_by_name() {
+        assert_eq!(SpanKind::from_name("SPAN_KIND_SERVER"), Some(SpanKind::Server));
+        assert_eq!(SpanKind::from_name("client"), Some(SpanKind::Client));
+        assert_eq!(SpanKind::from_name("bogus"), None);
+        assert_eq!(StatusCode::from_name("STATUS_CODE_ERROR"), Some(StatusCode::Error));
+    }
+
+    #[test]
+    fn interner_reuses_symbols() {
+        let mut i = Interner::new();
+        let a = i.intern("a");
+        let b = i.intern("b");
+        assert_eq!(i.intern("a"), a);
+        assert_ne!(a, b);
+        assert_eq!(i.resolve(b), "b");
+        assert_eq!(i.resolve(99), "");
+    }
+}
