@@ -30,8 +30,14 @@ struct Columns {
 pub(crate) fn read(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), IngestError> {
     let mut line = String::new();
     let mut fields: Vec<String> = Vec::new();
-    reader.read_line(&mut line).map_err(|e| IngestError::io(ctx.path, e))?;
-    split_csv(line.trim_start_matches('\u{feff}').trim_end_matches(['\r', '\n']), &mut fields);
+    reader
+        .read_line(&mut line)
+        .map_err(|e| IngestError::io(ctx.path, e))?;
+    split_csv(
+        line.trim_start_matches('\u{feff}')
+            .trim_end_matches(['\r', '\n']),
+        &mut fields,
+    );
     let cols = columns(&fields).map_err(|m| ctx.unreadable(Format::Csv, m))?;
     let mut line_no = 1u64;
     loop {
@@ -76,7 +82,9 @@ fn columns(header: &[String]) -> Result<Columns, String> {
             .iter()
             .position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
     };
-    let need = |names: &[&str]| find(names).ok_or_else(|| format!("the header has no {} column", names[0]));
+    let need = |names: &[&str]| {
+        find(names).ok_or_else(|| format!("the header has no {} column", names[0]))
+    };
     let (service, pod) = match find(&["PodName", "pod"]) {
         Some(i) => (i, true),
         None => (need(&["ServiceName", "service", "service_name"])?, false),
@@ -102,7 +110,11 @@ fn columns(header: &[String]) -> Result<Columns, String> {
 }
 
 fn row(f: &[String], c: &Columns, ctx: &mut Ctx<'_>) -> Result<Span, String> {
-    let get = |i: usize, what: &str| f.get(i).map(|s| s.trim()).ok_or_else(|| format!("no {what} field"));
+    let get = |i: usize, what: &str| {
+        f.get(i)
+            .map(|s| s.trim())
+            .ok_or_else(|| format!("no {what} field"))
+    };
     let trace_text = get(c.trace, "TraceID")?;
     if trace_text.is_empty() {
         return Err("empty TraceID".into());
@@ -116,7 +128,9 @@ fn row(f: &[String], c: &Columns, ctx: &mut Ctx<'_>) -> Result<Span, String> {
         .parse()
         .map_err(|_| "StartTimeUnixNano is not an integer")?;
     let end_ns = match c.end.map(|i| get(i, "EndTimeUnixNano")).transpose()? {
-        Some(e) if !e.is_empty() => e.parse::<i64>().map_err(|_| "EndTimeUnixNano is not an integer")?,
+        Some(e) if !e.is_empty() => e
+            .parse::<i64>()
+            .map_err(|_| "EndTimeUnixNano is not an integer")?,
         _ => {
             let d: i64 = c
                 .duration
@@ -133,7 +147,11 @@ fn row(f: &[String], c: &Columns, ctx: &mut Ctx<'_>) -> Result<Span, String> {
         p => Some(span_id(p)),
     };
     let service = get(c.service, "service")?;
-    let service = if c.pod { service_of_pod(service) } else { service };
+    let service = if c.pod {
+        service_of_pod(service)
+    } else {
+        service
+    };
     let kind = match c.kind.and_then(|i| f.get(i)) {
         Some(k) => SpanKind::from_name(k.trim()).unwrap_or(SpanKind::Unspecified),
         None => SpanKind::Unspecified,
@@ -148,7 +166,11 @@ fn row(f: &[String], c: &Columns, ctx: &mut Ctx<'_>) -> Result<Span, String> {
         trace_id: trace_id(trace_text),
         span_id: span_id(span_text),
         parent_span_id,
-        service: strings.intern(if service.is_empty() { "unknown_service" } else { service }),
+        service: strings.intern(if service.is_empty() {
+            "unknown_service"
+        } else {
+            service
+        }),
         name: strings.intern(name),
         kind,
         start_ns: start,
@@ -183,7 +205,10 @@ pub fn service_of_pod(pod: &str) -> &str {
     let parts: Vec<&str> = pod.rsplitn(3, '-').collect();
     if parts.len() == 3 {
         let (suffix, hash) = (parts[0], parts[1]);
-        let alnum = |s: &str| s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let alnum = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        };
         if suffix.len() == 5 && alnum(suffix) && (6..=10).contains(&hash.len()) && alnum(hash) {
             return parts[2];
         }
@@ -217,8 +242,14 @@ mod tests {
 
     #[test]
     fn pod_names_lose_their_hashes() {
-        assert_eq!(service_of_pod("ts-basic-service-5dc8d4f9fd-llznp"), "ts-basic-service");
-        assert_eq!(service_of_pod("ts-gateway-service-6f6cfc45b-h5m2n"), "ts-gateway-service");
+        assert_eq!(
+            service_of_pod("ts-basic-service-5dc8d4f9fd-llznp"),
+            "ts-basic-service"
+        );
+        assert_eq!(
+            service_of_pod("ts-gateway-service-6f6cfc45b-h5m2n"),
+            "ts-gateway-service"
+        );
         assert_eq!(service_of_pod("frontend"), "frontend");
         assert_eq!(service_of_pod("redis-0"), "redis-0");
     }

@@ -77,7 +77,9 @@ pub(crate) fn read(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), In
     let doc: Doc = serde_json::from_reader(reader)
         .map_err(|e| ctx.unreadable(Format::JaegerJson, format!("not Jaeger JSON: {e}")))?;
     let traces: Vec<(String, serde_json::Value)> = match doc {
-        Doc { data: Some(data), .. } => data
+        Doc {
+            data: Some(data), ..
+        } => data
             .into_iter()
             .enumerate()
             .map(|(i, t)| (format!("data[{i}]"), t))
@@ -135,10 +137,15 @@ pub(crate) fn read(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), In
     Ok(())
 }
 
-fn convert(js: JSpan, processes: &HashMap<String, Process>, ctx: &mut Ctx<'_>) -> Result<Span, String> {
+fn convert(
+    js: JSpan,
+    processes: &HashMap<String, Process>,
+    ctx: &mut Ctx<'_>,
+) -> Result<Span, String> {
     let trace_id: [u8; 16] =
         parse_hex_id(&js.trace_id, true).ok_or_else(|| format!("bad traceID {:?}", js.trace_id))?;
-    let span_id: [u8; 8] = parse_hex_id(&js.span_id, true).ok_or_else(|| format!("bad spanID {:?}", js.span_id))?;
+    let span_id: [u8; 8] =
+        parse_hex_id(&js.span_id, true).ok_or_else(|| format!("bad spanID {:?}", js.span_id))?;
     let mut parent = None;
     let refs = js.references.unwrap_or_default();
     for wanted in ["CHILD_OF", "FOLLOWS_FROM"] {
@@ -157,7 +164,11 @@ fn convert(js: JSpan, processes: &HashMap<String, Process>, ctx: &mut Ctx<'_>) -
             if !same_trace {
                 continue;
             }
-            if let Some(p) = r.span_id.as_deref().and_then(|p| parse_hex_id::<8>(p, true)) {
+            if let Some(p) = r
+                .span_id
+                .as_deref()
+                .and_then(|p| parse_hex_id::<8>(p, true))
+            {
                 parent = Some(p);
                 break;
             }
@@ -165,12 +176,16 @@ fn convert(js: JSpan, processes: &HashMap<String, Process>, ctx: &mut Ctx<'_>) -
     }
     if parent.is_none() {
         if let Some(p) = js.parent_span_id.as_deref().filter(|p| !p.is_empty()) {
-            let p: [u8; 8] = parse_hex_id(p, true).ok_or_else(|| format!("bad parentSpanID {p:?}"))?;
+            let p: [u8; 8] =
+                parse_hex_id(p, true).ok_or_else(|| format!("bad parentSpanID {p:?}"))?;
             parent = (p != [0; 8]).then_some(p);
         }
     }
     let ts = js.start_time.ok_or("missing startTime")?;
-    let start_ns = i64::try_from(ts).ok().and_then(|t| t.checked_mul(1000)).ok_or("startTime out of range")?;
+    let start_ns = i64::try_from(ts)
+        .ok()
+        .and_then(|t| t.checked_mul(1000))
+        .ok_or("startTime out of range")?;
     let dur = i64::try_from(js.duration.unwrap_or(0))
         .ok()
         .and_then(|d| d.checked_mul(1000))
@@ -186,16 +201,24 @@ fn convert(js: JSpan, processes: &HashMap<String, Process>, ctx: &mut Ctx<'_>) -
             _ => None,
         };
         match (t.key.as_str(), sval) {
-            ("span.kind", Some(k)) => kind = SpanKind::from_name(&k).unwrap_or(SpanKind::Unspecified),
+            ("span.kind", Some(k)) => {
+                kind = SpanKind::from_name(&k).unwrap_or(SpanKind::Unspecified)
+            }
             ("error", Some(v)) => error |= v == "true",
             ("otel.status_code", Some(v)) => error |= v.eq_ignore_ascii_case("error"),
-            (key, Some(v)) if matches!(t.value, serde_json::Value::String(_)) => attrs.offer(key, v.into()),
+            (key, Some(v)) if matches!(t.value, serde_json::Value::String(_)) => {
+                attrs.offer(key, v.into())
+            }
             _ => {}
         }
     }
     let service = js
         .process
-        .or_else(|| js.process_id.as_ref().and_then(|p| processes.get(p).cloned()))
+        .or_else(|| {
+            js.process_id
+                .as_ref()
+                .and_then(|p| processes.get(p).cloned())
+        })
         .and_then(|p| p.service_name)
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown_service".to_string());
@@ -212,7 +235,11 @@ fn convert(js: JSpan, processes: &HashMap<String, Process>, ctx: &mut Ctx<'_>) -
         kind,
         start_ns,
         end_ns: start_ns.saturating_add(dur),
-        status: if error { StatusCode::Error } else { StatusCode::Unset },
+        status: if error {
+            StatusCode::Error
+        } else {
+            StatusCode::Unset
+        },
         peer: opt(attrs.peer.map(|(_, v)| v)),
         http_route: opt(attrs.http_route),
         rpc_method: opt(attrs.rpc_method),

@@ -129,7 +129,11 @@ impl LakeWriter {
         let name = tmp
             .file_name()
             .and_then(|n| n.to_str())
-            .map(|n| n.trim_start_matches('.').trim_end_matches(".tmp").to_string())
+            .map(|n| {
+                n.trim_start_matches('.')
+                    .trim_end_matches(".tmp")
+                    .to_string()
+            })
             .unwrap_or_else(unique_part_name);
         let fin = o.tmp.with_file_name(name);
         std::fs::rename(&tmp, &fin).map_err(|e| IngestError::io(&fin, e))?;

@@ -55,11 +55,14 @@ mod zipkin;
 
 pub use error::IngestError;
 pub use parquet_io::{write_parquet, ParquetSpanWriter};
-pub use read::{detect, expand_paths, read_file, read_paths, Compression, Format, ReadOptions, DEFAULT_BATCH_SIZE};
+pub use read::{
+    detect, expand_paths, read_file, read_paths, Compression, Format, ReadOptions,
+    DEFAULT_BATCH_SIZE,
+};
 pub use report::{IngestReport, Problem, MAX_KEPT_PROBLEMS};
 pub use span::{
-    decode_hex_into, fnv1a64, parse_base64_id, parse_hex_id, to_hex, Interner, OwnedSpan, Span, SpanBatch, SpanId,
-    SpanKind, StatusCode, Sym, TraceId,
+    decode_hex_into, fnv1a64, parse_base64_id, parse_hex_id, to_hex, Interner, OwnedSpan, Span,
+    SpanBatch, SpanId, SpanKind, StatusCode, Sym, TraceId,
 };
 
 /// The attributes that name the remote side of a client or producer span, most specific first:
@@ -78,5 +81,8 @@ pub const EXPERIMENT_ATTRIBUTE: &str = "augur.experiment";
 
 /// The rank of `key` in [`PEER_ATTRIBUTES`] (lower is preferred), if it is one of them.
 pub(crate) fn peer_rank(key: &str) -> Option<u8> {
-    PEER_ATTRIBUTES.iter().position(|k| *k == key).map(|i| i as u8)
+    PEER_ATTRIBUTES
+        .iter()
+        .position(|k| *k == key)
+        .map(|i| i as u8)
 }

@@ -65,7 +65,10 @@ pub(crate) fn read_lines(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<
         return Err(ctx.unreadable(
             Format::OtlpJsonLines,
             match ctx.report.problems.last() {
-                Some(p) => format!("no line is an OTLP trace request (first problem: {}: {})", p.location, p.reason),
+                Some(p) => format!(
+                    "no line is an OTLP trace request (first problem: {}: {})",
+                    p.location, p.reason
+                ),
                 None => "no line is an OTLP trace request".to_string(),
             },
         ));
@@ -74,7 +77,10 @@ pub(crate) fn read_lines(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<
 }
 
 /// Reads one request document (pretty-printed or not) without building a tree.
-pub(crate) fn read_document(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), IngestError> {
+pub(crate) fn read_document(
+    reader: &mut dyn BufRead,
+    ctx: &mut Ctx<'_>,
+) -> Result<(), IngestError> {
     let mut state = DocState::new(Loc::Path);
     let mut de = serde_json::Deserializer::from_reader(reader);
     let parsed = RequestSeed {
@@ -85,7 +91,10 @@ pub(crate) fn read_document(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Resu
     .and_then(|()| de.end());
     if let Err(e) = parsed {
         if e.is_io() {
-            return Err(IngestError::io(ctx.path, std::io::Error::other(e.to_string())));
+            return Err(IngestError::io(
+                ctx.path,
+                std::io::Error::other(e.to_string()),
+            ));
         }
         return Err(ctx.unreadable(Format::OtlpJson, format!("{e}")));
     }
@@ -265,7 +274,10 @@ impl<'de> Visitor<'de> for OneResourceSpans<'_, '_> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match &*key {
                 "resource" => resource = map.next_value_seed(ResourceSeed)?,
-                "scopeSpans" | "scope_spans" | "instrumentationLibrarySpans" | "instrumentation_library_spans" => {
+                "scopeSpans"
+                | "scope_spans"
+                | "instrumentationLibrarySpans"
+                | "instrumentation_library_spans" => {
                     map.next_value_seed(SeqOf(ScopeSpansSeed {
                         ctx: &mut *self.ctx,
                         state: &mut *self.state,
@@ -282,7 +294,10 @@ impl<'de> Visitor<'de> for OneResourceSpans<'_, '_> {
             .batch
             .strings
             .intern(resource.service.as_deref().unwrap_or("unknown_service"));
-        let experiment = resource.experiment.as_deref().map(|e| self.ctx.batch.strings.intern(e));
+        let experiment = resource
+            .experiment
+            .as_deref()
+            .map(|e| self.ctx.batch.strings.intern(e));
         for s in &mut self.ctx.batch.spans[first..] {
             s.service = service;
             if s.experiment.is_none() {
@@ -442,12 +457,14 @@ struct RawSpan<'de> {
 impl RawSpan<'_> {
     fn into_span(self, ctx: &mut Ctx<'_>) -> Result<Span, String> {
         let trace_id = self.trace_id.ok_or("missing traceId")?;
-        let trace_id: [u8; 16] = parse_id(&trace_id).ok_or_else(|| format!("bad traceId {trace_id:?}"))?;
+        let trace_id: [u8; 16] =
+            parse_id(&trace_id).ok_or_else(|| format!("bad traceId {trace_id:?}"))?;
         if trace_id == [0; 16] {
             return Err("traceId is all zeros (invalid)".into());
         }
         let span_id = self.span_id.ok_or("missing spanId")?;
-        let span_id: [u8; 8] = parse_id(&span_id).ok_or_else(|| format!("bad spanId {span_id:?}"))?;
+        let span_id: [u8; 8] =
+            parse_id(&span_id).ok_or_else(|| format!("bad spanId {span_id:?}"))?;
         if span_id == [0; 8] {
             return Err("spanId is all zeros (invalid)".into());
         }
@@ -461,12 +478,16 @@ impl RawSpan<'_> {
         let kind = match self.kind {
             None => SpanKind::Unspecified,
             Some(Enum::Int(i)) => SpanKind::from_i32(i32::try_from(i).unwrap_or(0)),
-            Some(Enum::Name(n)) => SpanKind::from_name(&n).ok_or_else(|| format!("unknown span kind {n:?}"))?,
+            Some(Enum::Name(n)) => {
+                SpanKind::from_name(&n).ok_or_else(|| format!("unknown span kind {n:?}"))?
+            }
         };
         let status = match self.status {
             None => StatusCode::Unset,
             Some(Enum::Int(i)) => StatusCode::from_i32(i32::try_from(i).unwrap_or(0)),
-            Some(Enum::Name(n)) => StatusCode::from_name(&n).ok_or_else(|| format!("unknown status code {n:?}"))?,
+            Some(Enum::Name(n)) => {
+                StatusCode::from_name(&n).ok_or_else(|| format!("unknown status code {n:?}"))?
+            }
         };
         let start = self.start.ok_or("missing startTimeUnixNano")?;
         let end = self.end.ok_or("missing endTimeUnixNano")?;
@@ -522,11 +543,17 @@ impl<'de> Visitor<'de> for RawSpanVisitor {
             match &*key {
                 "traceId" | "trace_id" => s.trace_id = Some(map.next_value::<Str<'de>>()?.0),
                 "spanId" | "span_id" => s.span_id = Some(map.next_value::<Str<'de>>()?.0),
-                "parentSpanId" | "parent_span_id" => s.parent_span_id = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0),
+                "parentSpanId" | "parent_span_id" => {
+                    s.parent_span_id = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0)
+                }
                 "name" => s.name = Some(map.next_value::<Str<'de>>()?.0),
                 "kind" => s.kind = map.next_value::<Option<Enum<'de>>>()?,
-                "startTimeUnixNano" | "start_time_unix_nano" => s.start = Some(map.next_value::<U64>()?.0),
-                "endTimeUnixNano" | "end_time_unix_nano" => s.end = Some(map.next_value::<U64>()?.0),
+                "startTimeUnixNano" | "start_time_unix_nano" => {
+                    s.start = Some(map.next_value::<U64>()?.0)
+                }
+                "endTimeUnixNano" | "end_time_unix_nano" => {
+                    s.end = Some(map.next_value::<U64>()?.0)
+                }
                 "status" => s.status = map.next_value::<Option<Status<'de>>>()?.and_then(|st| st.0),
                 "attributes" => s.attrs = map.next_value::<Attrs<'de>>()?,
                 _ => {
@@ -578,7 +605,9 @@ impl<'de> de::Deserialize<'de> for U64 {
                 Ok(U64(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<U64, E> {
-                u64::try_from(v).map(U64).map_err(|_| E::custom("negative time"))
+                u64::try_from(v)
+                    .map(U64)
+                    .map_err(|_| E::custom("negative time"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<U64, E> {
                 if v.is_finite() && v >= 0.0 && v < 1.8e19 {
@@ -588,7 +617,9 @@ impl<'de> de::Deserialize<'de> for U64 {
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<U64, E> {
-                v.parse().map(U64).map_err(|_| E::custom(format!("not an integer: {v:?}")))
+                v.parse()
+                    .map(U64)
+                    .map_err(|_| E::custom(format!("not an integer: {v:?}")))
             }
         }
         d.deserialize_any(V)
@@ -725,7 +756,10 @@ impl<'de> de::Deserialize<'de> for KeyValue<'de> {
                 f.write_str("a KeyValue object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyValue<'de>, A::Error> {
-                let mut kv = KeyValue { key: None, value: None };
+                let mut kv = KeyValue {
+                    key: None,
+                    value: None,
+                };
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     match &*key {
                         "key" => kv.key = Some(map.next_value::<Str<'de>>()?.0),
@@ -760,7 +794,9 @@ impl<'de> de::Deserialize<'de> for AnyValue<'de> {
                 let mut out = None;
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     match &*key {
-                        "stringValue" | "string_value" => out = Some(map.next_value::<Str<'de>>()?.0),
+                        "stringValue" | "string_value" => {
+                            out = Some(map.next_value::<Str<'de>>()?.0)
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -828,7 +864,13 @@ mod tests {
         assert!(res.is_ok());
         assert_eq!(out.iter().map(|b| b.len()).sum::<usize>(), 1);
         assert_eq!(report.rejected, 1);
-        assert!(report.problems[0].location.starts_with("line 2: resourceSpans[0]"), "{:?}", report.problems);
+        assert!(
+            report.problems[0]
+                .location
+                .starts_with("line 2: resourceSpans[0]"),
+            "{:?}",
+            report.problems
+        );
     }
 
     #[test]
@@ -848,10 +890,19 @@ mod tests {
     #[test]
     fn wrong_shape_is_an_error() {
         let (res, _, _) = read(r#"{"foo": 1}"#, false);
-        assert!(matches!(res, Err(IngestError::Unreadable { .. })), "{res:?}");
+        assert!(
+            matches!(res, Err(IngestError::Unreadable { .. })),
+            "{res:?}"
+        );
         let (res, _, _) = read("{\"resourceSpans\": [", false);
-        assert!(matches!(res, Err(IngestError::Unreadable { .. })), "{res:?}");
+        assert!(
+            matches!(res, Err(IngestError::Unreadable { .. })),
+            "{res:?}"
+        );
         let (res, _, _) = read("{\"foo\": 1}\n", true);
-        assert!(matches!(res, Err(IngestError::Unreadable { .. })), "{res:?}");
+        assert!(
+            matches!(res, Err(IngestError::Unreadable { .. })),
+            "{res:?}"
+        );
     }
 }

@@ -18,9 +18,15 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Reads a file holding one bare request.
 pub(crate) fn read_bare(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), IngestError> {
     let mut buf = Vec::new();
-    reader.read_to_end(&mut buf).map_err(|e| IngestError::io(ctx.path, e))?;
-    let req = ExportTraceServiceRequest::decode(buf.as_slice())
-        .map_err(|e| ctx.unreadable(Format::OtlpProto, format!("not a valid ExportTraceServiceRequest: {e}")))?;
+    reader
+        .read_to_end(&mut buf)
+        .map_err(|e| IngestError::io(ctx.path, e))?;
+    let req = ExportTraceServiceRequest::decode(buf.as_slice()).map_err(|e| {
+        ctx.unreadable(
+            Format::OtlpProto,
+            format!("not a valid ExportTraceServiceRequest: {e}"),
+        )
+    })?;
     if req.resource_spans.is_empty() {
         return Err(ctx.unreadable(Format::OtlpProto, "the request holds no resourceSpans"));
     }
@@ -38,7 +44,10 @@ pub(crate) fn read_stream(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result
             0 => break,
             4 => {}
             n => {
-                ctx.bad(format!("byte {offset}"), format!("truncated length prefix ({n} of 4 bytes)"))?;
+                ctx.bad(
+                    format!("byte {offset}"),
+                    format!("truncated length prefix ({n} of 4 bytes)"),
+                )?;
                 break;
             }
         }
@@ -52,7 +61,10 @@ pub(crate) fn read_stream(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result
         buf.resize(n, 0);
         let got = read_full(reader, &mut buf).map_err(|e| IngestError::io(ctx.path, e))?;
         if got < n {
-            ctx.bad(format!("byte {offset}"), format!("truncated message ({got} of {n} bytes)"))?;
+            ctx.bad(
+                format!("byte {offset}"),
+                format!("truncated message ({got} of {n} bytes)"),
+            )?;
             break;
         }
         match ExportTraceServiceRequest::decode(buf.as_slice()) {
@@ -60,7 +72,10 @@ pub(crate) fn read_stream(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result
                 messages += 1;
                 push_request(&req, ctx, &format!("byte {offset}: "))?;
             }
-            Err(e) => ctx.bad(format!("byte {offset}"), format!("not a valid ExportTraceServiceRequest: {e}"))?,
+            Err(e) => ctx.bad(
+                format!("byte {offset}"),
+                format!("not a valid ExportTraceServiceRequest: {e}"),
+            )?,
         }
         ctx.maybe_flush()?;
         offset += 4 + n as u64;
@@ -85,7 +100,11 @@ fn read_full(r: &mut dyn BufRead, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Pushes every span of a decoded request (also used by the live receiver).
-pub(crate) fn push_request(req: &ExportTraceServiceRequest, ctx: &mut Ctx<'_>, prefix: &str) -> Result<(), IngestError> {
+pub(crate) fn push_request(
+    req: &ExportTraceServiceRequest,
+    ctx: &mut Ctx<'_>,
+    prefix: &str,
+) -> Result<(), IngestError> {
     for (ri, rs) in req.resource_spans.iter().enumerate() {
         let mut service = "unknown_service";
         let mut experiment = None;
@@ -153,7 +172,8 @@ fn convert(
         }
         n => return Err(format!("parentSpanId has {n} bytes, not 8")),
     };
-    let start_ns = i64::try_from(s.start_time_unix_nano).map_err(|_| "startTimeUnixNano out of range")?;
+    let start_ns =
+        i64::try_from(s.start_time_unix_nano).map_err(|_| "startTimeUnixNano out of range")?;
     let end_ns = i64::try_from(s.end_time_unix_nano).map_err(|_| "endTimeUnixNano out of range")?;
     let mut attrs = crate::otlp_json::Attrs::default();
     for kv in &s.attributes {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use arrow_array::builder::FixedSizeBinaryBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int32Type;
-use arrow_array::{Array, ArrayRef, DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    Array, ArrayRef, DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -56,8 +58,12 @@ impl SpanBatch {
             dict_of(self.spans.iter().map(|s| sym(s.service)).collect())?,
             dict_of(self.spans.iter().map(|s| sym(s.name)).collect())?,
             arrow_cast_dict(&kinds)?,
-            Arc::new(Int64Array::from_iter_values(self.spans.iter().map(|s| s.start_ns))),
-            Arc::new(Int64Array::from_iter_values(self.spans.iter().map(|s| s.end_ns))),
+            Arc::new(Int64Array::from_iter_values(
+                self.spans.iter().map(|s| s.start_ns),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                self.spans.iter().map(|s| s.end_ns),
+            )),
             arrow_cast_dict(&statuses)?,
             dict_of(self.spans.iter().map(|s| opt(s.peer)).collect())?,
             dict_of(self.spans.iter().map(|s| opt(s.http_route)).collect())?,
@@ -119,13 +125,19 @@ impl<'a> StrCol<'a> {
     }
 }
 
-fn fixed<'a>(batch: &'a RecordBatch, name: &str, width: i32) -> Result<&'a arrow_array::FixedSizeBinaryArray, String> {
+fn fixed<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    width: i32,
+) -> Result<&'a arrow_array::FixedSizeBinaryArray, String> {
     let col = batch
         .column_by_name(name)
         .ok_or_else(|| format!("no column {name}: not an augur span table"))?;
     match col.data_type() {
         DataType::FixedSizeBinary(w) if *w == width => Ok(col.as_fixed_size_binary()),
-        other => Err(format!("column {name} has type {other}, expected fixed_size_binary({width})")),
+        other => Err(format!(
+            "column {name} has type {other}, expected fixed_size_binary({width})"
+        )),
     }
 }
 
@@ -160,7 +172,8 @@ pub(crate) fn push_record_batch(
     let experiment = StrCol::of(batch, "experiment")?;
     for i in 0..batch.num_rows() {
         if trace.is_null(i) || span.is_null(i) || start.is_null(i) || end.is_null(i) {
-            bad(i, "null trace_id, span_id, start_ns or end_ns".into()).map_err(|e| e.to_string())?;
+            bad(i, "null trace_id, span_id, start_ns or end_ns".into())
+                .map_err(|e| e.to_string())?;
             continue;
         }
         let mut trace_id = [0u8; 16];
@@ -180,17 +193,25 @@ pub(crate) fn push_record_batch(
             parent_span_id,
             service: 0,
             name: 0,
-            kind: kind.get(i).and_then(SpanKind::from_name).unwrap_or_default(),
+            kind: kind
+                .get(i)
+                .and_then(SpanKind::from_name)
+                .unwrap_or_default(),
             start_ns: start.value(i),
             end_ns: end.value(i),
-            status: status.get(i).and_then(StatusCode::from_name).unwrap_or_default(),
+            status: status
+                .get(i)
+                .and_then(StatusCode::from_name)
+                .unwrap_or_default(),
             peer: opt(&peer),
             http_route: opt(&http_route),
             rpc_method: opt(&rpc_method),
             error_type: opt(&error_type),
             experiment: opt(&experiment),
         };
-        let service = out.strings.intern(service.get(i).unwrap_or("unknown_service"));
+        let service = out
+            .strings
+            .intern(service.get(i).unwrap_or("unknown_service"));
         let name = out.strings.intern(name.get(i).unwrap_or(""));
         out.spans.push(Span { service, name, ..s });
     }
@@ -222,13 +243,15 @@ fn read_batches<T: parquet::file::reader::ChunkReader + 'static>(
         .map_err(|e| ctx.unreadable(Format::Parquet, e.to_string()))?;
     let mut row0 = 0usize;
     for batch in reader {
-        let batch = batch.map_err(|e| ctx.unreadable(Format::Parquet, format!("row {row0}: {e}")))?;
+        let batch =
+            batch.map_err(|e| ctx.unreadable(Format::Parquet, format!("row {row0}: {e}")))?;
         let mut problems: Vec<(usize, String)> = Vec::new();
         let mut bad = |i: usize, reason: String| {
             problems.push((i, reason));
             Ok(())
         };
-        push_record_batch(&batch, &mut ctx.batch, &mut bad).map_err(|m| ctx.unreadable(Format::Parquet, m))?;
+        push_record_batch(&batch, &mut ctx.batch, &mut bad)
+            .map_err(|m| ctx.unreadable(Format::Parquet, m))?;
         for (i, reason) in problems {
             ctx.bad(format!("row {}", row0 + i), reason)?;
         }
@@ -257,9 +280,11 @@ impl ParquetSpanWriter {
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
             .set_max_row_group_row_count(Some(256 * 1024))
             .build();
-        let writer = ArrowWriter::try_new(file, span_table_schema(), Some(props)).map_err(|e| IngestError::Write {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+        let writer = ArrowWriter::try_new(file, span_table_schema(), Some(props)).map_err(|e| {
+            IngestError::Write {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
         })?;
         Ok(ParquetSpanWriter {
             path: path.to_path_buf(),

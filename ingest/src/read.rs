@@ -116,7 +116,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// Records a bad record: an error in strict mode, else counted and skipped.
-    pub fn bad(&mut self, location: impl Into<String>, reason: impl Into<String>) -> Result<(), IngestError> {
+    pub fn bad(
+        &mut self,
+        location: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Result<(), IngestError> {
         let (location, reason) = (location.into(), reason.into());
         if self.opts.strict {
             return Err(IngestError::BadRecord {
@@ -290,7 +294,11 @@ fn decompress_error(path: &Path, compression: Compression, e: std::io::Error) ->
         Compression::None => IngestError::io(path, e),
         Compression::Gzip | Compression::Zstd => IngestError::Unreadable {
             path: path.to_path_buf(),
-            format: if compression == Compression::Gzip { "gzip" } else { "zstd" },
+            format: if compression == Compression::Gzip {
+                "gzip"
+            } else {
+                "zstd"
+            },
             reason: format!("cannot decompress (truncated or damaged?): {e}"),
         },
     }
@@ -327,7 +335,15 @@ pub fn detect(head: &[u8]) -> Result<Format, String> {
             let jaeger = |k: &str| {
                 matches!(
                     k,
-                    "data" | "traceID" | "spans" | "processes" | "total" | "limit" | "offset" | "errors" | "warnings"
+                    "data"
+                        | "traceID"
+                        | "spans"
+                        | "processes"
+                        | "total"
+                        | "limit"
+                        | "offset"
+                        | "errors"
+                        | "warnings"
                 )
             };
             let is_otlp = match key.as_deref() {
@@ -409,14 +425,20 @@ mod tests {
 
     #[test]
     fn detects_by_content() {
-        assert_eq!(detect(b"{\"resourceSpans\":[]}\n{\"resourceSpans\":[]}"), Ok(Format::OtlpJsonLines));
+        assert_eq!(
+            detect(b"{\"resourceSpans\":[]}\n{\"resourceSpans\":[]}"),
+            Ok(Format::OtlpJsonLines)
+        );
         assert_eq!(detect(b"{\n  \"resourceSpans\": [\n"), Ok(Format::OtlpJson));
         assert_eq!(detect(b"{\"data\": []}"), Ok(Format::JaegerJson));
         assert_eq!(detect(b"  {\n \"traceID\": \"1\""), Ok(Format::JaegerJson));
         assert_eq!(detect(b"[{\"traceId\":\"1\"}]"), Ok(Format::ZipkinJson));
         assert_eq!(detect(b"TraceID,SpanID,ParentID\n"), Ok(Format::Csv));
         assert_eq!(detect(b"\x0a\x05hello"), Ok(Format::OtlpProto));
-        assert_eq!(detect(b"\x00\x00\x00\x10\x0a\x0e"), Ok(Format::OtlpProtoStream));
+        assert_eq!(
+            detect(b"\x00\x00\x00\x10\x0a\x0e"),
+            Ok(Format::OtlpProtoStream)
+        );
         assert_eq!(detect(b"PAR1...."), Ok(Format::Parquet));
         assert!(detect(b"hello world").is_err());
         assert!(detect(b"   \n ").is_err());

@@ -19,7 +19,13 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.path.display(), self.location, self.reason)
+        write!(
+            f,
+            "{}: {}: {}",
+            self.path.display(),
+            self.location,
+            self.reason
+        )
     }
 }
 

@@ -45,8 +45,11 @@ pub fn span_table_schema() -> SchemaRef {
         Field::new("error_type", dict(), true),
         Field::new("experiment", dict(), true),
     ];
-    let metadata: std::collections::HashMap<String, String> = [("augur.span_table".to_string(), SPAN_TABLE_VERSION.to_string())]
-        .into_iter()
-        .collect();
+    let metadata: std::collections::HashMap<String, String> = [(
+        "augur.span_table".to_string(),
+        SPAN_TABLE_VERSION.to_string(),
+    )]
+    .into_iter()
+    .collect();
     Arc::new(Schema::new_with_metadata(fields, metadata))
 }

@@ -467,7 +467,8 @@ mod tests {
 
     #[test]
     fn hex_round_trip_and_padding() {
-        let id: [u8; 16] = parse_hex_id("5B8EFFF798038103D269B633813FC60C", false).unwrap_or_default();
+        let id: [u8; 16] =
+            parse_hex_id("5B8EFFF798038103D269B633813FC60C", false).unwrap_or_default();
         assert_eq!(to_hex(&id), "5b8efff798038103d269b633813fc60c");
         let short: [u8; 16] = parse_hex_id("978883983d506fa5", true).unwrap_or_default();
         assert_eq!(to_hex(&short), "0000000000000000978883983d506fa5");
@@ -486,10 +487,16 @@ mod tests {
 
     #[test]
     fn kinds_and_status_by_name() {
-        assert_eq!(SpanKind::from_name("SPAN_KIND_SERVER"), Some(SpanKind::Server));
+        assert_eq!(
+            SpanKind::from_name("SPAN_KIND_SERVER"),
+            Some(SpanKind::Server)
+        );
         assert_eq!(SpanKind::from_name("client"), Some(SpanKind::Client));
         assert_eq!(SpanKind::from_name("bogus"), None);
-        assert_eq!(StatusCode::from_name("STATUS_CODE_ERROR"), Some(StatusCode::Error));
+        assert_eq!(
+            StatusCode::from_name("STATUS_CODE_ERROR"),
+            Some(StatusCode::Error)
+        );
     }
 
     #[test]

@@ -46,8 +46,12 @@ struct Endpoint {
 }
 
 pub(crate) fn read(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), IngestError> {
-    let Doc::Spans(items) = serde_json::from_reader(reader)
-        .map_err(|e| ctx.unreadable(Format::ZipkinJson, format!("not a JSON array of spans: {e}")))?;
+    let Doc::Spans(items) = serde_json::from_reader(reader).map_err(|e| {
+        ctx.unreadable(
+            Format::ZipkinJson,
+            format!("not a JSON array of spans: {e}"),
+        )
+    })?;
     // Flatten an array of traces into one list of (location, span value).
     let mut values = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
@@ -90,15 +94,21 @@ pub(crate) fn read(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), In
 
 fn convert(z: ZSpan, ctx: &mut Ctx<'_>) -> Result<(Span, bool), String> {
     let tid = z.trace_id.ok_or("missing traceId")?;
-    let trace_id: [u8; 16] = parse_hex_id(&tid, true).ok_or_else(|| format!("bad traceId {tid:?}"))?;
+    let trace_id: [u8; 16] =
+        parse_hex_id(&tid, true).ok_or_else(|| format!("bad traceId {tid:?}"))?;
     let id = z.id.ok_or("missing id")?;
     let span_id: [u8; 8] = parse_hex_id(&id, true).ok_or_else(|| format!("bad id {id:?}"))?;
     let parent_span_id = match z.parent_id.as_deref() {
         None | Some("") => None,
         Some(p) => Some(parse_hex_id::<8>(p, true).ok_or_else(|| format!("bad parentId {p:?}"))?),
     };
-    let ts = z.timestamp.ok_or("no timestamp (an incomplete span fragment)")?;
-    let start_ns = i64::try_from(ts).ok().and_then(|t| t.checked_mul(1000)).ok_or("timestamp out of range")?;
+    let ts = z
+        .timestamp
+        .ok_or("no timestamp (an incomplete span fragment)")?;
+    let start_ns = i64::try_from(ts)
+        .ok()
+        .and_then(|t| t.checked_mul(1000))
+        .ok_or("timestamp out of range")?;
     let dur = i64::try_from(z.duration.unwrap_or(0))
         .ok()
         .and_then(|d| d.checked_mul(1000))
@@ -108,9 +118,15 @@ fn convert(z: ZSpan, ctx: &mut Ctx<'_>) -> Result<(Span, bool), String> {
         Some(k) => SpanKind::from_name(k).ok_or_else(|| format!("unknown kind {k:?}"))?,
     };
     let error = z.tags.contains_key("error")
-        || z.tags.get("otel.status_code").is_some_and(|c| c.eq_ignore_ascii_case("error"));
+        || z.tags
+            .get("otel.status_code")
+            .is_some_and(|c| c.eq_ignore_ascii_case("error"));
     let mut attrs = crate::otlp_json::Attrs::default();
-    if let Some(remote) = z.remote_endpoint.as_ref().and_then(|e| e.service_name.as_deref()) {
+    if let Some(remote) = z
+        .remote_endpoint
+        .as_ref()
+        .and_then(|e| e.service_name.as_deref())
+    {
         attrs.offer("peer.service", remote.into());
     }
     for (k, v) in &z.tags {
@@ -139,7 +155,11 @@ fn convert(z: ZSpan, ctx: &mut Ctx<'_>) -> Result<(Span, bool), String> {
         kind,
         start_ns,
         end_ns: start_ns.saturating_add(dur),
-        status: if error { StatusCode::Error } else { StatusCode::Unset },
+        status: if error {
+            StatusCode::Error
+        } else {
+            StatusCode::Unset
+        },
         peer,
         http_route: opt(attrs.http_route),
         rpc_method: opt(attrs.rpc_method),
@@ -178,7 +198,11 @@ fn split_shared(spans: &mut [(Span, bool)]) {
             (s.span_id, s.trace_id, s.service)
         };
         for (i, (s, _)) in spans.iter_mut().enumerate() {
-            if i != server && s.trace_id == trace_id && s.parent_span_id == Some(old_id) && s.service == service {
+            if i != server
+                && s.trace_id == trace_id
+                && s.parent_span_id == Some(old_id)
+                && s.service == service
+            {
                 s.parent_span_id = Some(new_id);
             }
         }
