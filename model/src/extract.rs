@@ -1,0 +1,838 @@
+//! Call-graph extraction: spans in, operations and call edges out.
+//!
+//! Spans arrive in batches in any order; [`ModelBuilder`] groups them by trace, keeps a trace open
+//! while its spans keep coming, and folds each finished trace into running statistics:
+//!
+//! ```text
+//! batches ──► re-intern strings ──► group by trace id ──► (trace idle for `trace_window` spans, or end)
+//!                                                              │
+//!                   per trace: link parents, cut cycles, find entries, attribute spans to operations
+//!                                                              │
+//!       node stats (invocations, errors, durations) · edge stats (calls, errors, durations) · leaf client calls
+//!                                                              │
+//!                         finish: leaf client calls resolved to services or virtual nodes ──► Model
+//! ```
+//!
+//! ## What counts as what
+//! - An **entry** span starts a service's handling of a request: a root, a SERVER or CONSUMER span,
+//!   or any span whose parent is in another service (data without span kinds, like CSV tables).
+//!   Its **operation** is `(service, entry span name)`; every other span belongs to the operation
+//!   of its nearest entry ancestor.
+//! - An entry span with a parent is the far end of a **call edge** from the parent's operation. The
+//!   call's duration and error are the CLIENT/PRODUCER parent's when there is one (the caller's
+//!   view), else the entry span's own.
+//! - A CLIENT/PRODUCER span with no call below it (no entry child, no nested client span) is a
+//!   call that reached nothing instrumented. Its `peer` decides where it went: a peer naming an
+//!   instrumented service is a call to that service that never arrived (a `down` service looks
+//!   like this); any other peer is an uninstrumented **virtual node**.
+//! - A root (no parent id) is a user-facing **endpoint**; a span whose parent id is missing from
+//!   its trace is counted as a broken trace, not promoted to an endpoint.
+
+use std::collections::VecDeque;
+
+use augur_ingest::{Interner, Span, SpanBatch, SpanId, SpanKind, StatusCode, Sym, TraceId};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::model::{Edge, Model, Node, TraceQuality, SCHEMA_VERSION};
+use crate::sketch::LogSketch;
+
+/// Default number of spans after which a trace that received none is considered complete.
+pub const DEFAULT_TRACE_WINDOW: usize = 1_000_000;
+
+/// Options of a model build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// A trace is finished once this many spans of other traces arrived after its last span.
+    /// Larger tolerates more interleaving between traces, at the cost of memory (about 100 bytes
+    /// per buffered span). A span that arrives after its trace was finished starts a new partial
+    /// trace and is counted in [`TraceQuality::late_spans`] only if it then finds no parent.
+    pub trace_window: usize,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            trace_window: DEFAULT_TRACE_WINDOW,
+        }
+    }
+}
+
+type NodeIdx = u32;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct NodeKey {
+    service: Sym,
+    operation: Sym,
+    is_virtual: bool,
+}
+
+#[derive(Default)]
+struct NodeAcc {
+    invocations: u64,
+    errors: u64,
+    roots: u64,
+    duration: LogSketch,
+}
+
+#[derive(Default)]
+struct CallAcc {
+    calls: u64,
+    errors: u64,
+    duration: LogSketch,
+}
+
+impl CallAcc {
+    fn add(&mut self, span: &Span) {
+        self.calls += 1;
+        self.errors += u64::from(span.status == StatusCode::Error);
+        self.duration.add(span.duration_ns().max(0) as f64);
+    }
+
+    fn merge(&mut self, o: &CallAcc) {
+        self.calls += o.calls;
+        self.errors += o.errors;
+        self.duration.merge(&o.duration);
+    }
+}
+
+/// A trace being assembled.
+struct OpenTrace {
+    spans: Vec<Span>,
+    last_seen: u64,
+}
+
+/// Per-trace working memory, reused across traces so finishing a trace allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    index: FxHashMap<SpanId, u32>,
+    keep: Vec<bool>,
+    parent: Vec<u32>,
+    orphan: Vec<bool>,
+    child_start: Vec<u32>,
+    children: Vec<u32>,
+    order: Vec<u32>,
+    visited: Vec<bool>,
+    op: Vec<NodeIdx>,
+    entry: Vec<bool>,
+    covered: Vec<bool>,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Folds spans into a [`Model`]: feed batches with [`ModelBuilder::add_batch`], then
+/// [`ModelBuilder::finish`].
+pub struct ModelBuilder {
+    opts: BuildOptions,
+    strings: Interner,
+    remap: Vec<Sym>,
+    open: FxHashMap<TraceId, OpenTrace>,
+    fifo: VecDeque<TraceId>,
+    buffered: usize,
+    seen: u64,
+    nodes: Vec<(NodeKey, NodeAcc)>,
+    node_index: FxHashMap<NodeKey, NodeIdx>,
+    edges: FxHashMap<(NodeIdx, NodeIdx), CallAcc>,
+    /// Which callee a (caller, client span name) reached when it did reach one: used to place
+    /// calls that never arrived.
+    reached: FxHashMap<(NodeIdx, Sym), FxHashMap<NodeIdx, u64>>,
+    /// Client calls that reached nothing instrumented: (caller, peer, client span name).
+    leaf_calls: FxHashMap<(NodeIdx, Sym, Sym), CallAcc>,
+    services: FxHashSet<Sym>,
+    quality: TraceQuality,
+    scratch: Scratch,
+}
+
+impl Default for ModelBuilder {
+    fn default() -> Self {
+        Self::new(BuildOptions::default())
+    }
+}
+
+impl ModelBuilder {
+    /// An empty builder.
+    pub fn new(opts: BuildOptions) -> Self {
+        ModelBuilder {
+            opts,
+            strings: Interner::new(),
+            remap: Vec::new(),
+            open: FxHashMap::default(),
+            fifo: VecDeque::new(),
+            buffered: 0,
+            seen: 0,
+            nodes: Vec::new(),
+            node_index: FxHashMap::default(),
+            edges: FxHashMap::default(),
+            reached: FxHashMap::default(),
+            leaf_calls: FxHashMap::default(),
+            services: FxHashSet::default(),
+            quality: TraceQuality::default(),
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Spans read so far.
+    pub fn spans(&self) -> u64 {
+        self.quality.spans
+    }
+
+    /// Adds a batch of spans (from any reader, in any order).
+    pub fn add_batch(&mut self, batch: &SpanBatch) {
+        self.remap.clear();
+        self.remap.resize(batch.strings.len(), NONE);
+        for span in &batch.spans {
+            let mut s = *span;
+            s.service = self.sym(batch, s.service);
+            s.name = self.sym(batch, s.name);
+            s.peer = s.peer.map(|p| self.sym(batch, p));
+            // Attributes the graph does not use are dropped here rather than re-interned.
+            s.http_route = None;
+            s.rpc_method = None;
+            s.error_type = None;
+            s.experiment = None;
+            self.quality.spans += 1;
+            self.seen += 1;
+            self.buffered += 1;
+            let seen = self.seen;
+            match self.open.get_mut(&s.trace_id) {
+                Some(t) => {
+                    t.spans.push(s);
+                    t.last_seen = seen;
+                }
+                None => {
+                    self.open.insert(
+                        s.trace_id,
+                        OpenTrace {
+                            spans: vec![s],
+                            last_seen: seen,
+                        },
+                    );
+                    self.fifo.push_back(s.trace_id);
+                }
+            }
+        }
+        self.evict();
+    }
+
+    fn sym(&mut self, batch: &SpanBatch, sym: Sym) -> Sym {
+        match self.remap.get(sym as usize) {
+            Some(&g) if g != NONE => g,
+            Some(_) => {
+                let g = self.strings.intern(batch.str(sym));
+                self.remap[sym as usize] = g;
+                g
+            }
+            None => self.strings.intern(""),
+        }
+    }
+
+    /// Finishes traces that have been idle for the window, and the oldest ones if more than twice
+    /// the window is buffered.
+    fn evict(&mut self) {
+        let window = self.opts.trace_window.max(1) as u64;
+        while let Some(&front) = self.fifo.front() {
+            let Some(t) = self.open.get(&front) else {
+                self.fifo.pop_front();
+                continue;
+            };
+            let idle = self.seen - t.last_seen >= window;
+            let over = self.buffered as u64 > 2 * window;
+            if !idle && !over {
+                break;
+            }
+            self.fifo.pop_front();
+            if !idle {
+                // Still receiving spans, but memory forces it out.
+                self.quality.traces_cut_by_window += 1;
+            }
+            if let Some(t) = self.open.remove(&front) {
+                self.buffered -= t.spans.len();
+                let mut spans = t.spans;
+                self.fold_trace(&mut spans);
+            }
+        }
+    }
+
+    /// Finishes every open trace, resolves leaf calls, and returns the model.
+    pub fn finish(mut self) -> Model {
+        let mut open: Vec<(TraceId, OpenTrace)> =
+            std::mem::take(&mut self.open).into_iter().collect();
+        open.sort_unstable_by_key(|(id, _)| *id);
+        for (_, mut t) in open {
+            self.fold_trace(&mut t.spans);
+        }
+        self.resolve_leaf_calls();
+        self.into_model()
+    }
+
+    fn node(&mut self, service: Sym, operation: Sym, is_virtual: bool) -> NodeIdx {
+        let key = NodeKey {
+            service,
+            operation,
+            is_virtual,
+        };
+        if let Some(&i) = self.node_index.get(&key) {
+            return i;
+        }
+        let i = self.nodes.len() as NodeIdx;
+        self.nodes.push((key, NodeAcc::default()));
+        self.node_index.insert(key, i);
+        i
+    }
+
+    /// Links one trace's spans and folds them into the statistics.
+    fn fold_trace(&mut self, spans: &mut Vec<Span>) {
+        self.quality.traces += 1;
+        let mut sc = std::mem::take(&mut self.scratch);
+        let n = spans.len();
+
+        // Span ids: identical re-reports are dropped, conflicting reuses counted (first wins).
+        sc.index.clear();
+        sc.keep.clear();
+        sc.keep.resize(n, true);
+        for i in 0..n {
+            let s = spans[i];
+            match sc.index.get(&s.span_id) {
+                Some(&j) => {
+                    let o = spans[j as usize];
+                    if o.name == s.name
+                        && o.service == s.service
+                        && o.start_ns == s.start_ns
+                        && o.end_ns == s.end_ns
+                    {
+                        self.quality.duplicate_spans += 1;
+                        sc.keep[i] = false;
+                    } else {
+                        self.quality.conflicting_span_ids += 1;
+                    }
+                }
+                None => {
+                    sc.index.insert(s.span_id, i as u32);
+                }
+            }
+        }
+        if sc.keep.iter().any(|k| !k) {
+            let mut k = 0;
+            spans.retain(|_| {
+                let keep = sc.keep[k];
+                k += 1;
+                keep
+            });
+            sc.index.clear();
+            for (i, s) in spans.iter().enumerate() {
+                sc.index.entry(s.span_id).or_insert(i as u32);
+            }
+        }
+        let n = spans.len();
+
+        // Parents.
+        sc.parent.clear();
+        sc.orphan.clear();
+        sc.orphan.resize(n, false);
+        for (i, s) in spans.iter().enumerate() {
+            if s.end_ns < s.start_ns {
+                self.quality.end_before_start += 1;
+            }
+            let p = match s.parent_span_id {
+                None => NONE,
+                Some(pid) if pid == s.span_id => {
+                    self.quality.cycles += 1;
+                    NONE
+                }
+                Some(pid) => match sc.index.get(&pid) {
+                    Some(&j) => j,
+                    None => {
+                        self.quality.missing_parents += 1;
+                        sc.orphan[i] = true;
+                        NONE
+                    }
+                },
+            };
+            sc.parent.push(p);
+        }
+
+        // Children (CSR) and a parents-first order; spans on a cycle are cut loose at the earliest.
+        sc.visited.clear();
+        sc.visited.resize(n, false);
+        sc.order.clear();
+        loop {
+            build_children(&sc.parent, &mut sc.child_start, &mut sc.children);
+            let start = sc.order.len();
+            for i in 0..n {
+                if sc.parent[i] == NONE && !sc.visited[i] {
+                    sc.visited[i] = true;
+                    sc.order.push(i as u32);
+                }
+            }
+            let mut k = start;
+            while k < sc.order.len() {
+                let i = sc.order[k] as usize;
+                let (a, b) = (sc.child_start[i] as usize, sc.child_start[i + 1] as usize);
+                for c in a..b {
+                    let c = sc.children[c] as usize;
+                    if !sc.visited[c] {
+                        sc.visited[c] = true;
+                        sc.order.push(c as u32);
+                    }
+                }
+                k += 1;
+            }
+            if sc.order.len() == n {
+                break;
+            }
+            // Some spans are only reachable through a cycle: cut the earliest one's parent link.
+            let cut = (0..n)
+                .filter(|&i| !sc.visited[i])
+                .min_by_key(|&i| (spans[i].start_ns, i));
+            match cut {
+                Some(i) => {
+                    self.quality.cycles += 1;
+                    sc.parent[i] = NONE;
+                }
+                None => break,
+            }
+        }
+
+        // Entries, operations, node and edge statistics, in parents-first order.
+        sc.op.clear();
+        sc.op.resize(n, 0);
+        sc.entry.clear();
+        sc.entry.resize(n, false);
+        for k in 0..sc.order.len() {
+            let i = sc.order[k] as usize;
+            let s = spans[i];
+            let p = sc.parent[i];
+            let entry = p == NONE
+                || matches!(s.kind, SpanKind::Server | SpanKind::Consumer)
+                || spans[p as usize].service != s.service;
+            sc.entry[i] = entry;
+            if !entry {
+                sc.op[i] = sc.op[p as usize];
+                continue;
+            }
+            let op = self.node(s.service, s.name, false);
+            self.services.insert(s.service);
+            sc.op[i] = op;
+            let acc = &mut self.nodes[op as usize].1;
+            acc.invocations += 1;
+            acc.errors += u64::from(s.status == StatusCode::Error);
+            acc.duration.add(s.duration_ns().max(0) as f64);
+            if p == NONE {
+                if !sc.orphan[i] {
+                    acc.roots += 1;
+                }
+                continue;
+            }
+            let ps = spans[p as usize];
+            let caller = sc.op[p as usize];
+            let via_client = matches!(ps.kind, SpanKind::Client | SpanKind::Producer);
+            let call = if via_client { ps } else { s };
+            self.edges.entry((caller, op)).or_default().add(&call);
+            if via_client {
+                *self
+                    .reached
+                    .entry((caller, ps.name))
+                    .or_default()
+                    .entry(op)
+                    .or_default() += 1;
+            }
+            if ps.service != s.service && s.start_ns < ps.start_ns {
+                self.quality.clock_skew += 1;
+            }
+        }
+
+        // Which spans have a call somewhere below them within their own operation.
+        sc.covered.clear();
+        sc.covered.resize(n, false);
+        for k in (0..sc.order.len()).rev() {
+            let i = sc.order[k] as usize;
+            let p = sc.parent[i];
+            if p == NONE {
+                continue;
+            }
+            let is_call = matches!(spans[i].kind, SpanKind::Client | SpanKind::Producer);
+            if sc.entry[i] || sc.covered[i] || is_call {
+                sc.covered[p as usize] = true;
+            }
+        }
+        for k in 0..sc.order.len() {
+            let i = sc.order[k] as usize;
+            let s = spans[i];
+            if !matches!(s.kind, SpanKind::Client | SpanKind::Producer) || sc.covered[i] {
+                continue;
+            }
+            match s.peer {
+                Some(peer) => self
+                    .leaf_calls
+                    .entry((sc.op[i], peer, s.name))
+                    .or_default()
+                    .add(&s),
+                None => self.quality.clients_without_peer += 1,
+            }
+        }
+        self.scratch = sc;
+    }
+
+    /// Places every client call that reached nothing instrumented: on the service its peer names
+    /// when that service is instrumented, else on a virtual node named after the peer.
+    fn resolve_leaf_calls(&mut self) {
+        // Instrumented services by normalised name.
+        let mut by_name: FxHashMap<String, Sym> = FxHashMap::default();
+        for &svc in &self.services {
+            by_name.insert(normalise(self.strings.resolve(svc)), svc);
+        }
+        // Operations of each service, busiest first.
+        let mut ops_of: FxHashMap<Sym, Vec<NodeIdx>> = FxHashMap::default();
+        for (i, (key, _)) in self.nodes.iter().enumerate() {
+            if !key.is_virtual {
+                ops_of.entry(key.service).or_default().push(i as NodeIdx);
+            }
+        }
+        for ops in ops_of.values_mut() {
+            ops.sort_by_key(|&i| (std::cmp::Reverse(self.nodes[i as usize].1.invocations), i));
+        }
+        let mut calls: Vec<((NodeIdx, Sym, Sym), CallAcc)> =
+            std::mem::take(&mut self.leaf_calls).into_iter().collect();
+        calls.sort_unstable_by_key(|(k, _)| *k);
+        for ((caller, peer, name), acc) in calls {
+            let peer_text = self.strings.resolve(peer).to_string();
+            let target = by_name
+                .get(&normalise(&peer_text))
+                .copied()
+                .and_then(|svc| self.callee_in_service(caller, name, svc, &ops_of));
+            let callee = match target {
+                Some(op) => {
+                    self.quality.calls_to_instrumented_without_server += acc.calls;
+                    op
+                }
+                None => self.node(peer, peer, true),
+            };
+            let (key, node) = &mut self.nodes[callee as usize];
+            if key.is_virtual {
+                node.invocations += acc.calls;
+                node.errors += acc.errors;
+                node.duration.merge(&acc.duration);
+            }
+            self.edges.entry((caller, callee)).or_default().merge(&acc);
+        }
+    }
+
+    /// The operation of `svc` a call named `name` from `caller` most likely meant.
+    fn callee_in_service(
+        &self,
+        caller: NodeIdx,
+        name: Sym,
+        svc: Sym,
+        ops_of: &FxHashMap<Sym, Vec<NodeIdx>>,
+    ) -> Option<NodeIdx> {
+        let in_svc = |op: &NodeIdx| self.nodes[*op as usize].0.service == svc;
+        // The same call, when it did arrive.
+        if let Some(seen) = self.reached.get(&(caller, name)) {
+            let best = seen
+                .iter()
+                .filter(|(op, _)| in_svc(op))
+                .max_by_key(|(op, n)| (**n, std::cmp::Reverse(**op)));
+            if let Some((&op, _)) = best {
+                return Some(op);
+            }
+        }
+        let ops = ops_of.get(&svc)?;
+        // An operation with the client span's name.
+        if let Some(&op) = ops
+            .iter()
+            .find(|&&op| self.nodes[op as usize].0.operation == name)
+        {
+            return Some(op);
+        }
+        // What this caller calls in that service most, else the service's busiest operation.
+        let from_caller = self
+            .edges
+            .iter()
+            .filter(|((from, to), _)| *from == caller && in_svc(to))
+            .max_by_key(|((_, to), acc)| (acc.calls, std::cmp::Reverse(*to)))
+            .map(|((_, to), _)| *to);
+        from_caller.or_else(|| ops.first().copied())
+    }
+
+    fn into_model(self) -> Model {
+        let name = |key: &NodeKey| -> (String, String, String) {
+            let service = self.strings.resolve(key.service).to_string();
+            let operation = self.strings.resolve(key.operation).to_string();
+            let id = if key.is_virtual {
+                service.clone()
+            } else {
+                format!("{service} {operation}")
+            };
+            (id, service, operation)
+        };
+        let ids: Vec<String> = self.nodes.iter().map(|(k, _)| name(k).0).collect();
+        let mut nodes: Vec<Node> = self
+            .nodes
+            .iter()
+            .map(|(key, acc)| {
+                let (id, service, operation) = name(key);
+                Node {
+                    id,
+                    service,
+                    operation,
+                    is_virtual: key.is_virtual,
+                    endpoint: acc.roots > 0,
+                    invocations: acc.invocations,
+                    errors: acc.errors,
+                    roots: acc.roots,
+                    duration_ns: acc.duration.clone(),
+                }
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut edges: Vec<Edge> = self
+            .edges
+            .iter()
+            .map(|(&(from, to), acc)| Edge {
+                from: ids[from as usize].clone(),
+                to: ids[to as usize].clone(),
+                calls: acc.calls,
+                errors: acc.errors,
+                duration_ns: acc.duration.clone(),
+            })
+            .collect();
+        edges.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+        Model {
+            schema_version: SCHEMA_VERSION,
+            quality: self.quality,
+            nodes,
+            edges,
+        }
+    }
+}
+
+/// Fills a compressed children table from a parent table (`NONE` = no parent).
+fn build_children(parent: &[u32], start: &mut Vec<u32>, children: &mut Vec<u32>) {
+    let n = parent.len();
+    start.clear();
+    start.resize(n + 1, 0);
+    for &p in parent {
+        if p != NONE {
+            start[p as usize + 1] += 1;
+        }
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    children.clear();
+    children.resize(start[n] as usize, 0);
+    let mut fill: Vec<u32> = start[..n].to_vec();
+    for (i, &p) in parent.iter().enumerate() {
+        if p != NONE {
+            children[fill[p as usize] as usize] = i as u32;
+            fill[p as usize] += 1;
+        }
+    }
+}
+
+/// A peer or service name reduced for matching: lower case, without a port, first DNS label
+/// (`Payment.prod.svc.cluster.local:8080` → `payment`).
+fn normalise(name: &str) -> String {
+    let host = name.rsplit_once(':').map_or(name, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            name
+        }
+    });
+    let first = host.split('.').next().unwrap_or(host);
+    first.to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use augur_ingest::OwnedSpan;
+
+    fn span(
+        trace: u8,
+        id: u8,
+        parent: Option<u8>,
+        service: &str,
+        name: &str,
+        kind: SpanKind,
+        start: i64,
+        end: i64,
+    ) -> OwnedSpan {
+        OwnedSpan {
+            trace_id: [trace; 16],
+            span_id: [id; 8],
+            parent_span_id: parent.map(|p| [p; 8]),
+            service: service.into(),
+            name: name.into(),
+            kind: kind as u8,
+            start_ns: start,
+            end_ns: end,
+            status: 0,
+            peer: None,
+            http_route: None,
+            rpc_method: None,
+            error_type: None,
+            experiment: None,
+        }
+    }
+
+    fn build(spans: &[OwnedSpan]) -> Model {
+        let mut batch = SpanBatch::new();
+        for s in spans {
+            batch.push_owned(s);
+        }
+        let mut b = ModelBuilder::default();
+        b.add_batch(&batch);
+        b.finish()
+    }
+
+    fn edge_list(m: &Model) -> Vec<(String, String, u64)> {
+        m.edges
+            .iter()
+            .map(|e| (e.from.clone(), e.to.clone(), e.calls))
+            .collect()
+    }
+
+    #[test]
+    fn client_server_pairs_make_edges_and_leaf_clients_virtual_nodes() {
+        use SpanKind::*;
+        let mut db = span(1, 4, Some(3), "cart", "SELECT", Client, 30, 40);
+        db.peer = Some("postgres".into());
+        let spans = vec![
+            span(1, 1, None, "frontend", "GET /", Server, 0, 100),
+            span(1, 2, Some(1), "frontend", "GET cart", Client, 10, 90),
+            span(1, 3, Some(2), "cart", "GetCart", Server, 20, 80),
+            db,
+        ];
+        let m = build(&spans);
+        assert_eq!(
+            edge_list(&m),
+            vec![
+                ("cart GetCart".into(), "postgres".into(), 1),
+                ("frontend GET /".into(), "cart GetCart".into(), 1),
+            ]
+        );
+        let endpoints: Vec<&str> = m
+            .nodes
+            .iter()
+            .filter(|n| n.endpoint)
+            .map(|n| n.id.as_str())
+            .collect();
+        assert_eq!(endpoints, vec!["frontend GET /"]);
+        assert!(m.nodes.iter().any(|n| n.id == "postgres" && n.is_virtual));
+        // The call's duration is the client's view (80 ns), not the server's (60 ns).
+        let e = &m.edges[1];
+        assert_eq!(e.duration_ns.max(), Some(80.0));
+    }
+
+    #[test]
+    fn a_client_to_a_known_service_without_server_is_a_failed_call_not_a_virtual_node() {
+        use SpanKind::*;
+        let mut ok = span(1, 2, Some(1), "checkout", "POST /pay", Client, 1, 9);
+        ok.peer = Some("payment".into());
+        let mut refused = span(2, 2, Some(1), "checkout", "POST /pay", Client, 1, 2);
+        refused.peer = Some("payment.prod.svc.cluster.local:8080".into());
+        refused.status = StatusCode::Error as u8;
+        let spans = vec![
+            span(1, 1, None, "checkout", "POST /checkout", Server, 0, 10),
+            ok,
+            span(1, 3, Some(2), "payment", "Charge", Server, 2, 8),
+            span(2, 1, None, "checkout", "POST /checkout", Server, 0, 10),
+            refused,
+        ];
+        let m = build(&spans);
+        assert_eq!(
+            edge_list(&m),
+            vec![("checkout POST /checkout".into(), "payment Charge".into(), 2)]
+        );
+        assert_eq!(m.edges[0].errors, 1);
+        assert!(!m.nodes.iter().any(|n| n.is_virtual));
+    }
+
+    #[test]
+    fn without_kinds_a_service_change_is_an_entry() {
+        use SpanKind::Unspecified as U;
+        let spans = vec![
+            span(1, 1, None, "a", "root", U, 0, 10),
+            span(1, 2, Some(1), "a", "inner", U, 1, 9),
+            span(1, 3, Some(2), "b", "handle", U, 2, 8),
+            span(1, 4, Some(3), "b", "helper", U, 3, 7),
+        ];
+        let m = build(&spans);
+        assert_eq!(edge_list(&m), vec![("a root".into(), "b handle".into(), 1)]);
+        assert_eq!(m.nodes.len(), 2);
+    }
+
+    #[test]
+    fn wrapper_clients_do_not_become_virtual_nodes() {
+        use SpanKind::*;
+        let mut outer = span(1, 2, Some(1), "a", "call b", Client, 1, 9);
+        outer.peer = Some("b".into());
+        let mut inner = span(1, 3, Some(2), "a", "HTTP POST", Client, 2, 8);
+        inner.peer = Some("b".into());
+        let spans = vec![
+            span(1, 1, None, "a", "root", Server, 0, 10),
+            outer,
+            inner,
+            span(1, 4, Some(3), "b", "handle", Server, 3, 7),
+        ];
+        let m = build(&spans);
+        assert_eq!(edge_list(&m), vec![("a root".into(), "b handle".into(), 1)]);
+    }
+
+    #[test]
+    fn broken_traces_are_counted_not_guessed() {
+        use SpanKind::*;
+        let spans = vec![
+            // Missing parent: counted, not an endpoint.
+            span(1, 1, Some(9), "a", "orphan", Server, 0, 10),
+            // Duplicate report of the same span: dropped.
+            span(2, 1, None, "a", "root", Server, 0, 10),
+            span(2, 1, None, "a", "root", Server, 0, 10),
+            // End before start.
+            span(3, 1, None, "a", "root", Server, 10, 0),
+            // A two-span cycle.
+            span(4, 1, Some(2), "a", "x", Server, 0, 10),
+            span(4, 2, Some(1), "b", "y", Server, 1, 9),
+            // Clock skew: the server starts before its client.
+            span(5, 1, None, "a", "root", Server, 100, 200),
+            span(5, 2, Some(1), "a", "call", Client, 110, 190),
+            span(5, 3, Some(2), "b", "y", Server, 50, 150),
+        ];
+        let m = build(&spans);
+        let q = &m.quality;
+        assert_eq!(q.traces, 5);
+        assert_eq!(q.missing_parents, 1);
+        assert_eq!(q.duplicate_spans, 1);
+        assert_eq!(q.end_before_start, 1);
+        assert_eq!(q.cycles, 1);
+        assert_eq!(q.clock_skew, 1);
+        let orphan = m.nodes.iter().find(|n| n.id == "a orphan").unwrap();
+        assert!(!orphan.endpoint);
+    }
+
+    #[test]
+    fn traces_split_across_batches_and_windows_are_joined() {
+        use SpanKind::*;
+        let a = span(1, 1, None, "a", "root", Server, 0, 10);
+        let b = span(1, 2, Some(1), "a", "call", Client, 1, 9);
+        let c = span(1, 3, Some(2), "b", "y", Server, 2, 8);
+        let other = span(2, 1, None, "z", "root", Server, 0, 1);
+        let mut builder = ModelBuilder::new(BuildOptions { trace_window: 3 });
+        for s in [&c, &other, &a, &b] {
+            let mut batch = SpanBatch::new();
+            batch.push_owned(s);
+            builder.add_batch(&batch);
+        }
+        let m = builder.finish();
+        assert_eq!(m.quality.missing_parents, 0);
+        assert_eq!(edge_list(&m), vec![("a root".into(), "b y".into(), 1)]);
+    }
+
+    #[test]
+    fn normalised_names() {
+        assert_eq!(normalise("Payment.prod.svc.cluster.local:8080"), "payment");
+        assert_eq!(normalise("redis"), "redis");
+        assert_eq!(normalise("[::1]:80"), "[::1]");
+    }
+}
