@@ -610,7 +610,7 @@ impl<'de> de::Deserialize<'de> for U64 {
                     .map_err(|_| E::custom("negative time"))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<U64, E> {
-                if v.is_finite() && v >= 0.0 && v < 1.8e19 {
+                if v.is_finite() && (0.0..1.8e19).contains(&v) {
                     Ok(U64(v as u64))
                 } else {
                     Err(E::custom("time out of range"))

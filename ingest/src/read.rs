@@ -420,6 +420,24 @@ fn first_key(body: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
+impl<'a> Ctx<'a> {
+    pub(crate) fn new_for_test(
+        path: &'a Path,
+        opts: &'a ReadOptions,
+        report: &'a mut IngestReport,
+        sink: &'a mut dyn FnMut(SpanBatch) -> Result<(), IngestError>,
+    ) -> Self {
+        Ctx {
+            path,
+            opts,
+            report,
+            batch: SpanBatch::new(),
+            sink,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -443,23 +461,5 @@ mod tests {
         assert!(detect(b"hello world").is_err());
         assert!(detect(b"   \n ").is_err());
         assert!(detect(b"{\"foo\": 1}").is_err());
-    }
-}
-
-#[cfg(test)]
-impl<'a> Ctx<'a> {
-    pub(crate) fn new_for_test(
-        path: &'a Path,
-        opts: &'a ReadOptions,
-        report: &'a mut IngestReport,
-        sink: &'a mut dyn FnMut(SpanBatch) -> Result<(), IngestError>,
-    ) -> Self {
-        Ctx {
-            path,
-            opts,
-            report,
-            batch: SpanBatch::new(),
-            sink,
-        }
     }
 }

@@ -395,7 +395,7 @@ fn hex_val(c: u8) -> Option<u8> {
 /// (Zipkin's 64-bit trace ids become 128-bit ones with a zero high half). `None` when the text is
 /// not hex, has odd length, or is longer than `out`.
 pub fn decode_hex_into(text: &[u8], out: &mut [u8]) -> Option<()> {
-    if text.len() % 2 != 0 || text.len() > out.len() * 2 {
+    if !text.len().is_multiple_of(2) || text.len() > out.len() * 2 {
         return None;
     }
     let pad = out.len() - text.len() / 2;

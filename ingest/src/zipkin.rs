@@ -1,28 +1,250 @@
 //! Zipkin v2 JSON: an array of spans (`/api/v2/trace/{id}`), or an array of traces, each an array of
 //! spans (`/api/v2/traces`).
 //!
-//! Zipkin lets a client and a server share one span id (`shared: true` on the server side). The
-//! span table needs one id per span, so the server half gets a derived id, its parent becomes the
-//! client half, and the server's own children (same service, parent = the shared id) follow it.
+//! The array is streamed: one element (a span, or a trace) is read at a time and each span becomes
+//! a small [`Span`] at once, so no JSON tree of the file is ever built. An element that is valid JSON
+//! but not a span (a field of the wrong type, a missing id, ...) is a bad record located as `[i]` or
+//! `[i][j]`; invalid or truncated JSON, or a top-level value that is not an array, makes the whole
+//! file unreadable.
+//!
+//! The converted spans of a file are kept until its end, because two fix-ups need all spans of a
+//! trace:
+//!
+//! - **Fragments.** A tracer may report one span in pieces: a late copy with the same trace id, id
+//!   and local service but no timestamp, carrying only tags or annotations. As Zipkin does, such a
+//!   fragment is merged into the timestamped span it belongs to. A timestamp-less span with no such
+//!   partner is a bad record.
+//! - **Shared ids.** Zipkin lets a client and the server it called share one span id (`shared: true`
+//!   on the server side). The span table needs one id per span, so each server half gets an id
+//!   derived from the shared one, its parent becomes the client half, and the server's own children
+//!   (its service, parent = the shared id) follow it. One client may face several server halves (a
+//!   call handled by several instances): each gets its own id, and a child follows the server of its
+//!   service on the same host, else the one whose interval holds the child's start, else the first.
+//!   A group without exactly one client half is left as it is.
 
-use std::collections::BTreeMap;
+use std::fmt;
 use std::io::BufRead;
+use std::marker::PhantomData;
 
 use rustc_hash::FxHashMap;
-use serde::Deserialize;
+use serde::de::{
+    self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::error::Category;
 
+use crate::otlp_json::Attrs;
 use crate::read::{Ctx, Format};
-use crate::span::{fnv1a64, parse_hex_id, Span, SpanKind, StatusCode};
+use crate::span::{fnv1a64, parse_hex_id, Span, SpanId, SpanKind, StatusCode, Sym, TraceId};
 use crate::IngestError;
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Doc {
-    Spans(Vec<serde_json::Value>),
+/// Reads one Zipkin v2 JSON file (see the module docs) and pushes its spans, in file order.
+pub(crate) fn read(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), IngestError> {
+    let mut st = State {
+        ctx,
+        recs: Vec::new(),
+        fragments: Vec::new(),
+        elements: 0,
+        fatal: None,
+    };
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let parsed = (&mut de)
+        .deserialize_seq(TopVisitor { st: &mut st })
+        .and_then(|()| de.end());
+    if let Some(e) = st.fatal.take() {
+        return Err(e); // a bad record in strict mode
+    }
+    let State {
+        ctx,
+        mut recs,
+        fragments,
+        elements,
+        ..
+    } = st;
+    if let Err(e) = parsed {
+        let what = match e.classify() {
+            // Kept as I/O: the caller tells a damaged compressed stream by it.
+            Category::Io => return Err(IngestError::io(ctx.path, std::io::Error::from(e))),
+            Category::Eof => "truncated JSON",
+            Category::Syntax => "invalid JSON",
+            Category::Data => "not a JSON array of Zipkin v2 spans",
+        };
+        return Err(ctx.unreadable(Format::ZipkinJson, format!("{what}: {e}")));
+    }
+    if elements == 0 {
+        return Err(ctx.unreadable(Format::ZipkinJson, "the array holds no span"));
+    }
+    merge_fragments(&mut recs, fragments, ctx)?;
+    if recs.is_empty() {
+        return Err(ctx.unreadable(Format::ZipkinJson, "no element is a valid Zipkin v2 span"));
+    }
+    split_shared(&mut recs);
+    for r in recs {
+        ctx.push(r.span);
+        ctx.maybe_flush()?;
+    }
+    Ok(())
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+/// A converted span, with what the fix-ups still need to know about it.
+struct Rec {
+    span: Span,
+    /// Zipkin's `shared` flag (set on the server half of a shared id).
+    shared: bool,
+    /// False for a fragment (no `timestamp`): its `start_ns` is then 0 and its `end_ns` its duration.
+    timestamped: bool,
+    /// A hash of the local endpoint's address and port (0 when it has none), to tell instances apart.
+    host: u64,
+}
+
+impl Rec {
+    fn is_client_half(&self) -> bool {
+        !self.shared
+            && matches!(
+                self.span.kind,
+                SpanKind::Client | SpanKind::Producer | SpanKind::Unspecified
+            )
+    }
+
+    fn is_server_half(&self) -> bool {
+        self.shared || self.span.kind.is_incoming()
+    }
+}
+
+/// Where an element is: `[i]` in the top-level array, or `[i][j]` inside the trace at `[i]`.
+#[derive(Clone, Copy)]
+struct Loc {
+    i: usize,
+    j: Option<usize>,
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.j {
+            None => write!(f, "[{}]", self.i),
+            Some(j) => write!(f, "[{}][{j}]", self.i),
+        }
+    }
+}
+
+/// What the streaming pass collects.
+struct State<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+    /// Timestamped spans, in file order.
+    recs: Vec<Rec>,
+    /// Spans without a timestamp, waiting for the span they belong to.
+    fragments: Vec<(Loc, Rec)>,
+    /// Elements that should have been spans, good or bad.
+    elements: usize,
+    /// A strict-mode bad record, carried out past serde (which only knows its own error type).
+    fatal: Option<IngestError>,
+}
+
+impl State<'_, '_> {
+    /// Counts a bad record; in strict mode, stops the parse.
+    fn bad<E: de::Error>(&mut self, loc: Loc, reason: String) -> Result<(), E> {
+        match self.ctx.bad(loc.to_string(), reason) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.fatal = Some(e);
+                Err(E::custom("stopped at a bad record (strict mode)"))
+            }
+        }
+    }
+
+    fn span<E: de::Error>(&mut self, loc: Loc, z: Checked<ZSpan>) -> Result<(), E> {
+        self.elements += 1;
+        let rec = z
+            .map_err(|p| format!("not a Zipkin v2 span: {p}"))
+            .and_then(|z| convert(z, self.ctx));
+        match rec {
+            Ok(rec) if rec.timestamped => self.recs.push(rec),
+            Ok(rec) => self.fragments.push((loc, rec)),
+            Err(reason) => self.bad(loc, reason)?,
+        }
+        Ok(())
+    }
+
+    fn not_a_span<E: de::Error>(&mut self, loc: Loc, found: &str) -> Result<(), E> {
+        self.elements += 1;
+        let expected = if loc.j.is_none() {
+            "a span object or an array of spans"
+        } else {
+            "a span object"
+        };
+        self.bad(
+            loc,
+            format!("not a Zipkin v2 span: found {found}, expected {expected}"),
+        )
+    }
+}
+
+// Streaming: the top-level array, its elements, and a lenient reading of a span object.
+
+struct TopVisitor<'s, 'a, 'c> {
+    st: &'s mut State<'a, 'c>,
+}
+
+impl<'de> Visitor<'de> for TopVisitor<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of Zipkin v2 spans, or of traces (arrays of spans)")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while seq
+            .next_element_seed(Any(Element {
+                st: &mut *self.st,
+                loc: Loc { i, j: None },
+            }))?
+            .is_some()
+        {
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+/// One element of the top-level array (`loc.j` is `None`: a span or a trace) or of a trace (a
+/// span).
+struct Element<'s, 'a, 'c> {
+    st: &'s mut State<'a, 'c>,
+    loc: Loc,
+}
+
+impl<'de> Shape<'de> for Element<'_, '_, '_> {
+    type Value = ();
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let z = ZSpan::read(map)?;
+        self.st.span(self.loc, z)
+    }
+    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Loc { i, j: None } = self.loc else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return self.st.not_a_span(self.loc, "an array");
+        };
+        let mut j = 0;
+        while seq
+            .next_element_seed(Any(Element {
+                st: &mut *self.st,
+                loc: Loc { i, j: Some(j) },
+            }))?
+            .is_some()
+        {
+            j += 1;
+        }
+        Ok(())
+    }
+    fn scalar<E: de::Error>(self, v: Scalar<'_>) -> Result<(), E> {
+        self.st.not_a_span(self.loc, v.what())
+    }
+}
+
+/// A value read from outside that may be unusable, with the reason.
+type Checked<T> = Result<T, String>;
+
+/// A span object as read. Every field is taken whatever its JSON type and the first unusable one is
+/// reported, so that a bad span is skipped without stopping the parse.
+#[derive(Default)]
 struct ZSpan {
     trace_id: Option<String>,
     id: Option<String>,
@@ -31,110 +253,408 @@ struct ZSpan {
     name: Option<String>,
     timestamp: Option<u64>,
     duration: Option<u64>,
-    local_endpoint: Option<Endpoint>,
-    remote_endpoint: Option<Endpoint>,
-    #[serde(default)]
-    tags: BTreeMap<String, String>,
-    #[serde(default)]
+    local: Option<Endpoint>,
+    remote: Option<Endpoint>,
+    tags: Tags,
     shared: bool,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+/// The fields of a span object that augur reads.
+enum SpanKey {
+    TraceId,
+    Id,
+    ParentId,
+    Kind,
+    Name,
+    Timestamp,
+    Duration,
+    LocalEndpoint,
+    RemoteEndpoint,
+    Tags,
+    Shared,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for SpanKey {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SpanKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SpanKey, E> {
+                Ok(match v {
+                    "traceId" => SpanKey::TraceId,
+                    "id" => SpanKey::Id,
+                    "parentId" => SpanKey::ParentId,
+                    "kind" => SpanKey::Kind,
+                    "name" => SpanKey::Name,
+                    "timestamp" => SpanKey::Timestamp,
+                    "duration" => SpanKey::Duration,
+                    "localEndpoint" => SpanKey::LocalEndpoint,
+                    "remoteEndpoint" => SpanKey::RemoteEndpoint,
+                    "tags" => SpanKey::Tags,
+                    "shared" => SpanKey::Shared,
+                    _ => SpanKey::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+impl MapBody for ZSpan {
+    fn read<'de, A: MapAccess<'de>>(mut map: A) -> Result<Checked<Self>, A::Error> {
+        let mut z = ZSpan::default();
+        let mut problem: Option<String> = None;
+        while let Some(key) = map.next_key::<SpanKey>()? {
+            let checked = match key {
+                SpanKey::TraceId => scalar(&mut map)?.string("traceId").map(|v| z.trace_id = v),
+                SpanKey::Id => scalar(&mut map)?.string("id").map(|v| z.id = v),
+                SpanKey::ParentId => scalar(&mut map)?
+                    .string("parentId")
+                    .map(|v| z.parent_id = v),
+                SpanKey::Kind => scalar(&mut map)?.string("kind").map(|v| z.kind = v),
+                SpanKey::Name => scalar(&mut map)?.string("name").map(|v| z.name = v),
+                SpanKey::Timestamp => scalar(&mut map)?
+                    .integer("timestamp")
+                    .map(|v| z.timestamp = v),
+                SpanKey::Duration => scalar(&mut map)?
+                    .integer("duration")
+                    .map(|v| z.duration = v),
+                SpanKey::LocalEndpoint => value::<Endpoint, _>(&mut map)?
+                    .object("localEndpoint")
+                    .map(|v| z.local = v),
+                SpanKey::RemoteEndpoint => value::<Endpoint, _>(&mut map)?
+                    .object("remoteEndpoint")
+                    .map(|v| z.remote = v),
+                SpanKey::Tags => value::<Tags, _>(&mut map)?
+                    .object("tags")
+                    .map(|v| z.tags = v.unwrap_or_default()),
+                SpanKey::Shared => scalar(&mut map)?.boolean("shared").map(|v| z.shared = v),
+                SpanKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    Ok(())
+                }
+            };
+            if let Err(p) = checked {
+                problem.get_or_insert(p);
+            }
+        }
+        Ok(match problem {
+            None => Ok(z),
+            Some(p) => Err(p),
+        })
+    }
+}
+
+/// A span's local or remote endpoint: the service, and (local only) which instance.
+#[derive(Default)]
 struct Endpoint {
     service_name: Option<String>,
+    /// A hash of `ipv4`, `ipv6` and `port`; 0 when none is given.
+    host: u64,
 }
 
-pub(crate) fn read(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), IngestError> {
-    let Doc::Spans(items) = serde_json::from_reader(reader).map_err(|e| {
-        ctx.unreadable(
-            Format::ZipkinJson,
-            format!("not a JSON array of spans: {e}"),
-        )
-    })?;
-    // Flatten an array of traces into one list of (location, span value).
-    let mut values = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        match item {
-            serde_json::Value::Array(trace) => {
-                for (j, v) in trace.into_iter().enumerate() {
-                    values.push((format!("[{i}][{j}]"), v));
+impl MapBody for Endpoint {
+    fn read<'de, A: MapAccess<'de>>(mut map: A) -> Result<Checked<Self>, A::Error> {
+        let mut e = Endpoint::default();
+        let mut problem = None;
+        let mut host: Vec<u8> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let v = scalar(&mut map)?;
+            match (key.as_str(), v) {
+                ("serviceName", v) => match v.string("serviceName") {
+                    Ok(s) => e.service_name = s,
+                    Err(p) => {
+                        problem.get_or_insert(p);
+                    }
+                },
+                // Address fields are only compared, never validated (as before).
+                (k @ ("ipv4" | "ipv6"), Value::Str(s)) => {
+                    host.extend_from_slice(k.as_bytes());
+                    host.extend_from_slice(s.as_bytes());
                 }
+                ("port", Value::U64(p)) => {
+                    host.extend_from_slice(b"port");
+                    host.extend_from_slice(&p.to_be_bytes());
+                }
+                _ => {}
             }
-            v => values.push((format!("[{i}]"), v)),
         }
-    }
-    if values.is_empty() {
-        return Err(ctx.unreadable(Format::ZipkinJson, "the array holds no span"));
-    }
-    let mut spans: Vec<(Span, bool)> = Vec::with_capacity(values.len());
-    for (loc, v) in values {
-        let z: ZSpan = match serde_json::from_value(v) {
-            Ok(z) => z,
-            Err(e) => {
-                ctx.bad(loc, format!("not a Zipkin v2 span: {e}"))?;
-                continue;
-            }
-        };
-        match convert(z, ctx) {
-            Ok(s) => spans.push(s),
-            Err(reason) => ctx.bad(loc, reason)?,
+        if !host.is_empty() {
+            e.host = fnv1a64(&host).max(1);
         }
+        Ok(match problem {
+            None => Ok(e),
+            Some(p) => Err(p),
+        })
     }
-    if spans.is_empty() {
-        return Err(ctx.unreadable(Format::ZipkinJson, "no element is a valid Zipkin v2 span"));
-    }
-    split_shared(&mut spans);
-    for (s, _) in spans {
-        ctx.push(s);
-        ctx.maybe_flush()?;
-    }
-    Ok(())
 }
 
-fn convert(z: ZSpan, ctx: &mut Ctx<'_>) -> Result<(Span, bool), String> {
+/// What augur keeps of a span's tags.
+#[derive(Default)]
+struct Tags {
+    attrs: Attrs<'static>,
+    /// An `error` tag, or `otel.status_code` = `ERROR`.
+    error: bool,
+}
+
+impl MapBody for Tags {
+    fn read<'de, A: MapAccess<'de>>(mut map: A) -> Result<Checked<Self>, A::Error> {
+        let mut t = Tags::default();
+        let mut problem = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let v = match scalar(&mut map)? {
+                Value::Str(v) => v,
+                other => {
+                    // Zipkin tag values are strings (as before, null is not one either).
+                    problem.get_or_insert_with(|| {
+                        format!("{key:?} is {}, not a string", other.what())
+                    });
+                    continue;
+                }
+            };
+            if key == "error" || (key == "otel.status_code" && v.eq_ignore_ascii_case("error")) {
+                t.error = true;
+            }
+            t.attrs.offer(&key, v.into());
+        }
+        Ok(match problem {
+            None => Ok(t),
+            Some(p) => Err(p),
+        })
+    }
+}
+
+// Lenient values: any JSON value is accepted, and what it was is kept for the error message.
+
+/// What to do with a JSON value of each shape; [`Any`] hands the value to the right method.
+trait Shape<'de>: Sized {
+    type Value;
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error>;
+    fn seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error>;
+    fn scalar<E: de::Error>(self, v: Scalar<'_>) -> Result<Self::Value, E>;
+}
+
+/// A JSON value that is neither an object nor an array.
+enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    /// A non-negative integer.
+    U64(u64),
+    /// Any other number (negative, fractional, or too large).
+    Number,
+    Str(&'a str),
+}
+
+impl Scalar<'_> {
+    fn what(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::U64(_) | Scalar::Number => "a number",
+            Scalar::Str(_) => "a string",
+        }
+    }
+}
+
+/// Reads a value of any shape with `S`.
+struct Any<S>(S);
+
+impl<'de, S: Shape<'de>> DeserializeSeed<'de> for Any<S> {
+    type Value = S::Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: Shape<'de>> Visitor<'de> for Any<S> {
+    type Value = S::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<S::Value, E> {
+        self.0.scalar(Scalar::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<S::Value, E> {
+        self.0.scalar(Scalar::Null)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<S::Value, E> {
+        self.0.scalar(Scalar::Bool(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<S::Value, E> {
+        self.0.scalar(Scalar::U64(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<S::Value, E> {
+        self.0
+            .scalar(u64::try_from(v).map_or(Scalar::Number, Scalar::U64))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<S::Value, E> {
+        self.0.scalar(Scalar::Number)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<S::Value, E> {
+        self.0.scalar(Scalar::Str(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<S::Value, A::Error> {
+        self.0.seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<S::Value, A::Error> {
+        self.0.map(map)
+    }
+}
+
+/// An object read into `Self`; the outer `Result` is the parse, the inner one the content.
+trait MapBody: Sized {
+    fn read<'de, A: MapAccess<'de>>(map: A) -> Result<Checked<Self>, A::Error>;
+}
+
+/// An object whose content is not wanted.
+struct Skipped;
+
+impl MapBody for Skipped {
+    fn read<'de, A: MapAccess<'de>>(mut map: A) -> Result<Checked<Self>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Ok(Skipped))
+    }
+}
+
+/// A field's value: a scalar, or an object read as `M`.
+enum Value<M> {
+    Null,
+    Bool(bool),
+    U64(u64),
+    /// A negative, fractional or too large number.
+    OtherNumber,
+    Str(String),
+    Object(Checked<M>),
+    /// Any other shape, named.
+    Other(&'static str),
+}
+
+impl<M> Value<M> {
+    fn what(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::U64(_) | Value::OtherNumber => "a number",
+            Value::Str(_) => "a string",
+            Value::Object(_) => "an object",
+            Value::Other(what) => what,
+        }
+    }
+
+    fn string(self, name: &str) -> Checked<Option<String>> {
+        match self {
+            Value::Null => Ok(None),
+            Value::Str(s) => Ok(Some(s)),
+            v => Err(format!("{name} is {}, not a string", v.what())),
+        }
+    }
+
+    fn integer(self, name: &str) -> Checked<Option<u64>> {
+        match self {
+            Value::Null => Ok(None),
+            Value::U64(n) => Ok(Some(n)),
+            Value::OtherNumber => Err(format!(
+                "{name} is negative, fractional or too large (expected whole microseconds)"
+            )),
+            v => Err(format!("{name} is {}, not an integer", v.what())),
+        }
+    }
+
+    fn boolean(self, name: &str) -> Checked<bool> {
+        match self {
+            Value::Null => Ok(false),
+            Value::Bool(b) => Ok(b),
+            v => Err(format!("{name} is {}, not a boolean", v.what())),
+        }
+    }
+
+    fn object(self, name: &str) -> Checked<Option<M>> {
+        match self {
+            Value::Null => Ok(None),
+            Value::Object(Ok(m)) => Ok(Some(m)),
+            Value::Object(Err(p)) => Err(format!("{name}: {p}")),
+            v => Err(format!("{name} is {}, not an object", v.what())),
+        }
+    }
+}
+
+struct ValueOf<M>(PhantomData<M>);
+
+impl<'de, M: MapBody> Shape<'de> for ValueOf<M> {
+    type Value = Value<M>;
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Value<M>, A::Error> {
+        M::read(map).map(Value::Object)
+    }
+    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<M>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Value::Other("an array"))
+    }
+    fn scalar<E: de::Error>(self, v: Scalar<'_>) -> Result<Value<M>, E> {
+        Ok(match v {
+            Scalar::Null => Value::Null,
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::U64(n) => Value::U64(n),
+            Scalar::Number => Value::OtherNumber,
+            Scalar::Str(s) => Value::Str(s.to_string()),
+        })
+    }
+}
+
+/// The next value of `map`, whatever its shape; objects are skipped.
+fn scalar<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Value<Skipped>, A::Error> {
+    value(map)
+}
+
+/// The next value of `map`, whatever its shape; objects are read as `M`.
+fn value<'de, M: MapBody, A: MapAccess<'de>>(map: &mut A) -> Result<Value<M>, A::Error> {
+    map.next_value_seed(Any(ValueOf(PhantomData)))
+}
+
+// Conversion and the fix-ups.
+
+fn convert(z: ZSpan, ctx: &mut Ctx<'_>) -> Result<Rec, String> {
     let tid = z.trace_id.ok_or("missing traceId")?;
-    let trace_id: [u8; 16] =
+    let trace_id: TraceId =
         parse_hex_id(&tid, true).ok_or_else(|| format!("bad traceId {tid:?}"))?;
     let id = z.id.ok_or("missing id")?;
-    let span_id: [u8; 8] = parse_hex_id(&id, true).ok_or_else(|| format!("bad id {id:?}"))?;
+    let span_id: SpanId = parse_hex_id(&id, true).ok_or_else(|| format!("bad id {id:?}"))?;
     let parent_span_id = match z.parent_id.as_deref() {
         None | Some("") => None,
         Some(p) => Some(parse_hex_id::<8>(p, true).ok_or_else(|| format!("bad parentId {p:?}"))?),
     };
-    let ts = z
-        .timestamp
-        .ok_or("no timestamp (an incomplete span fragment)")?;
-    let start_ns = i64::try_from(ts)
-        .ok()
-        .and_then(|t| t.checked_mul(1000))
-        .ok_or("timestamp out of range")?;
-    let dur = i64::try_from(z.duration.unwrap_or(0))
-        .ok()
-        .and_then(|d| d.checked_mul(1000))
-        .ok_or("duration out of range")?;
+    let micros_to_ns = |us: u64, what: &str| {
+        i64::try_from(us)
+            .ok()
+            .and_then(|t| t.checked_mul(1000))
+            .ok_or_else(|| format!("{what} out of range"))
+    };
+    // A span without a timestamp is a fragment, merged later into the span it belongs to.
+    let start_ns = match z.timestamp {
+        Some(ts) => Some(micros_to_ns(ts, "timestamp")?),
+        None => None,
+    };
+    let dur = micros_to_ns(z.duration.unwrap_or(0), "duration")?;
     let kind = match z.kind.as_deref() {
         None => SpanKind::Unspecified,
         Some(k) => SpanKind::from_name(k).ok_or_else(|| format!("unknown kind {k:?}"))?,
     };
-    let error = z.tags.contains_key("error")
-        || z.tags
-            .get("otel.status_code")
-            .is_some_and(|c| c.eq_ignore_ascii_case("error"));
-    let mut attrs = crate::otlp_json::Attrs::default();
+    let Tags { mut attrs, error } = z.tags;
+    // The remote endpoint's service is the peer before any tag (as `peer.service`, the most
+    // specific peer attribute, offered first).
     if let Some(remote) = z
-        .remote_endpoint
-        .as_ref()
-        .and_then(|e| e.service_name.as_deref())
+        .remote
+        .and_then(|e| e.service_name)
+        .filter(|s| !s.is_empty())
     {
-        attrs.offer("peer.service", remote.into());
-    }
-    for (k, v) in &z.tags {
-        attrs.offer(k, v.as_str().into());
+        attrs.peer = Some((crate::peer_rank("peer.service").unwrap_or(0), remote.into()));
     }
     let strings = &mut ctx.batch.strings;
     let service = strings.intern(
-        z.local_endpoint
+        z.local
             .as_ref()
             .and_then(|e| e.service_name.as_deref())
             .filter(|s| !s.is_empty())
@@ -153,8 +673,8 @@ fn convert(z: ZSpan, ctx: &mut Ctx<'_>) -> Result<(Span, bool), String> {
         service,
         name: 0,
         kind,
-        start_ns,
-        end_ns: start_ns.saturating_add(dur),
+        start_ns: start_ns.unwrap_or(0),
+        end_ns: start_ns.unwrap_or(0).saturating_add(dur),
         status: if error {
             StatusCode::Error
         } else {
@@ -167,60 +687,569 @@ fn convert(z: ZSpan, ctx: &mut Ctx<'_>) -> Result<(Span, bool), String> {
         experiment: opt(attrs.experiment),
     };
     let name = strings.intern(z.name.as_deref().unwrap_or(""));
-    Ok((Span { name, ..span }, z.shared))
+    Ok(Rec {
+        span: Span { name, ..span },
+        shared: z.shared,
+        timestamped: start_ns.is_some(),
+        host: z.local.map_or(0, |e| e.host),
+    })
 }
 
-/// Gives the server half of each shared client/server span pair an id of its own (see the module
-/// docs). A pair is a span marked `shared` (or a SERVER span) with the same id as a non-shared
-/// (or CLIENT) span of the same trace.
-fn split_shared(spans: &mut [(Span, bool)]) {
-    let mut by_id: FxHashMap<([u8; 16], [u8; 8]), Vec<usize>> = FxHashMap::default();
-    for (i, (s, _)) in spans.iter().enumerate() {
-        by_id.entry((s.trace_id, s.span_id)).or_default().push(i);
+/// Merges each timestamp-less fragment into the timestamped span with the same trace id, id and
+/// local service (see the module docs); a fragment with no such span is a bad record.
+fn merge_fragments(
+    recs: &mut [Rec],
+    fragments: Vec<(Loc, Rec)>,
+    ctx: &mut Ctx<'_>,
+) -> Result<(), IngestError> {
+    if fragments.is_empty() {
+        return Ok(());
     }
-    let mut renames: Vec<(usize, [u8; 8])> = Vec::new();
-    for ((_, id), idxs) in &by_id {
-        if idxs.len() != 2 {
+    type Key = (TraceId, SpanId, Sym);
+    let key = |s: &Span| -> Key { (s.trace_id, s.span_id, s.service) };
+    let mut partners: FxHashMap<Key, Vec<usize>> = fragments
+        .iter()
+        .map(|(_, f)| (key(&f.span), Vec::new()))
+        .collect();
+    for (i, r) in recs.iter().enumerate() {
+        if let Some(p) = partners.get_mut(&key(&r.span)) {
+            p.push(i);
+        }
+    }
+    for (loc, frag) in fragments {
+        let candidates = partners.get(&key(&frag.span)).map_or(&[][..], |p| &p[..]);
+        let fits = |&&i: &&usize| {
+            let r: &Rec = &recs[i];
+            let kinds = frag.span.kind == SpanKind::Unspecified
+                || r.span.kind == SpanKind::Unspecified
+                || r.span.kind == frag.span.kind;
+            kinds && (!frag.shared || r.is_server_half())
+        };
+        let target = candidates
+            .iter()
+            .filter(fits)
+            .find(|&&i| frag.host != 0 && recs[i].host == frag.host)
+            .or_else(|| candidates.iter().find(fits))
+            .copied();
+        match target {
+            Some(i) => absorb(&mut recs[i].span, &frag.span, ctx),
+            None => ctx.bad(
+                loc.to_string(),
+                "no timestamp, and no timestamped span with the same traceId, id and \
+                 localEndpoint service to merge it into (an incomplete span fragment)",
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// Completes `main` with what the fragment `frag` knows and `main` lacks.
+fn absorb(main: &mut Span, frag: &Span, ctx: &Ctx<'_>) {
+    if main.kind == SpanKind::Unspecified {
+        main.kind = frag.kind;
+    }
+    if frag.status == StatusCode::Error {
+        main.status = StatusCode::Error;
+    }
+    if main.peer.is_none() && (main.kind.is_outgoing() || main.kind == SpanKind::Unspecified) {
+        main.peer = frag.peer;
+    }
+    if ctx.batch.str(main.name).is_empty() {
+        main.name = frag.name;
+    }
+    if main.end_ns == main.start_ns {
+        // A fragment's end is its duration.
+        main.end_ns = main.start_ns.saturating_add(frag.end_ns);
+    }
+    main.parent_span_id = main.parent_span_id.or(frag.parent_span_id);
+    main.http_route = main.http_route.or(frag.http_route);
+    main.rpc_method = main.rpc_method.or(frag.rpc_method);
+    main.error_type = main.error_type.or(frag.error_type);
+    main.experiment = main.experiment.or(frag.experiment);
+}
+
+/// Gives each server half of a shared span id an id of its own (see the module docs). A group is
+/// the spans of one trace with one id; it is split when it holds exactly one client half (CLIENT,
+/// PRODUCER or no kind, not `shared`) and at least one server half (SERVER, CONSUMER or `shared`).
+fn split_shared(recs: &mut [Rec]) {
+    let id_of = |r: &Rec| (r.span.trace_id, r.span.span_id);
+    let mut order: Vec<usize> = (0..recs.len()).collect();
+    order.sort_by_key(|&i| id_of(&recs[i])); // stable: file order within a group
+                                             // The server halves of each group that is split, with their new ids.
+    let mut groups: FxHashMap<(TraceId, SpanId), Vec<(usize, SpanId)>> = FxHashMap::default();
+    for group in order.chunk_by(|&a, &b| id_of(&recs[a]) == id_of(&recs[b])) {
+        let [first, _, ..] = *group else {
+            continue; // an id of its own
+        };
+        let clients = group.iter().filter(|&&i| recs[i].is_client_half()).count();
+        let servers = group.iter().filter(|&&i| recs[i].is_server_half());
+        if clients != 1 || servers.clone().next().is_none() {
             continue;
         }
-        let (a, b) = (idxs[0], idxs[1]);
-        let is_server = |i: usize| spans[i].1 || spans[i].0.kind == SpanKind::Server;
-        let server = match (is_server(a), is_server(b)) {
-            (true, false) => a,
-            (false, true) => b,
-            _ => continue,
-        };
-        renames.push((server, derived_id(id)));
+        let shared = recs[first].span.span_id;
+        let mut taken = vec![shared];
+        let halves = servers
+            .map(|&i| {
+                let id = derived_id(&shared, &taken);
+                taken.push(id);
+                (i, id)
+            })
+            .collect();
+        groups.insert(id_of(&recs[first]), halves);
     }
-    for (server, new_id) in renames {
-        let (old_id, trace_id, service) = {
-            let s = &spans[server].0;
-            (s.span_id, s.trace_id, s.service)
+    if groups.is_empty() {
+        return;
+    }
+    // Children of a shared id that belong to a server's service follow that server.
+    for i in 0..recs.len() {
+        let r = &recs[i];
+        let Some(parent) = r.span.parent_span_id else {
+            continue;
         };
-        for (i, (s, _)) in spans.iter_mut().enumerate() {
-            if i != server
-                && s.trace_id == trace_id
-                && s.parent_span_id == Some(old_id)
-                && s.service == service
-            {
-                s.parent_span_id = Some(new_id);
-            }
+        let Some(halves) = groups.get(&(r.span.trace_id, parent)) else {
+            continue;
+        };
+        if let Some(new_parent) = server_for(recs, halves, r) {
+            recs[i].span.parent_span_id = Some(new_parent);
         }
-        let s = &mut spans[server].0;
-        s.span_id = new_id;
-        s.parent_span_id = Some(old_id);
+    }
+    // Then the servers themselves (a server half is never re-parented as a child above: its
+    // parent is set here, last).
+    for ((_, shared), halves) in &groups {
+        for &(i, id) in halves {
+            recs[i].span.span_id = id;
+            recs[i].span.parent_span_id = Some(*shared);
+        }
     }
 }
 
-/// A stable id for the server half of a shared span, derived from the shared id.
-fn derived_id(id: &[u8; 8]) -> [u8; 8] {
-    let mut text = Vec::with_capacity(16);
-    text.extend_from_slice(id);
-    text.extend_from_slice(b"zipkin-shared");
-    let h = fnv1a64(&text).to_be_bytes();
-    if h == [0; 8] {
-        [1; 8]
-    } else {
-        h
+/// The new id of the server half that `child` (whose parent is the group's shared id) belongs to:
+/// one of its service on the same host, else one of its service whose interval holds the child's
+/// start, else the first of its service; `None` when no server half is of its service.
+fn server_for(recs: &[Rec], halves: &[(usize, SpanId)], child: &Rec) -> Option<SpanId> {
+    let c = &child.span;
+    let of_service = |h: &&(usize, SpanId)| recs[h.0].span.service == c.service;
+    let same_host = |h: &&(usize, SpanId)| child.host != 0 && recs[h.0].host == child.host;
+    let holds_start = |h: &&(usize, SpanId)| {
+        let s = &recs[h.0].span;
+        s.start_ns <= c.start_ns && c.start_ns <= s.end_ns
+    };
+    let pick = |host_only: bool| {
+        let pool = || {
+            halves
+                .iter()
+                .filter(of_service)
+                .filter(move |h| !host_only || same_host(h))
+        };
+        pool()
+            .find(holds_start)
+            .or_else(|| pool().next())
+            .map(|h| h.1)
+    };
+    pick(true).or_else(|| pick(false))
+}
+
+/// A stable id for a server half of a shared span, derived from the shared id: the first one
+/// (`k = 0`) is the id earlier versions gave the single server half; the next ones add `k`. Never
+/// zero nor one of `taken`.
+fn derived_id(shared: &SpanId, taken: &[SpanId]) -> SpanId {
+    let mut k: u32 = 0;
+    loop {
+        let mut text = Vec::with_capacity(8 + 13 + 4);
+        text.extend_from_slice(shared);
+        text.extend_from_slice(b"zipkin-shared");
+        if k > 0 {
+            text.extend_from_slice(&k.to_be_bytes());
+        }
+        let id = fnv1a64(&text).to_be_bytes();
+        if id != [0; 8] && !taken.contains(&id) {
+            return id;
+        }
+        k = k.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::ReadOptions;
+    use crate::report::IngestReport;
+    use crate::span::{to_hex, OwnedSpan, SpanBatch};
+    use std::collections::{HashMap, HashSet};
+    use std::path::Path;
+
+    fn read_with(
+        input: &mut dyn BufRead,
+        strict: bool,
+    ) -> (Result<(), IngestError>, Vec<OwnedSpan>, IngestReport) {
+        let opts = ReadOptions {
+            strict,
+            ..ReadOptions::default()
+        };
+        let mut report = IngestReport::default();
+        let mut out: Vec<SpanBatch> = Vec::new();
+        let mut sink = |b: SpanBatch| {
+            out.push(b);
+            Ok(())
+        };
+        let mut ctx = Ctx::new_for_test(Path::new("z.json"), &opts, &mut report, &mut sink);
+        let res = read(input, &mut ctx).and_then(|()| ctx.flush());
+        let spans = out.iter().flat_map(|b| b.to_owned_spans()).collect();
+        (res, spans, report)
+    }
+
+    fn read_text(
+        text: &str,
+        strict: bool,
+    ) -> (Result<(), IngestError>, Vec<OwnedSpan>, IngestReport) {
+        read_with(&mut std::io::Cursor::new(text.as_bytes().to_vec()), strict)
+    }
+
+    fn hex(id: &[u8]) -> String {
+        to_hex(id)
+    }
+
+    /// A span object; `extra` is spliced in (starting with a comma) when not empty.
+    fn span(id: &str, parent: Option<&str>, service: &str, extra: &str) -> String {
+        let parent = parent.map_or(String::new(), |p| format!(r#""parentId":"{p}","#));
+        format!(
+            r#"{{"traceId":"00000000000000aa",{parent}"id":"{id}","name":"op","localEndpoint":{{"serviceName":"{service}"}}{extra}}}"#
+        )
+    }
+
+    const TS: &str = r#","timestamp":1000,"duration":10"#;
+
+    #[test]
+    fn reads_spans_and_traces() {
+        let a = span("0000000000000001", None, "front", TS);
+        let b = span("0000000000000002", Some("0000000000000001"), "back", TS);
+        let (res, spans, report) = read_text(&format!("[{a}, [{b}], []]"), false);
+        assert!(res.is_ok(), "{res:?}");
+        assert_eq!(report.rejected, 0);
+        assert_eq!(spans.len(), 2);
+        assert_eq!(spans[0].service, "front");
+        assert_eq!((spans[0].start_ns, spans[0].end_ns), (1_000_000, 1_010_000));
+        assert_eq!(hex(&spans[0].trace_id), "000000000000000000000000000000aa");
+        assert_eq!(spans[1].parent_span_id, Some(spans[0].span_id));
+    }
+
+    #[test]
+    fn bad_elements_are_skipped_and_located() {
+        let good = span("0000000000000001", None, "front", TS);
+        let wrong_type = r#"{"traceId":5,"id":"0000000000000002","timestamp":1}"#;
+        let no_id = r#"{"traceId":"00000000000000aa","timestamp":1}"#;
+        let bad_tag = span(
+            "0000000000000004",
+            None,
+            "x",
+            r#","timestamp":1,"tags":{"n":3}"#,
+        );
+        let text = format!(r#"[{good}, {wrong_type}, [{no_id}, "text", {bad_tag}], 7]"#);
+        let (res, spans, report) = read_text(&text, false);
+        assert!(res.is_ok(), "{res:?}");
+        assert_eq!(spans.len(), 1);
+        assert_eq!(report.rejected, 5);
+        let problems: Vec<(&str, &str)> = report
+            .problems
+            .iter()
+            .map(|p| (p.location.as_str(), p.reason.as_str()))
+            .collect();
+        assert_eq!(problems[0].0, "[1]");
+        assert!(
+            problems[0].1.contains("traceId is a number"),
+            "{problems:?}"
+        );
+        assert_eq!(problems[1], ("[2][0]", "missing id"));
+        assert_eq!(problems[2].0, "[2][1]");
+        assert!(problems[2].1.contains("found a string"), "{problems:?}");
+        assert_eq!(problems[3].0, "[2][2]");
+        assert!(
+            problems[3].1.contains(r#"tags: "n" is a number"#),
+            "{problems:?}"
+        );
+        assert_eq!(problems[4].0, "[3]");
+        assert!(problems[4].1.contains("found a number"), "{problems:?}");
+
+        // Strict mode: the first bad element is the error, with its location.
+        let (res, _, _) = read_text(&text, true);
+        match res {
+            Err(IngestError::BadRecord { location, .. }) => assert_eq!(location, "[1]"),
+            other => panic!("expected a bad record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn whole_file_errors() {
+        let good = span("0000000000000001", None, "front", TS);
+        let truncated = format!("[{good}, {{\"traceId\": \"00");
+        for (text, says) in [
+            (truncated.as_str(), "truncated JSON"),
+            ("[{\"id\": }]", "invalid JSON"),
+            ("{\"traceId\": \"1\"}", "not a JSON array"),
+            ("[]", "holds no span"),
+            ("[[], []]", "holds no span"),
+            (r#"[{"id": "zz"}]"#, "no element is a valid"),
+        ] {
+            let (res, _, _) = read_text(text, false);
+            match res {
+                Err(IngestError::Unreadable { reason, .. }) => {
+                    assert!(reason.contains(says), "{text}: {reason}");
+                }
+                other => panic!("{text}: expected unreadable, got {other:?}"),
+            }
+        }
+        let (res, _, _) = read_text(&truncated, false);
+        let Err(IngestError::Unreadable { reason, .. }) = res else {
+            panic!("truncated JSON must be unreadable");
+        };
+        assert!(reason.contains("line 1 column"), "{reason}");
+    }
+
+    #[test]
+    fn fragments_merge_into_their_span() {
+        // The fragment comes first, has no timestamp nor kind, and carries an error and a peer.
+        let frag = span(
+            "0000000000000002",
+            Some("0000000000000001"),
+            "back",
+            r#","tags":{"error":"boom","peer.service":"db","http.route":"/r"}"#,
+        );
+        let main = span(
+            "0000000000000002",
+            Some("0000000000000001"),
+            "back",
+            r#","kind":"CLIENT","timestamp":2000,"duration":5"#,
+        )
+        .replace(r#""name":"op""#, r#""name":"""#);
+        let other_service = span("0000000000000002", None, "elsewhere", "");
+        let (res, spans, report) = read_text(&format!("[{frag}, {main}, {other_service}]"), false);
+        assert!(res.is_ok(), "{res:?}");
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        let s = &spans[0];
+        assert_eq!(s.status_code(), StatusCode::Error);
+        assert_eq!(s.peer.as_deref(), Some("db"));
+        assert_eq!(s.http_route.as_deref(), Some("/r"));
+        assert_eq!(s.name, "op");
+        assert_eq!(s.span_kind(), SpanKind::Client);
+        assert_eq!((s.start_ns, s.end_ns), (2_000_000, 2_005_000));
+        // The fragment of another service has no partner: a bad record, not merged.
+        assert_eq!(report.rejected, 1);
+        assert_eq!(report.problems[0].location, "[2]");
+        assert!(report.problems[0].reason.contains("no timestamp"));
+    }
+
+    #[test]
+    fn one_client_and_one_server_keep_the_old_derived_id() {
+        let shared = "00000000000000c1";
+        let client = span(
+            shared,
+            Some("0000000000000001"),
+            "front",
+            r#","kind":"CLIENT","timestamp":10,"duration":10"#,
+        );
+        let server = span(
+            shared,
+            Some("0000000000000001"),
+            "back",
+            r#","kind":"SERVER","shared":true,"timestamp":12,"duration":5"#,
+        );
+        let child = span(
+            "0000000000000003",
+            Some(shared),
+            "back",
+            r#","timestamp":13,"duration":1"#,
+        );
+        let (res, spans, _) = read_text(&format!("[{client}, {server}, {child}]"), false);
+        assert!(res.is_ok(), "{res:?}");
+        let old: [u8; 8] = {
+            let mut text = Vec::new();
+            text.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0xc1]);
+            text.extend_from_slice(b"zipkin-shared");
+            fnv1a64(&text).to_be_bytes()
+        };
+        assert_eq!(spans[1].span_id, old);
+        assert_eq!(spans[1].parent_span_id, Some(spans[0].span_id));
+        assert_eq!(spans[2].parent_span_id, Some(old));
+    }
+
+    #[test]
+    fn one_client_five_servers_get_five_ids() {
+        let shared = "00000000000000c1";
+        let host = |ip: &str| format!(r#""ipv4":"{ip}""#);
+        let mut parts = vec![span(
+            shared,
+            Some("0000000000000001"),
+            "bouncer",
+            r#","kind":"CLIENT","timestamp":100"#,
+        )];
+        for k in 0..5 {
+            // Servers without duration, starting after each other, each on its own host.
+            let s = span(
+                shared,
+                Some("0000000000000001"),
+                "pusher",
+                &format!(r#","kind":"SERVER","shared":true,"timestamp":{}"#, 110 + k),
+            )
+            .replace(
+                r#""serviceName":"pusher""#,
+                &format!(r#""serviceName":"pusher",{}"#, host(&format!("10.0.0.{k}"))),
+            );
+            parts.push(s);
+        }
+        // A pusher child on host 10.0.0.3 that starts before its server (clock skew), and one with
+        // no host that starts inside no server's interval; a child of the client's service.
+        parts.push(
+            span(
+                "0000000000000010",
+                Some(shared),
+                "pusher",
+                r#","timestamp":105,"duration":1"#,
+            )
+            .replace(
+                r#""serviceName":"pusher""#,
+                &format!(r#""serviceName":"pusher",{}"#, host("10.0.0.3")),
+            ),
+        );
+        parts.push(span(
+            "0000000000000011",
+            Some(shared),
+            "pusher",
+            r#","timestamp":200"#,
+        ));
+        parts.push(span(
+            "0000000000000012",
+            Some(shared),
+            "bouncer",
+            r#","timestamp":101"#,
+        ));
+        let (res, spans, report) = read_text(&format!("[{}]", parts.join(",")), false);
+        assert!(res.is_ok(), "{res:?}");
+        assert_eq!(report.rejected, 0);
+        let client_id = spans[0].span_id;
+        let servers = &spans[1..6];
+        let ids: HashSet<[u8; 8]> = servers.iter().map(|s| s.span_id).collect();
+        assert_eq!(ids.len(), 5);
+        assert!(!ids.contains(&client_id));
+        assert!(servers.iter().all(|s| s.parent_span_id == Some(client_id)));
+        assert_eq!(
+            spans[6].parent_span_id,
+            Some(servers[3].span_id),
+            "same host"
+        );
+        assert_eq!(
+            spans[7].parent_span_id,
+            Some(servers[0].span_id),
+            "the first"
+        );
+        assert_eq!(spans[8].parent_span_id, Some(client_id), "client's service");
+    }
+
+    #[test]
+    fn servers_without_a_client_keep_their_id() {
+        let shared = "00000000000000c1";
+        let a = span(
+            shared,
+            None,
+            "envoy",
+            r#","kind":"SERVER","shared":true,"timestamp":1"#,
+        );
+        let b = span(shared, None, "envoy2", r#","kind":"SERVER","timestamp":1"#);
+        let (res, spans, _) = read_text(&format!("[{a}, {b}]"), false);
+        assert!(res.is_ok(), "{res:?}");
+        assert!(spans
+            .iter()
+            .all(|s| hex(&s.span_id) == shared && s.parent_span_id.is_none()));
+    }
+
+    /// Every Zipkin fixture reads without a bad record, one span per id, and no missing parent.
+    #[test]
+    fn fixtures_read_cleanly() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/formats");
+        if !dir.is_dir() {
+            eprintln!("skipped: {} is absent", dir.display());
+            return;
+        }
+        for (name, expected) in [
+            ("zipkin-envoy.json", 1),
+            ("zipkin-messaging-kafka.json", 28),
+            ("zipkin-messaging.json", 4),
+            ("zipkin-simple-db-p6.json", 5),
+            ("zipkin-skew.json", 4),
+            ("zipkin-yelp.json", 16),
+            ("zipkin-smartthings-mobile-web-install.json", 957),
+        ] {
+            let Ok(file) = std::fs::File::open(dir.join(name)) else {
+                eprintln!("skipped: {name} is absent");
+                continue;
+            };
+            let (res, spans, report) = read_with(&mut std::io::BufReader::new(file), false);
+            assert!(res.is_ok(), "{name}: {res:?}");
+            assert_eq!(report.rejected, 0, "{name}: {:?}", report.problems);
+            assert_eq!(spans.len(), expected, "{name}");
+            let mut ids: HashMap<[u8; 16], HashSet<[u8; 8]>> = HashMap::new();
+            for s in &spans {
+                let fresh = ids.entry(s.trace_id).or_default().insert(s.span_id);
+                assert!(fresh, "{name}: duplicate id {}", hex(&s.span_id));
+            }
+            for s in &spans {
+                if let Some(p) = s.parent_span_id {
+                    assert!(
+                        ids[&s.trace_id].contains(&p),
+                        "{name}: parent {} missing",
+                        hex(&p)
+                    );
+                }
+            }
+        }
+    }
+
+    /// The real 1041-span trace of Zipkin's UI tests: 84 fragments merge away, one client faces five
+    /// servers, and every span is accepted with every parent present.
+    #[test]
+    fn smartthings_fixture_reads_whole() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/formats/zipkin-smartthings-mobile-web-install.json");
+        let Ok(file) = std::fs::File::open(&path) else {
+            eprintln!("skipped: {} is absent", path.display());
+            return;
+        };
+        let (res, spans, report) = read_with(&mut std::io::BufReader::new(file), false);
+        assert!(res.is_ok(), "{res:?}");
+        assert_eq!(report.rejected, 0, "{:?}", report.problems);
+        assert_eq!(spans.len(), 957);
+        let mut ids: HashMap<[u8; 16], HashSet<[u8; 8]>> = HashMap::new();
+        for s in &spans {
+            assert!(
+                ids.entry(s.trace_id).or_default().insert(s.span_id),
+                "duplicate id"
+            );
+        }
+        for s in &spans {
+            if let Some(p) = s.parent_span_id {
+                assert!(ids[&s.trace_id].contains(&p), "parent {} missing", hex(&p));
+            }
+        }
+        assert_eq!(
+            spans.iter().filter(|s| s.parent_span_id.is_none()).count(),
+            1
+        );
+        // The five pusher servers on id cbab506b53f336fc record no duration; three pusher
+        // children follow the server on their own host, though two start before it (clock skew).
+        let start_of = |id: [u8; 8]| spans.iter().find(|s| s.span_id == id).map(|s| s.start_ns);
+        for (child, server_start_us) in [
+            ("017bfc73a014d42c", 1_543_549_826_258_568_i64),
+            ("c1c06fd706fca9cb", 1_543_549_826_239_391),
+            ("b6fdd2a6b74e32e5", 1_543_549_826_231_758),
+        ] {
+            let parent = spans
+                .iter()
+                .find(|s| hex(&s.span_id) == child)
+                .and_then(|s| s.parent_span_id);
+            assert_eq!(
+                parent.and_then(start_of),
+                Some(server_start_us * 1000),
+                "{child}"
+            );
+        }
     }
 }

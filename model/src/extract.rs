@@ -648,6 +648,7 @@ mod tests {
     use super::*;
     use augur_ingest::OwnedSpan;
 
+    #[allow(clippy::too_many_arguments)]
     fn span(
         trace: u8,
         id: u8,
