@@ -495,9 +495,14 @@ impl ModelBuilder {
         calls.sort_unstable_by_key(|(k, _)| *k);
         for ((caller, peer, name), acc) in calls {
             let peer_text = self.strings.resolve(peer).to_string();
+            // A peer naming the caller's own service is not a call to itself that never arrived
+            // (real data names a service's own database or cache after the service): it stays
+            // a virtual node.
+            let own = self.nodes[caller as usize].0.service;
             let target = by_name
                 .get(&normalise(&peer_text))
                 .copied()
+                .filter(|&svc| svc != own)
                 .and_then(|svc| self.callee_in_service(caller, name, svc, &ops_of));
             let callee = match target {
                 Some(op) => {
@@ -748,6 +753,16 @@ mod tests {
         );
         assert_eq!(m.edges[0].errors, 1);
         assert!(!m.nodes.iter().any(|n| n.is_virtual));
+    }
+
+    #[test]
+    fn a_peer_named_after_its_own_service_is_a_virtual_node_not_a_self_call() {
+        use SpanKind::*;
+        let mut q = span(1, 2, Some(1), "auth", "select-token", Client, 1, 2);
+        q.peer = Some("auth".into());
+        let m = build(&[span(1, 1, None, "auth", "POST /token", Server, 0, 10), q]);
+        assert_eq!(edge_list(&m), vec![("auth POST /token".into(), "auth".into(), 1)]);
+        assert_eq!(m.quality.calls_to_instrumented_without_server, 0);
     }
 
     #[test]
