@@ -1,1 +1,82 @@
-fn main() {}
+//! Ingest benches: every reader on the same generated traces, and call-graph extraction.
+//!
+//! Input is built once, outside the timed loops: the demo shop's traces (seeded) written in each
+//! format to a temporary file. Throughput is reported in spans per second.
+//!
+//! Run with `cargo bench --bench ingest` (see docs/PERFORMANCE.md for recorded figures).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use augur_datasets::{write_world, TraceFormat, World};
+use augur_ingest::{read_file, IngestReport, ReadOptions, SpanBatch};
+use augur_model::ModelBuilder;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+const TRACES: usize = 4_000;
+const SEED: u64 = 42;
+
+fn write_input(dir: &Path, format: TraceFormat) -> PathBuf {
+    let path = dir.join(format!("shop.{}", format.extension()));
+    let file = std::fs::File::create(&path).unwrap();
+    write_world(&World::shop(), SEED, TRACES, None, format, file).unwrap();
+    path
+}
+
+fn count_spans(path: &Path) -> u64 {
+    let mut report = IngestReport::default();
+    read_file(path, &ReadOptions::default(), &mut report, &mut |_| Ok(())).unwrap();
+    report.spans
+}
+
+fn readers(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut group = c.benchmark_group("read");
+    group.sample_size(10);
+    for format in TraceFormat::ALL {
+        let path = write_input(dir.path(), format);
+        let spans = count_spans(&path);
+        group.throughput(Throughput::Elements(spans));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format.name()),
+            &path,
+            |b, path| {
+                b.iter(|| {
+                    let mut report = IngestReport::default();
+                    read_file(path, &ReadOptions::default(), &mut report, &mut |_| Ok(())).unwrap();
+                    report.spans
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn extraction(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_input(dir.path(), TraceFormat::Parquet);
+    let mut batches: Vec<SpanBatch> = Vec::new();
+    let mut report = IngestReport::default();
+    read_file(&path, &ReadOptions::default(), &mut report, &mut |b| {
+        batches.push(b);
+        Ok(())
+    })
+    .unwrap();
+    let mut group = c.benchmark_group("model");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(report.spans));
+    group.bench_function("extract-call-graph", |b| {
+        b.iter(|| {
+            let mut builder = ModelBuilder::default();
+            for batch in &batches {
+                builder.add_batch(batch);
+            }
+            builder.finish().edges.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, readers, extraction);
+criterion_main!(benches);

@@ -1,1 +1,450 @@
-fn main() {}
+//! `augur`: which chaos experiment would teach us the most right now?
+//!
+//! The binary is glue: it parses the command line, wires the library crates together, shows
+//! progress and prints results. Every domain decision lives in a crate (`augur-ingest`,
+//! `augur-model`, `augur-datasets`, …).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use augur_ingest::{IngestReport, ReadOptions, SpanBatch};
+use augur_model::{BuildOptions, Model, ModelBuilder};
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod demo;
+mod progress;
+
+use progress::Progress;
+
+/// augur learns how your services call each other from OpenTelemetry traces, and (as it grows)
+/// which chaos experiment would teach you the most.
+///
+/// Typical use: `augur learn traces/ --out model.json`, then `augur graph model.json`.
+/// Trace files are recognised by content: OTLP JSON, JSON Lines or protobuf, Jaeger JSON,
+/// Zipkin v2 JSON, span-table CSV and Parquet, each optionally gzip or zstd compressed.
+/// Directories are read recursively. Set RUST_LOG=debug for detailed logs on stderr.
+#[derive(Parser, Debug)]
+#[command(name = "augur", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Append trace files to a Parquet span lake partitioned by hour.
+    ///
+    /// Writes DIR/hour=YYYY-MM-DDTHH/part-*.parquet (Hive-style; polars, DuckDB and Spark read
+    /// it without augur). Earlier parts are never rewritten; each run adds new parts.
+    Ingest {
+        /// Trace files or directories (read recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The lake directory (created if absent).
+        #[arg(long, value_name = "DIR")]
+        lake: PathBuf,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Learn the model (call graph, latencies, errors) from traces and save it.
+    ///
+    /// Prints a summary (spans, traces, services, operations, endpoints, edges, records
+    /// rejected, time taken) on stderr, or as JSON on stdout with --json.
+    Learn {
+        /// Trace files, directories or a span lake (read recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Where to write the model file.
+        #[arg(long, value_name = "MODEL")]
+        out: PathBuf,
+        #[command(flatten)]
+        read: ReadArgs,
+        /// A trace is complete once this many spans of other traces arrived after its last
+        /// span. Raise it when spans of one trace are spread far apart in the input.
+        #[arg(long, value_name = "SPANS", default_value_t = augur_model::DEFAULT_TRACE_WINDOW)]
+        trace_window: usize,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a model's call graph.
+    ///
+    /// The JSON form is a stable contract:
+    /// {"nodes":[{"id","service","operation","virtual","endpoint"}],
+    ///  "edges":[{"from","to","calls","errors","p50_ms","p99_ms"}]}.
+    Graph {
+        /// A model file written by `augur learn`.
+        model: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Table)]
+        format: GraphFormat,
+    },
+    /// Run every stage on a built-in demo shop: generate its traces, learn, show what was learned
+    /// and check it against the demo's known truth.
+    Demo {
+        /// Where to write the demo's traces and model.
+        #[arg(long, value_name = "DIR", default_value = "demo-out")]
+        dir: PathBuf,
+        /// How many traces to generate.
+        #[arg(long, default_value_t = 5_000)]
+        traces: usize,
+        /// Random seed (the same seed gives the same traces).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Generate synthetic traces with known truth (for tests, benchmarks and trying augur out).
+    Generate {
+        /// Which world: the demo shop, or a random world of the given size.
+        #[arg(long, value_enum, default_value_t = demo::WorldKind::Shop)]
+        world: demo::WorldKind,
+        /// Services of a random world.
+        #[arg(long, default_value_t = 40)]
+        services: usize,
+        /// How many traces.
+        #[arg(long, default_value_t = 1_000)]
+        traces: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A fault to inject, e.g. `payment:down`, `payment:error=0.3`, `payment:latency=+500ms`.
+        #[arg(long)]
+        fault: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = demo::OutFormat::OtlpJsonl)]
+        format: demo::OutFormat,
+        /// Output file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Also write the ground-truth graph (JSON) here.
+        #[arg(long, value_name = "FILE")]
+        truth: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ReadArgs {
+    /// Treat any bad record as an error (by default bad records are skipped, counted and the
+    /// first few reported on stderr).
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum GraphFormat {
+    /// The JSON contract (see `augur graph --help`).
+    Json,
+    /// Graphviz DOT.
+    Dot,
+    /// A table for people.
+    Table,
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Ingest { paths, lake, read } => ingest(&paths, &lake, &read),
+        Command::Learn {
+            paths,
+            out,
+            read,
+            trace_window,
+            json,
+        } => {
+            if trace_window == 0 {
+                bail!("--trace-window must be at least 1");
+            }
+            let opts = BuildOptions { trace_window };
+            let (model, summary) = learn(&paths, &read, opts)?;
+            model
+                .save(&out)
+                .with_context(|| format!("saving the model to {}", out.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary.to_json())?);
+            } else {
+                eprintln!("{}", summary.to_text());
+                eprintln!("model written to {}", out.display());
+            }
+            Ok(())
+        }
+        Command::Graph { model, format } => {
+            let model = Model::load(&model)?;
+            let graph = model.graph();
+            let text = match format {
+                GraphFormat::Json => serde_json::to_string_pretty(&graph)? + "\n",
+                GraphFormat::Dot => graph.to_dot(),
+                GraphFormat::Table => graph.to_table(),
+            };
+            write_stdout(&text)
+        }
+        Command::Demo { dir, traces, seed } => demo::run_demo(&dir, traces, seed),
+        Command::Generate {
+            world,
+            services,
+            traces,
+            seed,
+            fault,
+            format,
+            out,
+            truth,
+        } => demo::generate(&demo::GenerateArgs {
+            world,
+            services,
+            traces,
+            seed,
+            fault,
+            format,
+            out,
+            truth,
+        }),
+    }
+}
+
+/// Writes to stdout, treating a closed pipe (`augur graph m | head`) as success.
+fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e).context("writing to stdout"),
+    }
+}
+
+/// Reads every file below `paths`, one at a time with progress, handing batches to `sink`.
+///
+/// A file named on the command line must be a trace file. A file found by walking a directory
+/// that is not a trace file at all (a README, an empty file) is skipped with a warning, so a
+/// directory of traces may hold other things; a trace file that is broken is still an error.
+fn read_all(
+    paths: &[PathBuf],
+    read: &ReadArgs,
+    sink: &mut dyn FnMut(SpanBatch) -> Result<(), augur_ingest::IngestError>,
+) -> Result<IngestReport> {
+    let mut files: Vec<(PathBuf, bool)> = Vec::new();
+    for p in paths {
+        let from_dir = p.is_dir();
+        for f in augur_ingest::expand_paths(std::slice::from_ref(p))? {
+            files.push((f, from_dir));
+        }
+    }
+    if files.is_empty() {
+        bail!("no files found under the given paths");
+    }
+    let opts = ReadOptions {
+        strict: read.strict,
+        ..ReadOptions::default()
+    };
+    let size = |f: &PathBuf| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+    let total: u64 = files.iter().map(|(f, _)| size(f)).sum();
+    let progress = Progress::bytes(total);
+    let mut report = IngestReport::default();
+    let mut skipped = 0usize;
+    for (file, from_dir) in &files {
+        progress.set_message(&file.display().to_string());
+        let result = augur_ingest::read_file(file, &opts, &mut report, &mut |batch| {
+            progress.spans(batch.len() as u64);
+            sink(batch)
+        });
+        match result {
+            Ok(format) => {
+                tracing::debug!(file = %file.display(), format = format.name(), "read");
+            }
+            Err(
+                e @ (augur_ingest::IngestError::UnknownFormat { .. }
+                | augur_ingest::IngestError::Empty { .. }),
+            ) if *from_dir => {
+                progress.suspend(|| eprintln!("warning: skipped {e}"));
+                skipped += 1;
+            }
+            Err(e) => {
+                progress.finish();
+                return Err(e.into());
+            }
+        }
+        progress.inc(size(file));
+    }
+    progress.finish();
+    if skipped == files.len() {
+        bail!("none of the {skipped} files found is a trace file");
+    }
+    report_problems(&report);
+    Ok(report)
+}
+
+/// Prints the first bad records (file, location, reason), then how many more there were.
+fn report_problems(report: &IngestReport) {
+    const SHOWN: usize = 5;
+    for p in report.problems.iter().take(SHOWN) {
+        eprintln!("warning: skipped a bad record: {p}");
+    }
+    let more = report.rejected.saturating_sub(SHOWN as u64);
+    if more > 0 {
+        eprintln!(
+            "warning: … and {more} more bad records skipped (use --strict to stop at the first)"
+        );
+    }
+}
+
+fn ingest(paths: &[PathBuf], lake: &std::path::Path, read: &ReadArgs) -> Result<()> {
+    let started = Instant::now();
+    let mut writer = augur_ingest::lake::LakeWriter::new(lake)?;
+    let report = read_all(paths, read, &mut |batch| writer.append(&batch))?;
+    let (parts, rows) = writer.finish()?;
+    eprintln!(
+        "ingested {} spans from {} files ({} bad records skipped) into {} new parts in {} ({:.1}s)",
+        rows,
+        report.files,
+        report.rejected,
+        parts.len(),
+        lake.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// What `augur learn` reports.
+pub(crate) struct LearnSummary {
+    files: u64,
+    bytes: u64,
+    spans: u64,
+    rejected: u64,
+    traces: u64,
+    services: usize,
+    operations: usize,
+    endpoints: usize,
+    virtual_nodes: usize,
+    edges: usize,
+    seconds: f64,
+    quality: augur_model::TraceQuality,
+}
+
+impl LearnSummary {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "files": self.files,
+            "bytes": self.bytes,
+            "spans": self.spans,
+            "traces": self.traces,
+            "services": self.services,
+            "operations": self.operations,
+            "endpoints": self.endpoints,
+            "virtual_nodes": self.virtual_nodes,
+            "edges": self.edges,
+            "rejected": self.rejected,
+            "seconds": self.seconds,
+            "quality": self.quality,
+        })
+    }
+
+    pub(crate) fn to_text(&self) -> String {
+        let rate = if self.seconds > 0.0 {
+            self.spans as f64 / self.seconds
+        } else {
+            0.0
+        };
+        let mut s = format!(
+            "learned from {} spans in {} traces ({} files, {:.1} MB) in {:.2}s ({:.0} spans/s)\n\
+             services: {}  operations: {}  endpoints: {}  virtual nodes: {}  edges: {}\n\
+             records rejected: {}",
+            self.spans,
+            self.traces,
+            self.files,
+            self.bytes as f64 / 1e6,
+            self.seconds,
+            rate,
+            self.services,
+            self.operations,
+            self.endpoints,
+            self.virtual_nodes,
+            self.edges,
+            self.rejected,
+        );
+        let q = &self.quality;
+        let issues = [
+            (q.missing_parents, "spans whose parent is missing"),
+            (q.duplicate_spans, "duplicate spans dropped"),
+            (q.conflicting_span_ids, "span ids reused by different spans"),
+            (q.end_before_start, "spans ending before they start"),
+            (
+                q.clock_skew,
+                "calls where the server starts before its caller (clock skew)",
+            ),
+            (q.cycles, "parent cycles cut"),
+            (
+                q.clients_without_peer,
+                "client spans that reached nothing and name no peer",
+            ),
+            (
+                q.calls_to_instrumented_without_server,
+                "calls that never reached an instrumented service",
+            ),
+            (q.traces_cut_by_window, "traces cut by --trace-window"),
+        ];
+        for (n, what) in issues {
+            if n > 0 {
+                s.push_str(&format!("\ntrace quality: {n} {what}"));
+            }
+        }
+        s
+    }
+}
+
+/// Reads traces and builds the model.
+pub(crate) fn learn(
+    paths: &[PathBuf],
+    read: &ReadArgs,
+    opts: BuildOptions,
+) -> Result<(Model, LearnSummary)> {
+    let started = Instant::now();
+    let mut builder = ModelBuilder::new(opts);
+    let report = read_all(paths, read, &mut |batch| {
+        builder.add_batch(&batch);
+        Ok(())
+    })?;
+    if report.spans == 0 {
+        bail!(
+            "no spans were read from {} file(s) ({} bad records skipped)",
+            report.files,
+            report.rejected
+        );
+    }
+    let model = builder.finish();
+    let summary = LearnSummary {
+        files: report.files,
+        bytes: report.bytes,
+        spans: report.spans,
+        rejected: report.rejected,
+        traces: model.quality.traces,
+        services: model.services(),
+        operations: model.nodes.iter().filter(|n| !n.is_virtual).count(),
+        endpoints: model.nodes.iter().filter(|n| n.endpoint).count(),
+        virtual_nodes: model.nodes.iter().filter(|n| n.is_virtual).count(),
+        edges: model.edges.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        quality: model.quality.clone(),
+    };
+    Ok((model, summary))
+}

@@ -1,1 +1,11 @@
+//! End-to-end tests: one binary, one file per behaviour. They drive the real `augur` binary on
+//! real files (and use the library crates only to check what the files hold).
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod common;
+mod fixtures;
+mod formats;
+mod learn_graph;

@@ -1,0 +1,197 @@
+//! `augur demo` and `augur generate`: synthetic worlds from `augur-datasets`, wired to the stages.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use augur_datasets::{write_world, Fault, GraphTruth, RandomWorldParams, TraceFormat, World};
+use augur_model::{BuildOptions, Graph};
+
+/// Which synthetic world.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WorldKind {
+    /// A shop of a dozen services, a database, a cache and a queue.
+    Shop,
+    /// A seeded random layered world (size from --services).
+    Random,
+}
+
+/// Output formats of `augur generate`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutFormat {
+    /// One OTLP/JSON ExportTraceServiceRequest.
+    OtlpJson,
+    /// OTLP/JSON Lines, as the Collector's file exporter writes.
+    OtlpJsonl,
+    /// One OTLP protobuf ExportTraceServiceRequest.
+    OtlpProto,
+    /// Length-prefixed OTLP protobuf messages (the file exporter's `format: proto`).
+    OtlpProtoStream,
+    /// Jaeger query API JSON.
+    Jaeger,
+    /// Zipkin v2 JSON.
+    Zipkin,
+    /// TrainTicket-style CSV span table (no kinds, statuses or peers).
+    Csv,
+    /// augur's Parquet span table.
+    Parquet,
+}
+
+impl From<OutFormat> for TraceFormat {
+    fn from(f: OutFormat) -> TraceFormat {
+        match f {
+            OutFormat::OtlpJson => TraceFormat::OtlpJson,
+            OutFormat::OtlpJsonl => TraceFormat::OtlpJsonl,
+            OutFormat::OtlpProto => TraceFormat::OtlpProto,
+            OutFormat::OtlpProtoStream => TraceFormat::OtlpProtoStream,
+            OutFormat::Jaeger => TraceFormat::Jaeger,
+            OutFormat::Zipkin => TraceFormat::Zipkin,
+            OutFormat::Csv => TraceFormat::Csv,
+            OutFormat::Parquet => TraceFormat::Parquet,
+        }
+    }
+}
+
+/// The arguments of `augur generate`.
+pub(crate) struct GenerateArgs {
+    pub world: WorldKind,
+    pub services: usize,
+    pub traces: usize,
+    pub seed: u64,
+    pub fault: Option<String>,
+    pub format: OutFormat,
+    pub out: PathBuf,
+    pub truth: Option<PathBuf>,
+}
+
+fn world(kind: WorldKind, services: usize, seed: u64) -> Result<World> {
+    Ok(match kind {
+        WorldKind::Shop => World::shop(),
+        WorldKind::Random => {
+            let params = RandomWorldParams {
+                services,
+                ..RandomWorldParams::default()
+            };
+            World::random(seed, params).context("building the random world")?
+        }
+    })
+}
+
+fn write_traces(
+    world: &World,
+    seed: u64,
+    traces: usize,
+    fault: Option<Fault>,
+    format: TraceFormat,
+    out: &Path,
+) -> Result<GraphTruth> {
+    let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    write_world(world, seed, traces, fault, format, BufWriter::new(file))
+        .with_context(|| format!("writing {}", out.display()))
+}
+
+/// `augur generate`.
+pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
+    let started = Instant::now();
+    let world = world(a.world, a.services, a.seed)?;
+    let fault = a
+        .fault
+        .as_deref()
+        .map(str::parse::<Fault>)
+        .transpose()
+        .context("--fault")?;
+    let truth = write_traces(&world, a.seed, a.traces, fault, a.format.into(), &a.out)?;
+    if let Some(path) = &a.truth {
+        let text = serde_json::to_string_pretty(&truth)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let bytes = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "wrote {} traces ({:.1} MB, {}) to {} in {:.1}s; truth: {} nodes, {} edges",
+        a.traces,
+        bytes as f64 / 1e6,
+        TraceFormat::from(a.format).name(),
+        a.out.display(),
+        started.elapsed().as_secs_f64(),
+        truth.nodes.len(),
+        truth.edge_count(),
+    );
+    Ok(())
+}
+
+/// `augur demo`: every stage that exists, on the demo shop, checked against its truth.
+pub(crate) fn run_demo(dir: &Path, traces: usize, seed: u64) -> Result<()> {
+    if traces == 0 {
+        bail!("--traces must be at least 1");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let world = World::shop();
+    let file = dir.join("shop-traces.jsonl");
+    eprintln!("== 1. generate: {traces} traces of the demo shop (OTLP JSON Lines, seed {seed})");
+    let truth = write_traces(&world, seed, traces, None, TraceFormat::OtlpJsonl, &file)?;
+    eprintln!("   wrote {}", file.display());
+
+    eprintln!("== 2. learn: the call graph from the traces");
+    let read = crate::ReadArgs { strict: true };
+    let (model, summary) =
+        crate::learn(std::slice::from_ref(&file), &read, BuildOptions::default())?;
+    let model_path = dir.join("model.json");
+    model.save(&model_path)?;
+    eprintln!("{}", summary.to_text());
+    eprintln!("   model written to {}", model_path.display());
+
+    let graph = model.graph();
+    crate::write_stdout(&graph.to_table())?;
+
+    eprintln!("== 3. check: the learned graph against the shop's known truth");
+    check_against_truth(&graph, &truth)
+}
+
+/// Compares the learned graph with the truth: every node and edge, nothing extra.
+fn check_against_truth(graph: &Graph, truth: &GraphTruth) -> Result<()> {
+    let learned: BTreeSet<(String, String)> = graph
+        .edges
+        .iter()
+        .map(|e| (e.from.clone(), e.to.clone()))
+        .collect();
+    let want = truth.edge_set();
+    let missing: Vec<_> = want.difference(&learned).collect();
+    let spurious: Vec<_> = learned.difference(&want).collect();
+    let learned_nodes: BTreeSet<(&str, bool)> = graph
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.is_virtual))
+        .collect();
+    let want_nodes: BTreeSet<(&str, bool)> = truth
+        .nodes
+        .values()
+        .map(|n| (n.id.as_str(), n.is_virtual))
+        .collect();
+    let virtual_nodes = want_nodes.iter().filter(|(_, v)| *v).count();
+    if missing.is_empty() && spurious.is_empty() && learned_nodes == want_nodes {
+        eprintln!(
+            "   exactly right: all {} edges and {} nodes ({} of them uninstrumented peers) learned, nothing spurious",
+            want.len(),
+            want_nodes.len(),
+            virtual_nodes
+        );
+        return Ok(());
+    }
+    for (from, to) in &missing {
+        eprintln!("   missing edge: {from} -> {to}");
+    }
+    for (from, to) in &spurious {
+        eprintln!("   spurious edge: {from} -> {to}");
+    }
+    for n in want_nodes.symmetric_difference(&learned_nodes) {
+        eprintln!("   node differs: {n:?}");
+    }
+    bail!(
+        "the learned graph differs from the truth ({} missing, {} spurious edges)",
+        missing.len(),
+        spurious.len()
+    )
+}

@@ -1,0 +1,325 @@
+//! `augur learn`, `augur graph` and `augur ingest` on small files whose graph is known by
+//! construction.
+
+use std::collections::BTreeSet;
+
+use crate::common::{fails, ok};
+
+/// One OTLP JSON line holding the given spans: (service, span id, parent, name, kind, start, end,
+/// error, peer).
+type S<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    u8,
+    u64,
+    u64,
+    bool,
+    Option<&'a str>,
+);
+
+fn otlp_line(trace: &str, spans: &[S<'_>]) -> String {
+    let mut rs = Vec::new();
+    for (svc, id, parent, name, kind, start, end, error, peer) in spans {
+        let parent = parent
+            .map(|p| format!(r#""parentSpanId":"{p}","#))
+            .unwrap_or_default();
+        let status = if *error {
+            r#","status":{"code":2}"#
+        } else {
+            ""
+        };
+        let attrs = peer
+            .map(|p| {
+                format!(
+                    r#","attributes":[{{"key":"peer.service","value":{{"stringValue":"{p}"}}}}]"#
+                )
+            })
+            .unwrap_or_default();
+        rs.push(format!(
+            r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{svc}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{trace}","spanId":"{id}",{parent}"name":"{name}","kind":{kind},"startTimeUnixNano":"{start}","endTimeUnixNano":"{end}"{status}{attrs}}}]}}]}}"#
+        ));
+    }
+    format!("{{\"resourceSpans\":[{}]}}\n", rs.join(","))
+}
+
+/// A small shop: `frontend GET /` calls `cart GetCart` (which reads redis) and `catalog List`;
+/// in trace 2 the cart call fails.
+fn shop_file(dir: &tempfile::TempDir) -> String {
+    let mut text = String::new();
+    for (t, fail) in [("01", false), ("02", true), ("03", false)] {
+        let trace = format!("{t}000000000000000000000000000000");
+        text.push_str(&otlp_line(
+            &trace,
+            &[
+                (
+                    "frontend",
+                    "0000000000000001",
+                    None,
+                    "GET /",
+                    2,
+                    0,
+                    100_000_000,
+                    false,
+                    None,
+                ),
+                (
+                    "frontend",
+                    "0000000000000002",
+                    Some("0000000000000001"),
+                    "GET cart",
+                    3,
+                    1_000_000,
+                    40_000_000,
+                    fail,
+                    Some("cart"),
+                ),
+                (
+                    "cart",
+                    "0000000000000003",
+                    Some("0000000000000002"),
+                    "GetCart",
+                    2,
+                    2_000_000,
+                    39_000_000,
+                    fail,
+                    None,
+                ),
+                (
+                    "cart",
+                    "0000000000000004",
+                    Some("0000000000000003"),
+                    "GET",
+                    3,
+                    3_000_000,
+                    5_000_000,
+                    false,
+                    Some("redis"),
+                ),
+                (
+                    "frontend",
+                    "0000000000000005",
+                    Some("0000000000000001"),
+                    "GET catalog",
+                    3,
+                    41_000_000,
+                    90_000_000,
+                    false,
+                    Some("catalog"),
+                ),
+                (
+                    "catalog",
+                    "0000000000000006",
+                    Some("0000000000000005"),
+                    "List",
+                    2,
+                    42_000_000,
+                    89_000_000,
+                    false,
+                    None,
+                ),
+            ],
+        ));
+    }
+    let p = dir.path().join("shop.jsonl");
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn learn_then_graph_json_is_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = shop_file(&dir);
+    let model = dir.path().join("model.json");
+    let model = model.to_str().unwrap();
+    let (summary, _) = ok(&["learn", &file, "--out", model, "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(s["spans"], 18);
+    assert_eq!(s["traces"], 3);
+    assert_eq!(s["services"], 3);
+    assert_eq!(s["operations"], 3);
+    assert_eq!(s["endpoints"], 1);
+    assert_eq!(s["virtual_nodes"], 1);
+    assert_eq!(s["edges"], 3);
+    assert_eq!(s["rejected"], 0);
+
+    let (json, _) = ok(&["graph", model, "--format", "json"]);
+    let g: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let top: BTreeSet<&str> = g.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    assert_eq!(top, BTreeSet::from(["nodes", "edges"]));
+    let nodes: Vec<(String, bool, bool)> = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let keys: BTreeSet<&str> = n.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            assert_eq!(
+                keys,
+                BTreeSet::from(["id", "service", "operation", "virtual", "endpoint"])
+            );
+            (
+                n["id"].as_str().unwrap().to_string(),
+                n["virtual"].as_bool().unwrap(),
+                n["endpoint"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        vec![
+            ("cart GetCart".to_string(), false, false),
+            ("catalog List".to_string(), false, false),
+            ("frontend GET /".to_string(), false, true),
+            ("redis".to_string(), true, false),
+        ]
+    );
+    let edges: Vec<(String, String, u64, u64)> = g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let keys: BTreeSet<&str> = e.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            assert_eq!(
+                keys,
+                BTreeSet::from(["from", "to", "calls", "errors", "p50_ms", "p99_ms"])
+            );
+            (
+                e["from"].as_str().unwrap().to_string(),
+                e["to"].as_str().unwrap().to_string(),
+                e["calls"].as_u64().unwrap(),
+                e["errors"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        vec![
+            ("cart GetCart".into(), "redis".into(), 3, 0),
+            ("frontend GET /".into(), "cart GetCart".into(), 3, 1),
+            ("frontend GET /".into(), "catalog List".into(), 3, 0),
+        ]
+    );
+    // The frontend → cart call took 39 ms as the client saw it, every time (within the 1% sketch).
+    let p50 = g["edges"][1]["p50_ms"].as_f64().unwrap();
+    assert!((p50 - 39.0).abs() < 0.4, "{p50}");
+}
+
+#[test]
+fn graph_dot_and_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = shop_file(&dir);
+    let model = dir.path().join("model.json");
+    let model = model.to_str().unwrap();
+    ok(&["learn", &file, "--out", model]);
+    let (dot, _) = ok(&["graph", model, "--format", "dot"]);
+    assert!(dot.starts_with("digraph augur {"), "{dot}");
+    assert!(
+        dot.contains(r#""frontend GET /" -> "cart GetCart""#),
+        "{dot}"
+    );
+    assert!(
+        dot.contains(r#""redis" [label="redis", shape=cylinder]"#),
+        "{dot}"
+    );
+    let (table, _) = ok(&["graph", model]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("redis") && l.ends_with("virtual")),
+        "{table}"
+    );
+    assert!(
+        table.contains("FROM") && table.contains("P99 MS"),
+        "{table}"
+    );
+}
+
+#[test]
+fn learn_summary_names_what_it_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = shop_file(&dir);
+    let model = dir.path().join("model.json");
+    let (_, stderr) = ok(&["learn", &file, "--out", model.to_str().unwrap()]);
+    for word in [
+        "spans",
+        "traces",
+        "services: 3",
+        "operations: 3",
+        "endpoints: 1",
+        "edges: 3",
+        "records rejected: 0",
+    ] {
+        assert!(stderr.contains(word), "summary lacks {word:?}:\n{stderr}");
+    }
+}
+
+#[test]
+fn lake_appends_parts_and_learns_like_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = shop_file(&dir);
+    let lake = dir.path().join("lake");
+    let lake_s = lake.to_str().unwrap();
+    ok(&["ingest", &file, "--lake", lake_s]);
+    let parts = |lake: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut v = Vec::new();
+        for hour in std::fs::read_dir(lake).unwrap() {
+            let hour = hour.unwrap().path();
+            assert!(
+                hour.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("hour=1970-01-01T00"),
+                "{hour:?}"
+            );
+            for part in std::fs::read_dir(&hour).unwrap() {
+                v.push(part.unwrap().path());
+            }
+        }
+        v.sort();
+        v
+    };
+    let first = parts(&lake);
+    assert_eq!(first.len(), 1);
+    assert!(first[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("part-"));
+    let before = std::fs::read(&first[0]).unwrap();
+    // A second ingest adds a part and leaves the first untouched.
+    ok(&["ingest", &file, "--lake", lake_s]);
+    let second = parts(&lake);
+    assert_eq!(second.len(), 2);
+    assert_eq!(std::fs::read(&first[0]).unwrap(), before);
+    // Learning from the lake gives the same graph: the spans ingested twice are recognised as
+    // re-reports of the same spans and counted once.
+    let m1 = dir.path().join("m1.json");
+    let m2 = dir.path().join("m2.json");
+    ok(&["learn", &file, "--out", m1.to_str().unwrap()]);
+    let (summary, _) = ok(&["learn", lake_s, "--out", m2.to_str().unwrap(), "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["spans"], 36);
+    assert_eq!(summary["quality"]["duplicate_spans"], 18);
+    let (g1, _) = ok(&["graph", m1.to_str().unwrap(), "--format", "json"]);
+    let (g2, _) = ok(&["graph", m2.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(g1, g2);
+}
+
+#[test]
+fn learn_requires_out_and_paths() {
+    let out = crate::common::run(&["learn"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--out") || err.contains("<PATHS>"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let err = fails(&[
+        "learn",
+        dir.path().to_str().unwrap(),
+        "--out",
+        dir.path().join("m").to_str().unwrap(),
+    ]);
+    assert!(err.contains("no files"), "{err}");
+}
