@@ -42,6 +42,8 @@
 
 mod csv;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod jaeger;
 pub mod lake;
 mod otlp_json;

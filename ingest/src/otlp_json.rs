@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -16,26 +16,60 @@ use crate::read::{Ctx, Format};
 use crate::span::{parse_base64_id, parse_hex_id, Span, SpanKind, StatusCode};
 use crate::IngestError;
 
+/// Bytes read from the input at a time while looking for line ends.
+const CHUNK: u64 = 8 << 20;
+
 /// Reads JSON Lines of requests; a bad line is one bad record.
+///
+/// Lines are cut out of a large buffer in place (no copy per line), and parsed where they lie.
 pub(crate) fn read_lines(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), IngestError> {
-    let mut line = Vec::with_capacity(1 << 20);
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK as usize * 2);
+    let mut start = 0usize; // first byte of the current line in `buf`
+    let mut scanned = 0usize; // bytes of `buf` known to hold no line end after `start`
+    let mut eof = false;
     let mut line_no = 0u64;
     let mut saw_request = false;
     loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| IngestError::io(ctx.path, e))?;
-        if n == 0 {
-            break;
-        }
+        let end = match memchr::memchr(b'\n', &buf[scanned..]) {
+            Some(k) => scanned + k,
+            None if eof => {
+                if start >= buf.len() {
+                    break;
+                }
+                buf.len()
+            }
+            None => {
+                // Keep the partial line, drop what was parsed, and read more.
+                buf.drain(..start);
+                start = 0;
+                scanned = buf.len();
+                let n = (&mut *reader)
+                    .take(CHUNK)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| IngestError::io(ctx.path, e))?;
+                eof = n == 0;
+                continue;
+            }
+        };
+        let line = &buf[start..end];
+        start = (end + 1).min(buf.len());
+        scanned = start;
         line_no += 1;
         let text = line.trim_ascii();
         if text.is_empty() {
             continue;
         }
+        // Validating the line's UTF-8 once lets the parser borrow every string without checking
+        // each one again (a measured 13% of the time of `augur learn` went to per-string checks).
+        let text = match std::str::from_utf8(text) {
+            Ok(t) => t,
+            Err(e) => {
+                ctx.bad(format!("line {line_no}"), format!("not UTF-8 text: {e}"))?;
+                continue;
+            }
+        };
         let mut state = DocState::new(Loc::Line(line_no));
-        let mut de = serde_json::Deserializer::from_slice(text);
+        let mut de = serde_json::Deserializer::from_str(text);
         let parsed = RequestSeed {
             ctx: &mut *ctx,
             state: &mut state,
@@ -89,6 +123,9 @@ pub(crate) fn read_document(
     }
     .deserialize(&mut de)
     .and_then(|()| de.end());
+    if let Some(e) = state.sink_error.take() {
+        return Err(e);
+    }
     if let Err(e) = parsed {
         if e.is_io() {
             return Err(IngestError::io(
@@ -123,6 +160,8 @@ struct DocState {
     span_index: usize,
     /// Index in the batch of the first span of the current document (to drop them on a bad line).
     doc_start: usize,
+    /// The consumer's error, when a flush in the middle of a document failed.
+    sink_error: Option<IngestError>,
 }
 
 impl DocState {
@@ -134,6 +173,7 @@ impl DocState {
             scope_index: 0,
             span_index: 0,
             doc_start: usize::MAX,
+            sink_error: None,
         }
     }
 
@@ -179,7 +219,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.state.doc_start = self.ctx.batch.spans.len();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
             match &*key {
                 "resourceSpans" | "resource_spans" => {
                     self.state.saw_resource_spans = true;
@@ -271,7 +311,7 @@ impl<'de> Visitor<'de> for OneResourceSpans<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let first = self.ctx.batch.spans.len();
         let mut resource = ResourceInfo::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
             match &*key {
                 "resource" => resource = map.next_value_seed(ResourceSeed)?,
                 "scopeSpans"
@@ -304,6 +344,14 @@ impl<'de> Visitor<'de> for OneResourceSpans<'_, '_> {
                 s.experiment = experiment;
             }
         }
+        // In a single document (unlike a line, which is dropped whole when bad) finished
+        // resources can go to the consumer now, so a large document is never held whole.
+        if matches!(self.state.loc, Loc::Path) {
+            if let Err(e) = self.ctx.maybe_flush() {
+                self.state.sink_error = Some(e);
+                return Err(de::Error::custom("the span consumer failed"));
+            }
+        }
         Ok(())
     }
 }
@@ -333,7 +381,7 @@ impl<'de> Visitor<'de> for ResourceSeed {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ResourceInfo, A::Error> {
         let mut info = ResourceInfo::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
             if &*key == "attributes" {
                 let attrs: Attrs<'de> = map.next_value()?;
                 info.service = attrs.service.map(Cow::into_owned);
@@ -383,7 +431,7 @@ impl<'de> Visitor<'de> for OneScopeSpans<'_, '_> {
         f.write_str("a ScopeSpans object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
             match &*key {
                 "spans" => {
                     map.next_value_seed(SeqOf(SpansSeed {
@@ -539,7 +587,7 @@ impl<'de> Visitor<'de> for RawSpanVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSpan<'de>, A::Error> {
         let mut s = RawSpan::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
             match &*key {
                 "traceId" | "trace_id" => s.trace_id = Some(map.next_value::<Str<'de>>()?.0),
                 "spanId" | "span_id" => s.span_id = Some(map.next_value::<Str<'de>>()?.0),
@@ -567,6 +615,13 @@ impl<'de> Visitor<'de> for RawSpanVisitor {
 
 /// A string that borrows from the input when it can.
 struct Str<'de>(Cow<'de, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 impl<'de> de::Deserialize<'de> for Str<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -670,7 +725,7 @@ impl<'de> de::Deserialize<'de> for Status<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Status<'de>, A::Error> {
                 let mut code = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(key) = map.next_key::<Str<'de>>()? {
                     if &*key == "code" {
                         code = map.next_value::<Option<Enum<'de>>>()?;
                     } else {
@@ -760,7 +815,7 @@ impl<'de> de::Deserialize<'de> for KeyValue<'de> {
                     key: None,
                     value: None,
                 };
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(key) = map.next_key::<Str<'de>>()? {
                     match &*key {
                         "key" => kv.key = Some(map.next_value::<Str<'de>>()?.0),
                         "value" => kv.value = map.next_value::<AnyValue<'de>>()?.0,
@@ -792,7 +847,7 @@ impl<'de> de::Deserialize<'de> for AnyValue<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue<'de>, A::Error> {
                 let mut out = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(key) = map.next_key::<Str<'de>>()? {
                     match &*key {
                         "stringValue" | "string_value" => {
                             out = Some(map.next_value::<Str<'de>>()?.0)

@@ -212,7 +212,6 @@ pub fn read_file(
     let is_parquet = magic.starts_with(b"PAR1");
     if compression == Compression::None && is_parquet {
         drop(raw);
-        let before = report.spans;
         let mut ctx = Ctx {
             path,
             opts,
@@ -223,7 +222,6 @@ pub fn read_file(
         crate::parquet_io::read_parquet_file(&mut ctx)?;
         ctx.flush()?;
         report.count_format(Format::Parquet.name());
-        let _ = before;
         return Ok(Format::Parquet);
     }
     let mut inner: Box<dyn Read> = match compression {

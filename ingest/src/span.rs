@@ -382,14 +382,21 @@ pub fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Hex digit values by byte; 0xff for a byte that is not a hex digit.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = match c as u8 {
+            b'0'..=b'9' => c as u8 - b'0',
+            b'a'..=b'f' => c as u8 - b'a' + 10,
+            b'A'..=b'F' => c as u8 - b'A' + 10,
+            _ => 0xff,
+        };
+        c += 1;
     }
-}
+    t
+};
 
 /// Decodes hex (either case) into `out`, right-aligned and zero-padded on the left when shorter
 /// (Zipkin's 64-bit trace ids become 128-bit ones with a zero high half). `None` when the text is
@@ -402,10 +409,14 @@ pub fn decode_hex_into(text: &[u8], out: &mut [u8]) -> Option<()> {
     for b in out.iter_mut().take(pad) {
         *b = 0;
     }
-    for (i, pair) in text.chunks_exact(2).enumerate() {
-        out[pad + i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+    // Table lookups without a branch per digit; one check at the end.
+    let mut bad = 0u8;
+    for (o, pair) in out[pad..].iter_mut().zip(text.chunks_exact(2)) {
+        let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
     }
-    Some(())
+    (bad & 0xf0 == 0).then_some(())
 }
 
 /// Decodes an id that is hex of exactly `2 * N` digits, or up to `2 * N` digits when `allow_short`.

@@ -761,7 +761,10 @@ mod tests {
         let mut q = span(1, 2, Some(1), "auth", "select-token", Client, 1, 2);
         q.peer = Some("auth".into());
         let m = build(&[span(1, 1, None, "auth", "POST /token", Server, 0, 10), q]);
-        assert_eq!(edge_list(&m), vec![("auth POST /token".into(), "auth".into(), 1)]);
+        assert_eq!(
+            edge_list(&m),
+            vec![("auth POST /token".into(), "auth".into(), 1)]
+        );
         assert_eq!(m.quality.calls_to_instrumented_without_server, 0);
     }
 
