@@ -16,13 +16,25 @@ use crate::read::{Ctx, Format};
 use crate::span::{parse_base64_id, parse_hex_id, Span, SpanKind, StatusCode};
 use crate::IngestError;
 
+mod fast;
+
 /// Bytes read from the input at a time while looking for line ends.
 const CHUNK: u64 = 8 << 20;
 
 /// Reads JSON Lines of requests; a bad line is one bad record.
 ///
-/// Lines are cut out of a large buffer in place (no copy per line), and parsed where they lie.
+/// Lines are cut out of a large buffer in place (no copy per line), and parsed where they lie:
+/// first by the specialised scanner of [`fast`], and by the general serde reader when the
+/// scanner declines a line (escapes, unusual numbers, bad spans, malformed JSON).
 pub(crate) fn read_lines(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), IngestError> {
+    read_lines_with(reader, ctx, true)
+}
+
+fn read_lines_with(
+    reader: &mut dyn BufRead,
+    ctx: &mut Ctx<'_>,
+    use_fast: bool,
+) -> Result<(), IngestError> {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK as usize * 2);
     let mut start = 0usize; // first byte of the current line in `buf`
     let mut scanned = 0usize; // bytes of `buf` known to hold no line end after `start`
@@ -68,6 +80,13 @@ pub(crate) fn read_lines(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<
                 continue;
             }
         };
+        let first = ctx.batch.spans.len();
+        if use_fast && fast::read_line(text, ctx) == Some(true) {
+            saw_request = true;
+            ctx.maybe_flush()?;
+            continue;
+        }
+        ctx.batch.spans.truncate(first);
         let mut state = DocState::new(Loc::Line(line_no));
         let mut de = serde_json::Deserializer::from_str(text);
         let parsed = RequestSeed {
