@@ -48,6 +48,7 @@ mod jaeger;
 pub mod lake;
 mod otlp_json;
 mod otlp_proto;
+mod otlp_wire;
 mod parquet_io;
 mod read;
 mod report;
