@@ -19,7 +19,7 @@ use crate::IngestError;
 mod fast;
 
 /// Bytes read from the input at a time while looking for line ends.
-const CHUNK: u64 = 8 << 20;
+const CHUNK: u64 = 1 << 20;
 
 /// Reads JSON Lines of requests; a bad line is one bad record.
 ///

@@ -95,10 +95,19 @@ impl CallAcc {
     }
 }
 
-/// A trace being assembled.
+/// A trace being assembled: a linked list of its spans in the slab (one allocation for every
+/// open trace, instead of a growing vector each).
 struct OpenTrace {
-    spans: Vec<Span>,
+    head: u32,
+    tail: u32,
+    len: u32,
     last_seen: u64,
+}
+
+/// A buffered span and the slab index of the next span of its trace.
+struct Slot {
+    span: Span,
+    next: u32,
 }
 
 /// Per-trace working memory, reused across traces so finishing a trace allocates nothing.
@@ -126,6 +135,9 @@ pub struct ModelBuilder {
     strings: Interner,
     remap: Vec<Sym>,
     open: FxHashMap<TraceId, OpenTrace>,
+    slab: Vec<Slot>,
+    free: Vec<u32>,
+    gathered: Vec<Span>,
     fifo: VecDeque<TraceId>,
     buffered: usize,
     seen: u64,
@@ -156,6 +168,9 @@ impl ModelBuilder {
             strings: Interner::new(),
             remap: Vec::new(),
             open: FxHashMap::default(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            gathered: Vec::new(),
             fifo: VecDeque::new(),
             buffered: 0,
             seen: 0,
@@ -193,16 +208,38 @@ impl ModelBuilder {
             self.seen += 1;
             self.buffered += 1;
             let seen = self.seen;
+            let slot = Slot {
+                span: s,
+                next: NONE,
+            };
+            let idx = match self.free.pop() {
+                Some(i) => {
+                    if let Some(free) = self.slab.get_mut(i as usize) {
+                        *free = slot;
+                    }
+                    i
+                }
+                None => {
+                    self.slab.push(slot);
+                    (self.slab.len() - 1) as u32
+                }
+            };
             match self.open.get_mut(&s.trace_id) {
                 Some(t) => {
-                    t.spans.push(s);
+                    if let Some(last) = self.slab.get_mut(t.tail as usize) {
+                        last.next = idx;
+                    }
+                    t.tail = idx;
+                    t.len += 1;
                     t.last_seen = seen;
                 }
                 None => {
                     self.open.insert(
                         s.trace_id,
                         OpenTrace {
-                            spans: vec![s],
+                            head: idx,
+                            tail: idx,
+                            len: 1,
                             last_seen: seen,
                         },
                     );
@@ -245,11 +282,27 @@ impl ModelBuilder {
                 self.quality.traces_cut_by_window += 1;
             }
             if let Some(t) = self.open.remove(&front) {
-                self.buffered -= t.spans.len();
-                let mut spans = t.spans;
-                self.fold_trace(&mut spans);
+                self.close(&t);
             }
         }
+    }
+
+    /// Takes a trace's spans out of the slab and folds them.
+    fn close(&mut self, t: &OpenTrace) {
+        let mut spans = std::mem::take(&mut self.gathered);
+        spans.clear();
+        let mut i = t.head;
+        for _ in 0..t.len {
+            let Some(slot) = self.slab.get(i as usize) else {
+                break;
+            };
+            spans.push(slot.span);
+            self.free.push(i);
+            i = slot.next;
+        }
+        self.buffered -= t.len as usize;
+        self.fold_trace(&mut spans);
+        self.gathered = spans;
     }
 
     /// Finishes every open trace, resolves leaf calls, and returns the model.
@@ -257,8 +310,8 @@ impl ModelBuilder {
         let mut open: Vec<(TraceId, OpenTrace)> =
             std::mem::take(&mut self.open).into_iter().collect();
         open.sort_unstable_by_key(|(id, _)| *id);
-        for (_, mut t) in open {
-            self.fold_trace(&mut t.spans);
+        for (_, t) in open {
+            self.close(&t);
         }
         self.resolve_leaf_calls();
         self.into_model()
