@@ -21,13 +21,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::BufRead;
-use std::marker::PhantomData;
 
 use serde::de::{
     self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
 use serde_json::error::Category;
 
+use crate::lenient::{
+    leaf, list, next, object, Any, Array, Checked, Elem, Known, Leaf, MapBody, Object,
+};
 use crate::otlp_json::Attrs;
 use crate::read::{Ctx, Format};
 use crate::span::{parse_hex_id, Span, SpanKind, StatusCode};
@@ -238,9 +240,6 @@ impl<'de> Visitor<'de> for Data<'_, '_, '_> {
 // The records: a trace, its spans, their references, tags and processes. Every field is taken
 // whatever its JSON type and the first unusable one is reported, so that a bad record is skipped
 // without stopping the parse.
-
-/// A value read from outside that may be unusable, with the reason.
-type Checked<T> = Result<T, String>;
 
 /// The fields of a trace object that are read (`data` only at the top level).
 const TRACE_FIELDS: &[&str] = &["data", "spans", "processes"];
@@ -549,239 +548,6 @@ impl MapBody for Processes {
             None => Ok(Processes(out)),
             Some(p) => Err(p),
         })
-    }
-}
-
-// Lenient values: any JSON value is accepted, and what it was is kept for the error message.
-
-/// A JSON value as far as it is read without a schema: a scalar with its value, an array or an
-/// object only named (and skipped).
-#[derive(Default)]
-enum Leaf {
-    #[default]
-    Null,
-    Bool(bool),
-    /// A non-negative integer.
-    U64(u64),
-    /// Any other number (negative, fractional, or too large).
-    OtherNumber,
-    Str(String),
-    Array,
-    Object,
-}
-
-impl Leaf {
-    fn what(&self) -> &'static str {
-        match self {
-            Leaf::Null => "null",
-            Leaf::Bool(_) => "a boolean",
-            Leaf::U64(_) | Leaf::OtherNumber => "a number",
-            Leaf::Str(_) => "a string",
-            Leaf::Array => "an array",
-            Leaf::Object => "an object",
-        }
-    }
-
-    fn string(self, name: &str) -> Checked<Option<String>> {
-        match self {
-            Leaf::Null => Ok(None),
-            Leaf::Str(s) => Ok(Some(s)),
-            v => Err(format!("{name} is {}, not a string", v.what())),
-        }
-    }
-
-    fn integer(self, name: &str) -> Checked<Option<u64>> {
-        match self {
-            Leaf::Null => Ok(None),
-            Leaf::U64(n) => Ok(Some(n)),
-            Leaf::OtherNumber => Err(format!(
-                "{name} is negative, fractional or too large (expected whole microseconds)"
-            )),
-            v => Err(format!("{name} is {}, not an integer", v.what())),
-        }
-    }
-}
-
-/// How a value of any JSON shape is read: an object by `map`, an array by `seq` (by default both
-/// are skipped and named), anything else by `leaf`. Only invalid JSON is a serde error.
-trait Shape<'de>: Sized {
-    type Value;
-    fn leaf(self, v: Leaf) -> Self::Value;
-    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(self.leaf(Leaf::Object))
-    }
-    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(self.leaf(Leaf::Array))
-    }
-}
-
-/// Reads a value of any shape with `S`.
-struct Any<S>(S);
-
-impl<'de, S: Shape<'de>> DeserializeSeed<'de> for Any<S> {
-    type Value = S::Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, S: Shape<'de>> Visitor<'de> for Any<S> {
-    type Value = S::Value;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<S::Value, E> {
-        Ok(self.0.leaf(Leaf::Null))
-    }
-    fn visit_none<E: de::Error>(self) -> Result<S::Value, E> {
-        Ok(self.0.leaf(Leaf::Null))
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<S::Value, E> {
-        Ok(self.0.leaf(Leaf::Bool(v)))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<S::Value, E> {
-        Ok(self.0.leaf(Leaf::U64(v)))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<S::Value, E> {
-        Ok(self
-            .0
-            .leaf(u64::try_from(v).map_or(Leaf::OtherNumber, Leaf::U64)))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<S::Value, E> {
-        Ok(self.0.leaf(Leaf::OtherNumber))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<S::Value, E> {
-        Ok(self.0.leaf(Leaf::Str(v.to_string())))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<S::Value, E> {
-        Ok(self.0.leaf(Leaf::Str(v)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<S::Value, A::Error> {
-        self.0.seq(seq)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<S::Value, A::Error> {
-        self.0.map(map)
-    }
-}
-
-/// An object read into `Self`; the outer `Result` is the parse, the inner one the content.
-trait MapBody: Sized {
-    /// What the object is, for "found ..., expected ..." messages.
-    const WHAT: &'static str;
-    fn read<'de, A: MapAccess<'de>>(map: A) -> Result<Checked<Self>, A::Error>;
-}
-
-/// Any scalar, objects and arrays named.
-#[derive(Default)]
-struct LeafShape;
-
-impl Shape<'_> for LeafShape {
-    type Value = Leaf;
-    fn leaf(self, v: Leaf) -> Leaf {
-        v
-    }
-}
-
-/// An element that must be an object `M`.
-#[derive(Default)]
-struct Elem<M>(PhantomData<M>);
-
-impl<'de, M: MapBody> Shape<'de> for Elem<M> {
-    type Value = Checked<M>;
-    fn leaf(self, v: Leaf) -> Checked<M> {
-        Err(format!("found {}, expected {}", v.what(), M::WHAT))
-    }
-    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Checked<M>, A::Error> {
-        M::read(map)
-    }
-}
-
-/// A field that should be an object `M`: the object, or what was found instead.
-#[derive(Default)]
-struct Object<M>(PhantomData<M>);
-
-impl<'de, M: MapBody> Shape<'de> for Object<M> {
-    type Value = Result<Checked<M>, Leaf>;
-    fn leaf(self, v: Leaf) -> Self::Value {
-        Err(v)
-    }
-    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        M::read(map).map(Ok)
-    }
-}
-
-/// A field that should be an array of `S`: its elements, or what was found instead.
-#[derive(Default)]
-struct Array<S>(PhantomData<S>);
-
-impl<'de, S: Shape<'de> + Default> Shape<'de> for Array<S> {
-    type Value = Result<Vec<S::Value>, Leaf>;
-    fn leaf(self, v: Leaf) -> Self::Value {
-        Err(v)
-    }
-    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Any(S::default()))? {
-            out.push(v);
-        }
-        Ok(Ok(out))
-    }
-}
-
-/// A field name, as the one of `self.0` it is (`None`: another), read without allocating.
-struct Known(&'static [&'static str]);
-
-impl<'de> DeserializeSeed<'de> for Known {
-    type Value = Option<&'static str>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_identifier(self)
-    }
-}
-
-impl Visitor<'_> for Known {
-    type Value = Option<&'static str>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a field name")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.0.iter().copied().find(|&k| k == v))
-    }
-}
-
-/// The next value of `map`, read with `S`.
-fn next<'de, S: Shape<'de> + Default, A: MapAccess<'de>>(
-    map: &mut A,
-) -> Result<S::Value, A::Error> {
-    map.next_value_seed(Any(S::default()))
-}
-
-/// The next value of `map`, whatever its shape; objects and arrays are skipped.
-fn leaf<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Leaf, A::Error> {
-    next::<LeafShape, _>(map)
-}
-
-/// The field `name` that should be an object (null: absent).
-fn object<M>(name: &str, v: Result<Checked<M>, Leaf>) -> Checked<Option<M>> {
-    match v {
-        Ok(m) => m.map(Some).map_err(|p| format!("{name}: {p}")),
-        Err(Leaf::Null) => Ok(None),
-        Err(v) => Err(format!("{name} is {}, not an object", v.what())),
-    }
-}
-
-/// The field `name` that should be an array of valid elements (null: absent).
-fn list<T>(name: &str, v: Result<Vec<Checked<T>>, Leaf>) -> Checked<Option<Vec<T>>> {
-    match v {
-        Ok(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(j, item)| item.map_err(|p| format!("{name}[{j}]: {p}")))
-            .collect::<Checked<Vec<T>>>()
-            .map(Some),
-        Err(Leaf::Null) => Ok(None),
-        Err(v) => Err(format!("{name} is {}, not an array", v.what())),
     }
 }
 

@@ -46,6 +46,7 @@ mod error;
 mod fuzz_tests;
 mod jaeger;
 pub mod lake;
+mod lenient;
 mod otlp_json;
 mod otlp_proto;
 mod otlp_wire;

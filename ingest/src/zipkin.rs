@@ -24,14 +24,12 @@
 
 use std::fmt;
 use std::io::BufRead;
-use std::marker::PhantomData;
 
 use rustc_hash::FxHashMap;
-use serde::de::{
-    self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::error::Category;
 
+use crate::lenient::{leaf, next, object, Any, Checked, Known, Leaf, MapBody, Object, Shape};
 use crate::otlp_json::Attrs;
 use crate::read::{Ctx, Format};
 use crate::span::{fnv1a64, parse_hex_id, Span, SpanId, SpanKind, StatusCode, Sym, TraceId};
@@ -234,13 +232,10 @@ impl<'de> Shape<'de> for Element<'_, '_, '_> {
         }
         Ok(())
     }
-    fn scalar<E: de::Error>(self, v: Scalar<'_>) -> Result<(), E> {
+    fn leaf<E: de::Error>(self, v: Leaf) -> Result<(), E> {
         self.st.not_a_span(self.loc, v.what())
     }
 }
-
-/// A value read from outside that may be unusable, with the reason.
-type Checked<T> = Result<T, String>;
 
 /// A span object as read. Every field is taken whatever its JSON type and the first unusable one is
 /// reported, so that a bad span is skipped without stopping the parse.
@@ -260,80 +255,47 @@ struct ZSpan {
 }
 
 /// The fields of a span object that augur reads.
-enum SpanKey {
-    TraceId,
-    Id,
-    ParentId,
-    Kind,
-    Name,
-    Timestamp,
-    Duration,
-    LocalEndpoint,
-    RemoteEndpoint,
-    Tags,
-    Shared,
-    Other,
-}
-
-impl<'de> de::Deserialize<'de> for SpanKey {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = SpanKey;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<SpanKey, E> {
-                Ok(match v {
-                    "traceId" => SpanKey::TraceId,
-                    "id" => SpanKey::Id,
-                    "parentId" => SpanKey::ParentId,
-                    "kind" => SpanKey::Kind,
-                    "name" => SpanKey::Name,
-                    "timestamp" => SpanKey::Timestamp,
-                    "duration" => SpanKey::Duration,
-                    "localEndpoint" => SpanKey::LocalEndpoint,
-                    "remoteEndpoint" => SpanKey::RemoteEndpoint,
-                    "tags" => SpanKey::Tags,
-                    "shared" => SpanKey::Shared,
-                    _ => SpanKey::Other,
-                })
-            }
-        }
-        d.deserialize_identifier(V)
-    }
-}
+const SPAN_FIELDS: &[&str] = &[
+    "traceId",
+    "id",
+    "parentId",
+    "kind",
+    "name",
+    "timestamp",
+    "duration",
+    "localEndpoint",
+    "remoteEndpoint",
+    "tags",
+    "shared",
+];
 
 impl MapBody for ZSpan {
+    const WHAT: &'static str = "a span object";
     fn read<'de, A: MapAccess<'de>>(mut map: A) -> Result<Checked<Self>, A::Error> {
         let mut z = ZSpan::default();
         let mut problem: Option<String> = None;
-        while let Some(key) = map.next_key::<SpanKey>()? {
+        while let Some(key) = map.next_key_seed(Known(SPAN_FIELDS))? {
             let checked = match key {
-                SpanKey::TraceId => scalar(&mut map)?.string("traceId").map(|v| z.trace_id = v),
-                SpanKey::Id => scalar(&mut map)?.string("id").map(|v| z.id = v),
-                SpanKey::ParentId => scalar(&mut map)?
-                    .string("parentId")
-                    .map(|v| z.parent_id = v),
-                SpanKey::Kind => scalar(&mut map)?.string("kind").map(|v| z.kind = v),
-                SpanKey::Name => scalar(&mut map)?.string("name").map(|v| z.name = v),
-                SpanKey::Timestamp => scalar(&mut map)?
-                    .integer("timestamp")
-                    .map(|v| z.timestamp = v),
-                SpanKey::Duration => scalar(&mut map)?
-                    .integer("duration")
-                    .map(|v| z.duration = v),
-                SpanKey::LocalEndpoint => value::<Endpoint, _>(&mut map)?
-                    .object("localEndpoint")
-                    .map(|v| z.local = v),
-                SpanKey::RemoteEndpoint => value::<Endpoint, _>(&mut map)?
-                    .object("remoteEndpoint")
-                    .map(|v| z.remote = v),
-                SpanKey::Tags => value::<Tags, _>(&mut map)?
-                    .object("tags")
+                Some(k @ "traceId") => leaf(&mut map)?.string(k).map(|v| z.trace_id = v),
+                Some(k @ "id") => leaf(&mut map)?.string(k).map(|v| z.id = v),
+                Some(k @ "parentId") => leaf(&mut map)?.string(k).map(|v| z.parent_id = v),
+                Some(k @ "kind") => leaf(&mut map)?.string(k).map(|v| z.kind = v),
+                Some(k @ "name") => leaf(&mut map)?.string(k).map(|v| z.name = v),
+                Some(k @ "timestamp") => leaf(&mut map)?.integer(k).map(|v| z.timestamp = v),
+                Some(k @ "duration") => leaf(&mut map)?.integer(k).map(|v| z.duration = v),
+                Some(k @ "localEndpoint") => {
+                    object(k, next::<Object<Endpoint>, _>(&mut map)?).map(|v| z.local = v)
+                }
+                Some(k @ "remoteEndpoint") => {
+                    object(k, next::<Object<Endpoint>, _>(&mut map)?).map(|v| z.remote = v)
+                }
+                Some(k @ "tags") => object(k, next::<Object<Tags>, _>(&mut map)?)
                     .map(|v| z.tags = v.unwrap_or_default()),
-                SpanKey::Shared => scalar(&mut map)?.boolean("shared").map(|v| z.shared = v),
-                SpanKey::Other => {
+                // A null `shared` is false (as before).
+                Some(k @ "shared") => leaf(&mut map)?
+                    .boolean(k)
+                    .map(|v| z.shared = v.unwrap_or(false)),
+                _ => {
                     map.next_value::<IgnoredAny>()?;
                     Ok(())
                 }
@@ -358,12 +320,13 @@ struct Endpoint {
 }
 
 impl MapBody for Endpoint {
+    const WHAT: &'static str = "an endpoint object";
     fn read<'de, A: MapAccess<'de>>(mut map: A) -> Result<Checked<Self>, A::Error> {
         let mut e = Endpoint::default();
         let mut problem = None;
         let mut host: Vec<u8> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            let v = scalar(&mut map)?;
+            let v = leaf(&mut map)?;
             match (key.as_str(), v) {
                 ("serviceName", v) => match v.string("serviceName") {
                     Ok(s) => e.service_name = s,
@@ -372,11 +335,11 @@ impl MapBody for Endpoint {
                     }
                 },
                 // Address fields are only compared, never validated (as before).
-                (k @ ("ipv4" | "ipv6"), Value::Str(s)) => {
+                (k @ ("ipv4" | "ipv6"), Leaf::Str(s)) => {
                     host.extend_from_slice(k.as_bytes());
                     host.extend_from_slice(s.as_bytes());
                 }
-                ("port", Value::U64(p)) => {
+                ("port", Leaf::U64(p)) => {
                     host.extend_from_slice(b"port");
                     host.extend_from_slice(&p.to_be_bytes());
                 }
@@ -402,12 +365,13 @@ struct Tags {
 }
 
 impl MapBody for Tags {
+    const WHAT: &'static str = "a tags object";
     fn read<'de, A: MapAccess<'de>>(mut map: A) -> Result<Checked<Self>, A::Error> {
         let mut t = Tags::default();
         let mut problem = None;
         while let Some(key) = map.next_key::<String>()? {
-            let v = match scalar(&mut map)? {
-                Value::Str(v) => v,
+            let v = match leaf(&mut map)? {
+                Leaf::Str(v) => v,
                 other => {
                     // Zipkin tag values are strings (as before, null is not one either).
                     problem.get_or_insert_with(|| {
@@ -426,192 +390,6 @@ impl MapBody for Tags {
             Some(p) => Err(p),
         })
     }
-}
-
-// Lenient values: any JSON value is accepted, and what it was is kept for the error message.
-
-/// What to do with a JSON value of each shape; [`Any`] hands the value to the right method.
-trait Shape<'de>: Sized {
-    type Value;
-    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error>;
-    fn seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error>;
-    fn scalar<E: de::Error>(self, v: Scalar<'_>) -> Result<Self::Value, E>;
-}
-
-/// A JSON value that is neither an object nor an array.
-enum Scalar<'a> {
-    Null,
-    Bool(bool),
-    /// A non-negative integer.
-    U64(u64),
-    /// Any other number (negative, fractional, or too large).
-    Number,
-    Str(&'a str),
-}
-
-impl Scalar<'_> {
-    fn what(&self) -> &'static str {
-        match self {
-            Scalar::Null => "null",
-            Scalar::Bool(_) => "a boolean",
-            Scalar::U64(_) | Scalar::Number => "a number",
-            Scalar::Str(_) => "a string",
-        }
-    }
-}
-
-/// Reads a value of any shape with `S`.
-struct Any<S>(S);
-
-impl<'de, S: Shape<'de>> DeserializeSeed<'de> for Any<S> {
-    type Value = S::Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, S: Shape<'de>> Visitor<'de> for Any<S> {
-    type Value = S::Value;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<S::Value, E> {
-        self.0.scalar(Scalar::Null)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<S::Value, E> {
-        self.0.scalar(Scalar::Null)
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<S::Value, E> {
-        self.0.scalar(Scalar::Bool(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<S::Value, E> {
-        self.0.scalar(Scalar::U64(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<S::Value, E> {
-        self.0
-            .scalar(u64::try_from(v).map_or(Scalar::Number, Scalar::U64))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<S::Value, E> {
-        self.0.scalar(Scalar::Number)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<S::Value, E> {
-        self.0.scalar(Scalar::Str(v))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<S::Value, A::Error> {
-        self.0.seq(seq)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<S::Value, A::Error> {
-        self.0.map(map)
-    }
-}
-
-/// An object read into `Self`; the outer `Result` is the parse, the inner one the content.
-trait MapBody: Sized {
-    fn read<'de, A: MapAccess<'de>>(map: A) -> Result<Checked<Self>, A::Error>;
-}
-
-/// An object whose content is not wanted.
-struct Skipped;
-
-impl MapBody for Skipped {
-    fn read<'de, A: MapAccess<'de>>(mut map: A) -> Result<Checked<Self>, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Ok(Skipped))
-    }
-}
-
-/// A field's value: a scalar, or an object read as `M`.
-enum Value<M> {
-    Null,
-    Bool(bool),
-    U64(u64),
-    /// A negative, fractional or too large number.
-    OtherNumber,
-    Str(String),
-    Object(Checked<M>),
-    /// Any other shape, named.
-    Other(&'static str),
-}
-
-impl<M> Value<M> {
-    fn what(&self) -> &'static str {
-        match self {
-            Value::Null => "null",
-            Value::Bool(_) => "a boolean",
-            Value::U64(_) | Value::OtherNumber => "a number",
-            Value::Str(_) => "a string",
-            Value::Object(_) => "an object",
-            Value::Other(what) => what,
-        }
-    }
-
-    fn string(self, name: &str) -> Checked<Option<String>> {
-        match self {
-            Value::Null => Ok(None),
-            Value::Str(s) => Ok(Some(s)),
-            v => Err(format!("{name} is {}, not a string", v.what())),
-        }
-    }
-
-    fn integer(self, name: &str) -> Checked<Option<u64>> {
-        match self {
-            Value::Null => Ok(None),
-            Value::U64(n) => Ok(Some(n)),
-            Value::OtherNumber => Err(format!(
-                "{name} is negative, fractional or too large (expected whole microseconds)"
-            )),
-            v => Err(format!("{name} is {}, not an integer", v.what())),
-        }
-    }
-
-    fn boolean(self, name: &str) -> Checked<bool> {
-        match self {
-            Value::Null => Ok(false),
-            Value::Bool(b) => Ok(b),
-            v => Err(format!("{name} is {}, not a boolean", v.what())),
-        }
-    }
-
-    fn object(self, name: &str) -> Checked<Option<M>> {
-        match self {
-            Value::Null => Ok(None),
-            Value::Object(Ok(m)) => Ok(Some(m)),
-            Value::Object(Err(p)) => Err(format!("{name}: {p}")),
-            v => Err(format!("{name} is {}, not an object", v.what())),
-        }
-    }
-}
-
-struct ValueOf<M>(PhantomData<M>);
-
-impl<'de, M: MapBody> Shape<'de> for ValueOf<M> {
-    type Value = Value<M>;
-    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Value<M>, A::Error> {
-        M::read(map).map(Value::Object)
-    }
-    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<M>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Value::Other("an array"))
-    }
-    fn scalar<E: de::Error>(self, v: Scalar<'_>) -> Result<Value<M>, E> {
-        Ok(match v {
-            Scalar::Null => Value::Null,
-            Scalar::Bool(b) => Value::Bool(b),
-            Scalar::U64(n) => Value::U64(n),
-            Scalar::Number => Value::OtherNumber,
-            Scalar::Str(s) => Value::Str(s.to_string()),
-        })
-    }
-}
-
-/// The next value of `map`, whatever its shape; objects are skipped.
-fn scalar<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Value<Skipped>, A::Error> {
-    value(map)
-}
-
-/// The next value of `map`, whatever its shape; objects are read as `M`.
-fn value<'de, M: MapBody, A: MapAccess<'de>>(map: &mut A) -> Result<Value<M>, A::Error> {
-    map.next_value_seed(Any(ValueOf(PhantomData)))
 }
 
 // Conversion and the fix-ups.
