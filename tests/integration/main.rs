@@ -9,3 +9,4 @@ mod common;
 mod fixtures;
 mod formats;
 mod learn_graph;
+mod progress;
