@@ -16,6 +16,55 @@ use crate::read::Ctx;
 /// Nesting deeper than this is left to the general path.
 const MAX_DEPTH: u32 = 64;
 
+/// The span fields the fast path reads, in the order exporters write them, then their
+/// snake_case spellings; [`SPAN_FIELDS`] names each.
+const SPAN_KEYS: &[&[u8]] = &[
+    b"traceId",
+    b"spanId",
+    b"parentSpanId",
+    b"name",
+    b"kind",
+    b"startTimeUnixNano",
+    b"endTimeUnixNano",
+    b"attributes",
+    b"status",
+    b"trace_id",
+    b"span_id",
+    b"parent_span_id",
+    b"start_time_unix_nano",
+    b"end_time_unix_nano",
+];
+
+#[derive(Clone, Copy)]
+enum SpanField {
+    TraceId,
+    SpanId,
+    ParentSpanId,
+    Name,
+    Kind,
+    Start,
+    End,
+    Attributes,
+    Status,
+}
+
+const SPAN_FIELDS: &[SpanField] = &[
+    SpanField::TraceId,
+    SpanField::SpanId,
+    SpanField::ParentSpanId,
+    SpanField::Name,
+    SpanField::Kind,
+    SpanField::Start,
+    SpanField::End,
+    SpanField::Attributes,
+    SpanField::Status,
+    SpanField::TraceId,
+    SpanField::SpanId,
+    SpanField::ParentSpanId,
+    SpanField::Start,
+    SpanField::End,
+];
+
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
@@ -106,6 +155,11 @@ impl<'a> P<'a> {
     /// A string without escapes or control characters, borrowed.
     fn str(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
+        self.str_rest()
+    }
+
+    /// The rest of a string whose opening quote was consumed.
+    fn str_rest(&mut self) -> Option<&'a str> {
         let start = self.i;
         let rest = self.b.get(start..)?;
         let k = first_special(rest)?;
@@ -136,6 +190,63 @@ impl<'a> P<'a> {
                 _ => return None,
             }
         }
+    }
+
+    /// An object whose keys are usually among `keys`, and usually in that order (as every
+    /// exporter writes them): each key is first compared with the one expected next, so a known
+    /// key costs one comparison instead of a scan and a match. `f` gets the key's index in
+    /// `keys`, or the key itself when it is another.
+    fn object_keyed(
+        &mut self,
+        keys: &[&[u8]],
+        mut f: impl FnMut(&mut Self, Result<usize, &'a str>) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        let mut expect = 0;
+        loop {
+            self.eat(b'"')?;
+            let key = match self.known_key(keys, expect) {
+                Some(k) => {
+                    expect = k + 1;
+                    Ok(k)
+                }
+                None => Err(self.str_rest()?),
+            };
+            self.eat(b':')?;
+            f(self, key)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The index of the key (opening quote consumed) among `keys`, trying `expect` first.
+    fn known_key(&mut self, keys: &[&[u8]], expect: usize) -> Option<usize> {
+        let n = keys.len();
+        for j in 0..n {
+            let k = (expect + j) % n;
+            let key = keys.get(k)?;
+            let end = self.i + key.len();
+            // A byte loop, inlined: these keys are a few bytes, shorter than a `memcmp` call.
+            let same = self
+                .b
+                .get(self.i..end)
+                .is_some_and(|b| b.iter().zip(key.iter()).all(|(x, y)| x == y));
+            if same && self.b.get(end) == Some(&b'"') {
+                self.i = end + 1;
+                return Some(k);
+            }
+        }
+        None
     }
 
     fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
@@ -287,11 +398,11 @@ impl<'a> P<'a> {
         let mut attrs = Attrs::default();
         self.list(|p| {
             let (mut key, mut value) = (None, None);
-            p.object(|p, k| {
+            p.object_keyed(&[b"key", b"value"], |p, k| {
                 match k {
-                    "key" => key = Some(p.str()?),
-                    "value" => value = p.any_value()?,
-                    _ => p.skip(3)?,
+                    Ok(0) => key = Some(p.str()?),
+                    Ok(_) => value = p.any_value()?,
+                    Err(_) => p.skip(3)?,
                 }
                 Some(())
             })?;
@@ -309,10 +420,10 @@ impl<'a> P<'a> {
             return Some(None);
         }
         let mut out = None;
-        self.object(|p, k| {
+        self.object_keyed(&[b"stringValue", b"string_value"], |p, k| {
             match k {
-                "stringValue" | "string_value" => out = Some(p.str()?),
-                _ => p.skip(4)?,
+                Ok(_) => out = Some(p.str()?),
+                Err(_) => p.skip(4)?,
             }
             Some(())
         })?;
@@ -321,22 +432,25 @@ impl<'a> P<'a> {
 
     fn span(&mut self, ctx: &mut Ctx<'_>) -> Option<()> {
         let mut s = RawSpan::default();
-        self.object(|p, k| {
-            match k {
-                "traceId" | "trace_id" => s.trace_id = Some(Cow::Borrowed(p.str()?)),
-                "spanId" | "span_id" => s.span_id = Some(Cow::Borrowed(p.str()?)),
-                "parentSpanId" | "parent_span_id" => {
+        self.object_keyed(SPAN_KEYS, |p, k| {
+            let Ok(k) = k else {
+                return p.skip(4);
+            };
+            match SPAN_FIELDS.get(k)? {
+                SpanField::TraceId => s.trace_id = Some(Cow::Borrowed(p.str()?)),
+                SpanField::SpanId => s.span_id = Some(Cow::Borrowed(p.str()?)),
+                SpanField::ParentSpanId => {
                     s.parent_span_id = if p.null() {
                         None
                     } else {
                         Some(Cow::Borrowed(p.str()?))
                     }
                 }
-                "name" => s.name = Some(Cow::Borrowed(p.str()?)),
-                "kind" => s.kind = p.enumeration()?,
-                "startTimeUnixNano" | "start_time_unix_nano" => s.start = Some(p.u64()?),
-                "endTimeUnixNano" | "end_time_unix_nano" => s.end = Some(p.u64()?),
-                "status" => {
+                SpanField::Name => s.name = Some(Cow::Borrowed(p.str()?)),
+                SpanField::Kind => s.kind = p.enumeration()?,
+                SpanField::Start => s.start = Some(p.u64()?),
+                SpanField::End => s.end = Some(p.u64()?),
+                SpanField::Status => {
                     s.status = None;
                     if !p.null() {
                         p.object(|p, k| {
@@ -348,8 +462,7 @@ impl<'a> P<'a> {
                         })?;
                     }
                 }
-                "attributes" => s.attrs = p.attrs()?,
-                _ => p.skip(4)?,
+                SpanField::Attributes => s.attrs = p.attrs()?,
             }
             Some(())
         })?;
