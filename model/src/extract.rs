@@ -101,8 +101,12 @@ impl CallAcc {
     }
 }
 
-/// A trace being assembled: a linked list of its spans in the slab (one allocation for every
-/// open trace, instead of a growing vector each).
+/// Spans per slab block: a trace's spans sit in blocks of this many, linked, so gathering a
+/// trace follows one link per block and reads each block's spans in sequence (a link per span
+/// made every load wait for the previous one: perf showed a third of trace folding there).
+const BLOCK: usize = 8;
+
+/// A trace being assembled: its spans, in a chain of slab blocks.
 struct OpenTrace {
     head: u32,
     tail: u32,
@@ -110,11 +114,23 @@ struct OpenTrace {
     last_seen: u64,
 }
 
-/// A buffered span and the slab index of the next span of its trace.
-struct Slot {
-    span: Span,
-    next: u32,
-}
+/// A span for unused slab places.
+const EMPTY_SPAN: Span = Span {
+    trace_id: [0; 16],
+    span_id: [0; 8],
+    parent_span_id: None,
+    service: 0,
+    name: 0,
+    kind: SpanKind::Unspecified,
+    start_ns: 0,
+    end_ns: 0,
+    status: StatusCode::Unset,
+    peer: None,
+    http_route: None,
+    rpc_method: None,
+    error_type: None,
+    experiment: None,
+};
 
 /// Per-trace working memory, reused across traces so finishing a trace allocates nothing.
 #[derive(Default)]
@@ -141,8 +157,11 @@ pub struct ModelBuilder {
     strings: Interner,
     remap: Vec<Sym>,
     open: FxHashMap<TraceId, OpenTrace>,
-    slab: Vec<Slot>,
-    free: Vec<u32>,
+    /// Blocks of [`BLOCK`] spans; block `b` is `slab[b * BLOCK..(b + 1) * BLOCK]`.
+    slab: Vec<Span>,
+    /// The next block of each block's trace.
+    next_block: Vec<u32>,
+    free_blocks: Vec<u32>,
     gathered: Vec<Span>,
     fifo: VecDeque<TraceId>,
     buffered: usize,
@@ -175,7 +194,8 @@ impl ModelBuilder {
             remap: Vec::new(),
             open: FxHashMap::default(),
             slab: Vec::new(),
-            free: Vec::new(),
+            next_block: Vec::new(),
+            free_blocks: Vec::new(),
             gathered: Vec::new(),
             fifo: VecDeque::new(),
             buffered: 0,
@@ -214,37 +234,37 @@ impl ModelBuilder {
             self.seen += 1;
             self.buffered += 1;
             let seen = self.seen;
-            let slot = Slot {
-                span: s,
-                next: NONE,
-            };
-            let idx = match self.free.pop() {
-                Some(i) => {
-                    if let Some(free) = self.slab.get_mut(i as usize) {
-                        *free = slot;
-                    }
-                    i
-                }
-                None => {
-                    self.slab.push(slot);
-                    (self.slab.len() - 1) as u32
-                }
-            };
             match self.open.get_mut(&s.trace_id) {
                 Some(t) => {
-                    if let Some(last) = self.slab.get_mut(t.tail as usize) {
-                        last.next = idx;
+                    let pos = t.len as usize % BLOCK;
+                    if pos == 0 {
+                        let b = alloc_block(
+                            &mut self.slab,
+                            &mut self.next_block,
+                            &mut self.free_blocks,
+                        );
+                        if let Some(link) = self.next_block.get_mut(t.tail as usize) {
+                            *link = b;
+                        }
+                        t.tail = b;
                     }
-                    t.tail = idx;
+                    if let Some(place) = self.slab.get_mut(t.tail as usize * BLOCK + pos) {
+                        *place = s;
+                    }
                     t.len += 1;
                     t.last_seen = seen;
                 }
                 None => {
+                    let b =
+                        alloc_block(&mut self.slab, &mut self.next_block, &mut self.free_blocks);
+                    if let Some(place) = self.slab.get_mut(b as usize * BLOCK) {
+                        *place = s;
+                    }
                     self.open.insert(
                         s.trace_id,
                         OpenTrace {
-                            head: idx,
-                            tail: idx,
+                            head: b,
+                            tail: b,
                             len: 1,
                             last_seen: seen,
                         },
@@ -297,14 +317,18 @@ impl ModelBuilder {
     fn close(&mut self, t: &OpenTrace) {
         let mut spans = std::mem::take(&mut self.gathered);
         spans.clear();
-        let mut i = t.head;
-        for _ in 0..t.len {
-            let Some(slot) = self.slab.get(i as usize) else {
+        let mut left = t.len as usize;
+        let mut b = t.head;
+        while left > 0 {
+            let n = left.min(BLOCK);
+            let start = b as usize * BLOCK;
+            let Some(block) = self.slab.get(start..start + n) else {
                 break;
             };
-            spans.push(slot.span);
-            self.free.push(i);
-            i = slot.next;
+            spans.extend_from_slice(block);
+            self.free_blocks.push(b);
+            left -= n;
+            b = self.next_block.get(b as usize).copied().unwrap_or(NONE);
         }
         self.buffered -= t.len as usize;
         self.fold_trace(&mut spans);
@@ -664,6 +688,20 @@ impl ModelBuilder {
     }
 }
 
+/// A free slab block (reused, or new at the end).
+fn alloc_block(slab: &mut Vec<Span>, next_block: &mut Vec<u32>, free: &mut Vec<u32>) -> u32 {
+    if let Some(b) = free.pop() {
+        if let Some(link) = next_block.get_mut(b as usize) {
+            *link = NONE;
+        }
+        return b;
+    }
+    let b = next_block.len() as u32;
+    next_block.push(NONE);
+    slab.resize(slab.len() + BLOCK, EMPTY_SPAN);
+    b
+}
+
 /// Fills a compressed children table from a parent table (`NONE` = no parent).
 fn build_children(parent: &[u32], start: &mut Vec<u32>, children: &mut Vec<u32>) {
     let n = parent.len();
@@ -924,6 +962,32 @@ mod tests {
         assert_eq!(m.quality.traces, 7);
         assert!(m.edges.is_empty());
         assert!(!m.nodes.iter().find(|n| n.id == "b y").unwrap().endpoint);
+    }
+
+    #[test]
+    fn traces_longer_than_a_slab_block_keep_every_span() {
+        use SpanKind::*;
+        // Two interleaved traces of 3 * BLOCK + 1 spans each, one span per batch.
+        let n = 3 * BLOCK as u8 + 1;
+        let mut builder = ModelBuilder::default();
+        for i in 0..n {
+            for t in [1u8, 2] {
+                let s = if i == 0 {
+                    span(t, 1, None, "a", "root", Server, 0, 100)
+                } else {
+                    span(t, i + 1, Some(i), "a", "step", Internal, 0, 1)
+                };
+                let mut batch = SpanBatch::new();
+                batch.push_owned(&s);
+                builder.add_batch(&batch);
+            }
+        }
+        let m = builder.finish();
+        assert_eq!(m.quality.traces, 2);
+        assert_eq!(m.quality.spans, 2 * u64::from(n));
+        assert_eq!(m.quality.missing_parents, 0);
+        assert_eq!(m.nodes.len(), 1);
+        assert_eq!(m.nodes[0].invocations, 2);
     }
 
     #[test]
