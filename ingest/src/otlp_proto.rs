@@ -201,7 +201,7 @@ fn prost_span(s: &opentelemetry_proto::tonic::trace::v1::Span) -> WireSpan<'_> {
     }
 }
 
-/// Checks a span and interns its strings (the rules of `otlp_json`'s `RawSpan::into_span`, for
+/// Checks a span and interns its strings (the rules of `otlp_json`'s `RawSpan::to_span`, for
 /// bytes: ids of the right length and not all zeros, an empty or all-zero parent is a root).
 fn convert(
     s: &WireSpan<'_>,

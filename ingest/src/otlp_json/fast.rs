@@ -467,7 +467,7 @@ impl<'a> P<'a> {
             Some(())
         })?;
         // A bad span is left to the general path, which locates and reports it.
-        let span = s.into_span(ctx).ok()?;
+        let span = s.to_span(ctx).ok()?;
         ctx.push(span);
         Some(())
     }
