@@ -135,7 +135,8 @@ const EMPTY_SPAN: Span = Span {
 /// Per-trace working memory, reused across traces so finishing a trace allocates nothing.
 #[derive(Default)]
 struct Scratch {
-    index: FxHashMap<SpanId, u32>,
+    index: IdIndex,
+    fill: Vec<u32>,
     keep: Vec<bool>,
     parent: Vec<u32>,
     orphan: Vec<bool>,
@@ -357,6 +358,9 @@ impl ModelBuilder {
             return i;
         }
         let i = self.nodes.len() as NodeIdx;
+        if !is_virtual {
+            self.services.insert(service);
+        }
         self.nodes.push((key, NodeAcc::default()));
         self.node_index.insert(key, i);
         i
@@ -369,13 +373,13 @@ impl ModelBuilder {
         let n = spans.len();
 
         // Span ids: identical re-reports are dropped, conflicting reuses counted (first wins).
-        sc.index.clear();
+        sc.index.reset(n);
         sc.keep.clear();
         sc.keep.resize(n, true);
         for i in 0..n {
             let s = spans[i];
-            match sc.index.get(&s.span_id) {
-                Some(&j) => {
+            match sc.index.insert_first(s.span_id, i as u32) {
+                Some(j) => {
                     let o = spans[j as usize];
                     if o.name == s.name
                         && o.service == s.service
@@ -388,9 +392,7 @@ impl ModelBuilder {
                         self.quality.conflicting_span_ids += 1;
                     }
                 }
-                None => {
-                    sc.index.insert(s.span_id, i as u32);
-                }
+                None => {}
             }
         }
         if sc.keep.iter().any(|k| !k) {
@@ -400,9 +402,9 @@ impl ModelBuilder {
                 k += 1;
                 keep
             });
-            sc.index.clear();
+            sc.index.reset(spans.len());
             for (i, s) in spans.iter().enumerate() {
-                sc.index.entry(s.span_id).or_insert(i as u32);
+                sc.index.insert_first(s.span_id, i as u32);
             }
         }
         let n = spans.len();
@@ -422,7 +424,7 @@ impl ModelBuilder {
                     NONE
                 }
                 Some(pid) => match sc.index.get(&pid) {
-                    Some(&j) => j,
+                    Some(j) => j,
                     None => {
                         self.quality.missing_parents += 1;
                         sc.orphan[i] = true;
@@ -438,7 +440,12 @@ impl ModelBuilder {
         sc.visited.resize(n, false);
         sc.order.clear();
         loop {
-            build_children(&sc.parent, &mut sc.child_start, &mut sc.children);
+            build_children(
+                &sc.parent,
+                &mut sc.child_start,
+                &mut sc.children,
+                &mut sc.fill,
+            );
             let start = sc.order.len();
             for i in 0..n {
                 if sc.parent[i] == NONE && !sc.visited[i] {
@@ -493,7 +500,6 @@ impl ModelBuilder {
                 continue;
             }
             let op = self.node(s.service, s.name, false);
-            self.services.insert(s.service);
             sc.op[i] = op;
             let acc = &mut self.nodes[op as usize].1;
             acc.invocations += 1;
@@ -688,6 +694,47 @@ impl ModelBuilder {
     }
 }
 
+/// Span id → index of its first span, for one trace: a scan for the usual small trace (cheaper
+/// than hashing), a hash map for large ones.
+#[derive(Default)]
+struct IdIndex {
+    small: Vec<(SpanId, u32)>,
+    map: FxHashMap<SpanId, u32>,
+    big: bool,
+}
+
+/// Traces up to this many spans are indexed by a scan.
+const SCAN_INDEX_MAX: usize = 32;
+
+impl IdIndex {
+    fn reset(&mut self, n: usize) {
+        self.small.clear();
+        self.map.clear();
+        self.big = n > SCAN_INDEX_MAX;
+    }
+
+    fn get(&self, id: &SpanId) -> Option<u32> {
+        if self.big {
+            self.map.get(id).copied()
+        } else {
+            self.small.iter().find(|(k, _)| k == id).map(|&(_, i)| i)
+        }
+    }
+
+    /// Records `i` for `id` unless `id` is known; returns the index already recorded.
+    fn insert_first(&mut self, id: SpanId, i: u32) -> Option<u32> {
+        if let Some(j) = self.get(&id) {
+            return Some(j);
+        }
+        if self.big {
+            self.map.insert(id, i);
+        } else {
+            self.small.push((id, i));
+        }
+        None
+    }
+}
+
 /// A free slab block (reused, or new at the end).
 fn alloc_block(slab: &mut Vec<Span>, next_block: &mut Vec<u32>, free: &mut Vec<u32>) -> u32 {
     if let Some(b) = free.pop() {
@@ -703,7 +750,12 @@ fn alloc_block(slab: &mut Vec<Span>, next_block: &mut Vec<u32>, free: &mut Vec<u
 }
 
 /// Fills a compressed children table from a parent table (`NONE` = no parent).
-fn build_children(parent: &[u32], start: &mut Vec<u32>, children: &mut Vec<u32>) {
+fn build_children(
+    parent: &[u32],
+    start: &mut Vec<u32>,
+    children: &mut Vec<u32>,
+    fill: &mut Vec<u32>,
+) {
     let n = parent.len();
     start.clear();
     start.resize(n + 1, 0);
@@ -717,7 +769,8 @@ fn build_children(parent: &[u32], start: &mut Vec<u32>, children: &mut Vec<u32>)
     }
     children.clear();
     children.resize(start[n] as usize, 0);
-    let mut fill: Vec<u32> = start[..n].to_vec();
+    fill.clear();
+    fill.extend_from_slice(&start[..n]);
     for (i, &p) in parent.iter().enumerate() {
         if p != NONE {
             children[fill[p as usize] as usize] = i as u32;
@@ -967,8 +1020,10 @@ mod tests {
     #[test]
     fn traces_longer_than_a_slab_block_keep_every_span() {
         use SpanKind::*;
-        // Two interleaved traces of 3 * BLOCK + 1 spans each, one span per batch.
-        let n = 3 * BLOCK as u8 + 1;
+        // Two interleaved traces of 5 * BLOCK + 1 spans each (more than a scanned index takes),
+        // one span per batch.
+        let n = 5 * BLOCK as u8 + 1;
+        assert!(usize::from(n) > SCAN_INDEX_MAX);
         let mut builder = ModelBuilder::default();
         for i in 0..n {
             for t in [1u8, 2] {
