@@ -378,21 +378,18 @@ impl ModelBuilder {
         sc.keep.resize(n, true);
         for i in 0..n {
             let s = spans[i];
-            match sc.index.insert_first(s.span_id, i as u32) {
-                Some(j) => {
-                    let o = spans[j as usize];
-                    if o.name == s.name
-                        && o.service == s.service
-                        && o.start_ns == s.start_ns
-                        && o.end_ns == s.end_ns
-                    {
-                        self.quality.duplicate_spans += 1;
-                        sc.keep[i] = false;
-                    } else {
-                        self.quality.conflicting_span_ids += 1;
-                    }
+            if let Some(j) = sc.index.insert_first(s.span_id, i as u32) {
+                let o = spans[j as usize];
+                if o.name == s.name
+                    && o.service == s.service
+                    && o.start_ns == s.start_ns
+                    && o.end_ns == s.end_ns
+                {
+                    self.quality.duplicate_spans += 1;
+                    sc.keep[i] = false;
+                } else {
+                    self.quality.conflicting_span_ids += 1;
                 }
-                None => {}
             }
         }
         if sc.keep.iter().any(|k| !k) {
