@@ -409,14 +409,53 @@ pub fn decode_hex_into(text: &[u8], out: &mut [u8]) -> Option<()> {
     for b in out.iter_mut().take(pad) {
         *b = 0;
     }
-    // Table lookups without a branch per digit; one check at the end.
+    let out = out.get_mut(pad..)?;
+    // Eight digits at a time, then table lookups without a branch per digit.
+    let mut words = text.chunks_exact(8);
+    let mut outs = out.chunks_exact_mut(4);
+    for (word, o) in (&mut words).zip(&mut outs) {
+        o.copy_from_slice(&hex8(word)?);
+    }
     let mut bad = 0u8;
-    for (o, pair) in out[pad..].iter_mut().zip(text.chunks_exact(2)) {
+    for (o, pair) in outs
+        .into_remainder()
+        .iter_mut()
+        .zip(words.remainder().chunks_exact(2))
+    {
         let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
         bad |= hi | lo;
         *o = (hi << 4) | (lo & 0x0f);
     }
     (bad & 0xf0 == 0).then_some(())
+}
+
+/// Eight hex digits (either case) to four bytes, SWAR: every digit is checked and converted in
+/// a handful of word operations. `None` if any byte is not a hex digit.
+fn hex8(chunk: &[u8]) -> Option<[u8; 4]> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut w = [0u8; 8];
+    w.copy_from_slice(chunk.get(..8)?);
+    let x = u64::from_le_bytes(w);
+    if x & HI != 0 {
+        return None; // not ASCII
+    }
+    // For bytes below 0x80: the high bit of each byte that is >= lo, and of each that is <= hi.
+    let ge = |v: u64, lo: u64| v.wrapping_add((0x80 - lo) * LO) & HI;
+    let le = |v: u64, hi: u64| !v.wrapping_add((0x7f - hi) * LO) & HI;
+    let lower = x | (0x20 * LO);
+    let digit = ge(x, 0x30) & le(x, 0x39);
+    let alpha = ge(lower, 0x61) & le(lower, 0x66);
+    if digit | alpha != HI {
+        return None;
+    }
+    let v = (lower & (0x0f * LO)) + (alpha >> 7) * 9;
+    // Two digits per byte (the first is the high nibble), then the four bytes together.
+    let pairs = ((v & 0x000f_000f_000f_000f) << 4) | ((v >> 8) & 0x000f_000f_000f_000f);
+    let packed = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
+    let packed = (packed | (packed >> 16)) & 0xffff_ffff;
+    let b = packed.to_le_bytes();
+    Some([b[0], b[1], b[2], b[3]])
 }
 
 /// Decodes an id that is hex of exactly `2 * N` digits, or up to `2 * N` digits when `allow_short`.
@@ -475,6 +514,32 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn word_hex_decoding_matches_a_digit_at_a_time(
+            text in prop_oneof![
+                prop::collection::vec(prop::sample::select(b"0123456789abcdefABCDEF".to_vec()), 0..34),
+                prop::collection::vec(prop::sample::select(b"0123456789abcdefABCDEFgG/:@` \xff".to_vec()), 0..34),
+            ],
+        ) {
+            let mut out = [0u8; 16];
+            let got = decode_hex_into(&text, &mut out).map(|()| out);
+            let want = (text.len() % 2 == 0 && text.len() <= 32
+                && text.iter().all(u8::is_ascii_hexdigit))
+                .then(|| {
+                    let mut o = [0u8; 16];
+                    let pad = 16 - text.len() / 2;
+                    for (k, pair) in text.chunks_exact(2).enumerate() {
+                        let s = std::str::from_utf8(pair).unwrap();
+                        o[pad + k] = u8::from_str_radix(s, 16).unwrap();
+                    }
+                    o
+                });
+            prop_assert_eq!(got, want);
+        }
+    }
 
     #[test]
     fn hex_round_trip_and_padding() {
