@@ -105,13 +105,29 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// Hands whatever the batch holds to the consumer.
+    /// Hands whatever the batch holds to the consumer, strings included: the next span starts a
+    /// fresh interner, so a reader must not hold symbols across a flush (see
+    /// [`Ctx::maybe_flush_keeping_strings`] for one that does).
     pub fn flush(&mut self) -> Result<(), IngestError> {
+        self.hand_over(SpanBatch::take_all)
+    }
+
+    /// [`Ctx::maybe_flush`] for a reader that holds symbols of the batch's interner across the
+    /// flush (the Zipkin reader converts a whole file before pushing): the strings are copied into
+    /// the next batch rather than moved.
+    pub fn maybe_flush_keeping_strings(&mut self) -> Result<(), IngestError> {
+        if self.batch.spans.len() >= self.opts.batch_size {
+            self.hand_over(SpanBatch::take)?;
+        }
+        Ok(())
+    }
+
+    fn hand_over(&mut self, take: fn(&mut SpanBatch) -> SpanBatch) -> Result<(), IngestError> {
         if self.batch.spans.is_empty() {
             return Ok(());
         }
         self.report.spans += self.batch.spans.len() as u64;
-        let batch = self.batch.take();
+        let batch = take(&mut self.batch);
         (self.sink)(batch)
     }
 
@@ -438,6 +454,39 @@ impl<'a> Ctx<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_carry_only_their_own_strings() {
+        // Span names unique per span: if each batch kept the strings of all earlier ones, handing
+        // batches over would grow quadratically with the input.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("unique.jsonl");
+        let mut text = String::new();
+        for i in 0..40u32 {
+            text.push_str(&format!(
+                r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"s"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"{:016x}","name":"op {i}","startTimeUnixNano":"1","endTimeUnixNano":"2"}}]}}]}}]}}"#,
+                i + 1
+            ));
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        let opts = ReadOptions {
+            strict: true,
+            batch_size: 4,
+        };
+        let mut sizes = Vec::new();
+        let mut names = Vec::new();
+        let report = read_paths(&[path], &opts, &mut |b| {
+            sizes.push(b.strings.len());
+            names.extend(b.spans.iter().map(|s| b.str(s.name).to_string()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(report.spans, 40);
+        assert_eq!(names.len(), 40);
+        assert_eq!(names[39], "op 39");
+        assert!(sizes.iter().all(|&n| n <= 8), "{sizes:?}");
+    }
 
     #[test]
     fn detects_by_content() {

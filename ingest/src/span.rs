@@ -257,8 +257,15 @@ impl SpanBatch {
         self.strings.resolve(sym)
     }
 
-    /// Moves the spans out, leaving an empty batch that keeps its interned strings (so a reader can
-    /// go on reusing symbols it already holds).
+    /// Moves the spans and their strings out, leaving an empty batch with an empty interner: the
+    /// usual hand-over, whose cost does not grow with the strings seen before.
+    pub fn take_all(&mut self) -> SpanBatch {
+        std::mem::take(self)
+    }
+
+    /// Moves the spans out, leaving an empty batch that keeps (a copy of) its interned strings,
+    /// for a reader that goes on using symbols it already holds. Copying costs one allocation per
+    /// string, so prefer [`SpanBatch::take_all`].
     pub fn take(&mut self) -> SpanBatch {
         SpanBatch {
             spans: std::mem::take(&mut self.spans),

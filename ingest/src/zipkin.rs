@@ -76,9 +76,10 @@ pub(crate) fn read(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), In
         return Err(ctx.unreadable(Format::ZipkinJson, "no element is a valid Zipkin v2 span"));
     }
     split_shared(&mut recs);
+    // The converted spans hold symbols of the batch's interner: keep the strings across flushes.
     for r in recs {
         ctx.push(r.span);
-        ctx.maybe_flush()?;
+        ctx.maybe_flush_keeping_strings()?;
     }
     Ok(())
 }
