@@ -72,7 +72,7 @@ fn extraction(c: &mut Criterion) {
             for batch in &batches {
                 builder.add_batch(batch);
             }
-            builder.finish().edges.len()
+            builder.finish().calls.len()
         })
     });
     group.finish();

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod demo;
 mod progress;
+mod show;
 
 use progress::Progress;
 
@@ -58,8 +59,18 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Where to write the model file.
+        #[arg(
+            long,
+            value_name = "MODEL",
+            required_unless_present = "into",
+            conflicts_with = "into"
+        )]
+        out: Option<PathBuf>,
+        /// Add what PATHS teach to this model file (created if absent) instead of starting
+        /// afresh: the result equals learning the old and new traces at once, except for traces
+        /// whose spans are split between the two (their parts are counted separately).
         #[arg(long, value_name = "MODEL")]
-        out: PathBuf,
+        into: Option<PathBuf>,
         #[command(flatten)]
         read: ReadArgs,
         /// A trace is complete once this many spans of other traces arrived after its last
@@ -70,17 +81,51 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show a model's call graph.
+    /// Show a model's call graph, with each call site's learned behaviour.
     ///
     /// The JSON form is a stable contract:
     /// {"nodes":[{"id","service","operation","virtual","endpoint"}],
-    ///  "edges":[{"from","to","calls","errors","p50_ms","p99_ms"}]}.
+    ///  "edges":[{"from","to","calls","errors","p50_ms","p99_ms","mode","retries","timeout_ms",
+    ///  "p_propagate":{"mean","lo","hi"}}]}. calls and errors count attempts (each retry is one);
+    /// mode is sequential, parallel or asynchronous; retries and timeout_ms are null when
+    /// unknown (never seen); p_propagate is P(caller fails | this call failed after its
+    /// retries) with its 90% credible interval.
     Graph {
         /// A model file written by `augur learn`.
         model: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = GraphFormat::Table)]
         format: GraphFormat,
+    },
+    /// Inspect a model: every operation, call site and learned parameter with its uncertainty.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Merge models learned from different traces (shards, days) into one.
+    ///
+    /// The result equals learning all their traces at once, for traces not split between them.
+    Merge {
+        /// Model files (two or more).
+        #[arg(required = true, num_args = 2..)]
+        models: Vec<PathBuf>,
+        /// Where to write the merged model.
+        #[arg(long, value_name = "MODEL")]
+        out: PathBuf,
+    },
+    /// Report what changed between two models of the same system: new and removed operations
+    /// and call sites, changed timeouts and retries, latency shifts beyond noise, and moved
+    /// error-propagation posteriors.
+    ///
+    /// Exits 0 whether or not there is drift; use --json for the machine-readable report.
+    Diff {
+        /// The older model.
+        old: PathBuf,
+        /// The newer model.
+        new: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run every stage on a built-in demo shop: generate its traces, learn, show what was learned
     /// and check it against the demo's known truth.
@@ -121,6 +166,20 @@ enum Command {
         /// Also write the ground-truth graph (JSON) here.
         #[arg(long, value_name = "FILE")]
         truth: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelCommand {
+    /// Print a model readably: endpoints and their traffic, operations (self time, own error
+    /// rate), call sites (calls per invocation, mode, retries, timeout, P(propagate)) and the
+    /// learned priors. Intervals are 90% credible intervals.
+    Show {
+        /// A model file written by `augur learn`.
+        model: PathBuf,
+        /// Print the model as read (calls placed, parameters derived) as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -170,6 +229,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Learn {
             paths,
             out,
+            into,
             read,
             trace_window,
             json,
@@ -178,7 +238,25 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("--trace-window must be at least 1");
             }
             let opts = BuildOptions { trace_window };
-            let (model, summary) = learn(&paths, &read, opts)?;
+            // Read the old model first, so a bad one stops us before the traces are read.
+            let base = match &into {
+                Some(path) if path.exists() => Some(Model::load(path)?),
+                _ => None,
+            };
+            let (mut model, mut summary) = learn(&paths, &read, opts)?;
+            if let Some(base) = base {
+                model.merge(&base);
+                summary.describe(&model);
+                if !json {
+                    eprintln!(
+                        "added to the model, which now holds {} spans in {} traces",
+                        model.quality.spans, model.quality.traces
+                    );
+                }
+            }
+            let Some(out) = out.or(into) else {
+                bail!("give --out MODEL or --into MODEL");
+            };
             model
                 .save(&out)
                 .with_context(|| format!("saving the model to {}", out.display()))?;
@@ -199,6 +277,50 @@ fn run(cli: Cli) -> Result<()> {
                 GraphFormat::Table => graph.to_table(),
             };
             write_stdout(&text)
+        }
+        Command::Model {
+            command: ModelCommand::Show { model, json },
+        } => {
+            let view = Model::load(&model)?.view();
+            if json {
+                write_stdout(&(serde_json::to_string_pretty(&view)? + "\n"))
+            } else {
+                write_stdout(&show::model_text(&view))
+            }
+        }
+        Command::Merge { models, out } => {
+            let mut merged: Option<Model> = None;
+            for path in &models {
+                let m = Model::load(path)?;
+                match &mut merged {
+                    Some(acc) => acc.merge(&m),
+                    None => merged = Some(m),
+                }
+            }
+            let Some(merged) = merged else {
+                bail!("no model given");
+            };
+            merged
+                .save(&out)
+                .with_context(|| format!("saving the model to {}", out.display()))?;
+            eprintln!(
+                "merged {} models ({} spans, {} operations, {} call sites) into {}",
+                models.len(),
+                merged.quality.spans,
+                merged.operations.len(),
+                merged.calls.len() + merged.unarrived.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Diff { old, new, json } => {
+            let (old, new) = (Model::load(&old)?.view(), Model::load(&new)?.view());
+            let report = augur_model::diff(&old, &new);
+            if json {
+                write_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))
+            } else {
+                write_stdout(&report.to_text())
+            }
         }
         Command::Demo { dir, traces, seed } => demo::run_demo(&dir, traces, seed),
         Command::Generate {
@@ -339,6 +461,7 @@ pub(crate) struct LearnSummary {
     edges: usize,
     seconds: f64,
     quality: augur_model::TraceQuality,
+    unarrived_to_instrumented: u64,
 }
 
 impl LearnSummary {
@@ -365,12 +488,16 @@ impl LearnSummary {
         } else {
             0.0
         };
+        let traces = if self.quality.spans == self.spans {
+            format!("in {} traces ", self.traces)
+        } else {
+            String::new()
+        };
         let mut s = format!(
-            "learned from {} spans in {} traces ({} files, {:.1} MB) in {:.2}s ({:.0} spans/s)\n\
+            "learned from {} spans {traces}({} files, {:.1} MB) in {:.2}s ({:.0} spans/s)\n\
              services: {}  operations: {}  endpoints: {}  virtual nodes: {}  edges: {}\n\
              records rejected: {}",
             self.spans,
-            self.traces,
             self.files,
             self.bytes as f64 / 1e6,
             self.seconds,
@@ -398,7 +525,7 @@ impl LearnSummary {
                 "client spans that reached nothing and name no peer",
             ),
             (
-                q.calls_to_instrumented_without_server,
+                self.unarrived_to_instrumented,
                 "calls that never reached an instrumented service",
             ),
             (q.traces_cut_by_window, "traces cut by --trace-window"),
@@ -432,19 +559,36 @@ pub(crate) fn learn(
         );
     }
     let model = builder.finish();
-    let summary = LearnSummary {
+    let mut summary = LearnSummary {
         files: report.files,
         bytes: report.bytes,
         spans: report.spans,
         rejected: report.rejected,
-        traces: model.quality.traces,
-        services: model.services(),
-        operations: model.nodes.iter().filter(|n| !n.is_virtual).count(),
-        endpoints: model.nodes.iter().filter(|n| n.endpoint).count(),
-        virtual_nodes: model.nodes.iter().filter(|n| n.is_virtual).count(),
-        edges: model.edges.len(),
+        traces: 0,
+        services: 0,
+        operations: 0,
+        endpoints: 0,
+        virtual_nodes: 0,
+        edges: 0,
         seconds: started.elapsed().as_secs_f64(),
         quality: model.quality.clone(),
+        unarrived_to_instrumented: 0,
     };
+    summary.describe(&model);
     Ok((model, summary))
+}
+
+impl LearnSummary {
+    /// Sets the model's totals (after a merge they describe the merged model).
+    fn describe(&mut self, model: &Model) {
+        let view = model.view();
+        self.traces = model.quality.traces;
+        self.services = model.services();
+        self.operations = model.operations.len();
+        self.endpoints = view.nodes.iter().filter(|n| n.endpoint).count();
+        self.virtual_nodes = view.nodes.iter().filter(|n| n.is_virtual).count();
+        self.edges = view.edges.len();
+        self.quality = model.quality.clone();
+        self.unarrived_to_instrumented = view.calls_to_instrumented_without_server;
+    }
 }

@@ -26,6 +26,7 @@ struct Count {
     calls: u64,
     attempts: u64,
     errors: u64,
+    timeouts: u64,
 }
 
 /// Generates traces of a world. Deterministic: the same world, seed and fault give the same spans
@@ -48,6 +49,9 @@ pub struct Generator<'w> {
     blocks: Vec<Vec<Vec<usize>>>,
     endpoint_cum: Vec<f64>,
     op_inv: Vec<(u64, u64)>,
+    /// Per operation: the self time of every invocation, milliseconds (time spent outside its
+    /// call blocks).
+    op_self_ms: Vec<Vec<f32>>,
     peer_inv: Vec<(u64, u64)>,
     edges: Vec<Vec<Count>>,
     traces: u64,
@@ -171,6 +175,7 @@ impl<'w> Generator<'w> {
             blocks,
             endpoint_cum,
             op_inv: vec![(0, 0); n_ops],
+            op_self_ms: vec![Vec::new(); n_ops],
             peer_inv: vec![(0, 0); n_peers],
             edges: world
                 .operations
@@ -320,9 +325,11 @@ impl<'w> Generator<'w> {
                     .or_default()
                     .entry(to.clone())
                     .or_insert_with(|| EdgeTruth::from_call(w, op, c, from.clone(), to.clone()));
+                e.add_site(c);
                 e.calls += n.calls;
                 e.attempts += n.attempts;
                 e.errors += n.errors;
+                e.timeouts += n.timeouts;
                 if !t.nodes.contains_key(&to) {
                     let node = match c.callee {
                         Callee::Operation(o) => w.operations.get(o).map(|callee| {
@@ -364,6 +371,7 @@ impl<'w> Generator<'w> {
             ) {
                 node.invocations = inv;
                 node.errors = err;
+                node.self_ms_p50 = self.op_self_ms.get(i).and_then(|v| median(v));
             }
         }
         t
@@ -435,23 +443,28 @@ impl<'w> Generator<'w> {
         let pre = (self_ns * 0.4) as i64;
         let post = (self_ns as i64 - pre).max(1000);
         let mut t = start + pre;
+        let mut own = pre + post;
         let (call_parent, handler) = match &op.handler {
             Some(h) => {
                 let hid = self.span_id();
                 let hidx = out.push(hid, Some(id), &op.service, h, SpanKind::Internal, t, None);
                 t += 20_000;
+                own += 40_000;
                 (hid, Some(hidx))
             }
             None => (id, None),
         };
         let calls_failed = if depth < MAX_DEPTH {
-            self.run_calls(out, op_idx, call_parent, &mut t, depth)
+            self.run_calls(out, op_idx, call_parent, &mut t, &mut own, depth)
         } else {
             false
         };
         if let Some(h) = handler {
             t += 20_000;
             out.end(h, t, calls_failed, Some("dependency_failed"));
+        }
+        if let Some(v) = self.op_self_ms.get_mut(op_idx) {
+            v.push((own as f64 / MS) as f32);
         }
         let own = self.chance(self.op_err.get(op_idx).copied().unwrap_or(0.0));
         let failed = own || calls_failed;
@@ -477,11 +490,14 @@ impl<'w> Generator<'w> {
         op: usize,
         parent: SpanId,
         t: &mut i64,
+        own: &mut i64,
         depth: usize,
     ) -> bool {
         let n_blocks = self.blocks.get(op).map_or(0, Vec::len);
         for b in 0..n_blocks {
-            let block_start = *t + self.uniform_ns(0.02, 0.1);
+            let pause = self.uniform_ns(0.02, 0.1);
+            let block_start = *t + pause;
+            *own += pause;
             let mut block_end = block_start;
             let mut failed = false;
             let n = self
@@ -608,7 +624,10 @@ impl<'w> Generator<'w> {
                             );
                             let c_end = s_end + self.uniform_ns(0.15, 0.6);
                             match timeout {
-                                Some(to) if c_end - t > to => (t + to, true, "timeout"),
+                                Some(to) if c_end - t > to => {
+                                    count.timeouts += 1;
+                                    (t + to, true, "timeout")
+                                }
                                 _ => (c_end, s_failed, "server_error"),
                             }
                         };
@@ -654,7 +673,10 @@ impl<'w> Generator<'w> {
                         let d = (self.lognormal_ns(peer.latency) + add) as i64;
                         let f = self.chance(err);
                         match timeout {
-                            Some(to) if d > to => (t + to, true, "timeout"),
+                            Some(to) if d > to => {
+                                count.timeouts += 1;
+                                (t + to, true, "timeout")
+                            }
                             _ => (t + d.max(1000), f, "peer_error"),
                         }
                     };
@@ -676,9 +698,20 @@ impl<'w> Generator<'w> {
             c.calls += count.calls;
             c.attempts += count.attempts;
             c.errors += count.errors;
+            c.timeouts += count.timeouts;
         }
         (end, failed && !call.fallback)
     }
+}
+
+/// The median of some values (`None` when empty).
+fn median(v: &[f32]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f32::total_cmp);
+    s.get(s.len() / 2).map(|&x| f64::from(x))
 }
 
 #[cfg(test)]

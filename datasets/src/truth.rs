@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::world::{Call, EntryKind, Operation, World};
 
 /// A node of the call graph.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeTruth {
     /// `"<service> <operation>"`, or the peer's name for a virtual node.
     pub id: String,
@@ -25,6 +25,10 @@ pub struct NodeTruth {
     pub invocations: u64,
     /// Invocations that failed.
     pub errors: u64,
+    /// Median self time of the invocations that ran (time outside its call blocks: its own
+    /// work, handler overhead and pauses between blocks), milliseconds; `None` for virtual
+    /// nodes and operations that never ran.
+    pub self_ms_p50: Option<f64>,
 }
 
 impl NodeTruth {
@@ -37,6 +41,7 @@ impl NodeTruth {
             endpoint,
             invocations: 0,
             errors: 0,
+            self_ms_p50: None,
         }
     }
 
@@ -49,6 +54,7 @@ impl NodeTruth {
             endpoint: false,
             invocations: 0,
             errors: 0,
+            self_ms_p50: None,
         }
     }
 }
@@ -56,8 +62,9 @@ impl NodeTruth {
 /// A directed edge (caller operation → callee operation or virtual node), with what the world
 /// says about the call site and what the run counted.
 ///
-/// When an operation has several call sites to the same callee, their counts add up and the
-/// static fields are those of the first call site.
+/// When an operation has several call sites to the same callee (traces cannot tell them apart),
+/// their counts add up, `sites` says how many there are, and the other static fields are those
+/// of the first call site, except `retries` (the most of any).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EdgeTruth {
     /// The caller's node id.
@@ -71,6 +78,10 @@ pub struct EdgeTruth {
     /// Calls that failed after all retries (a call to a `down` service counts here). For a queue
     /// with an instrumented consumer: messages whose consumer failed or was down.
     pub errors: u64,
+    /// Call sites of the caller to this callee.
+    pub sites: u32,
+    /// Attempts cut by the timeout.
+    pub timeouts: u64,
     /// The call's timeout, if any.
     pub timeout_ms: Option<f64>,
     /// Retries after a failed attempt.
@@ -83,9 +94,18 @@ pub struct EdgeTruth {
     pub probability: f64,
     /// Through a queue (PRODUCER → CONSUMER or a PRODUCER to a virtual queue).
     pub asynchronous: bool,
+    /// P(the caller fails | this call failed after its retries and no other call of that
+    /// invocation failed): 1 without a fallback; with one, the caller's own error rate.
+    pub p_propagate: f64,
 }
 
 impl EdgeTruth {
+    /// Counts one more call site of the caller to this callee.
+    pub(crate) fn add_site(&mut self, c: &Call) {
+        self.sites += 1;
+        self.retries = self.retries.max(c.retries);
+    }
+
     pub(crate) fn from_call(
         world: &World,
         op: &Operation,
@@ -109,12 +129,15 @@ impl EdgeTruth {
             calls: 0,
             attempts: 0,
             errors: 0,
+            timeouts: 0,
+            sites: 0,
             timeout_ms: c.timeout_ms,
             retries: c.retries,
             fallback: c.fallback,
             parallel: World::is_parallel(op, c),
             probability: c.probability,
             asynchronous,
+            p_propagate: if c.fallback { op.error_rate } else { 1.0 },
         }
     }
 }

@@ -467,7 +467,8 @@ impl World {
                     .entry(from.clone())
                     .or_default()
                     .entry(to.clone())
-                    .or_insert_with(|| EdgeTruth::from_call(self, op, c, from.clone(), to));
+                    .or_insert_with(|| EdgeTruth::from_call(self, op, c, from.clone(), to))
+                    .add_site(c);
             }
         }
         t

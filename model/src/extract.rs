@@ -8,10 +8,15 @@
 //!                                                              │
 //!                   per trace: link parents, cut cycles, find entries, attribute spans to operations
 //!                                                              │
-//!       node stats (invocations, errors, durations) · edge stats (calls, errors, durations) · leaf client calls
+//!        per invocation: call attempts grouped into calls (retries), overlaps, busy time
 //!                                                              │
-//!                         finish: leaf client calls resolved to services or virtual nodes ──► Model
+//!      operation stats (invocations, errors, duration, self time, own errors) · call-site stats
+//!      (attempts, calls, retries, per-invocation counts, overlaps, durations, gaps, cuts,
+//!      propagated/survived failures) · unarrived calls by (caller, peer, span name) ──► Model
 //! ```
+//!
+//! The [`Model`] holds only these sums; [`Model::view`](crate::Model::view) places unarrived
+//! calls and derives behaviour, so models learned apart merge to the model learned at once.
 //!
 //! ## What counts as what
 //! - An **entry** span starts a service's handling of a request: a root, a SERVER or CONSUMER span,
@@ -27,13 +32,26 @@
 //!   like this); any other peer is an uninstrumented **virtual node**.
 //! - A root (no parent id) is a user-facing **endpoint**; a span whose parent id is missing from
 //!   its trace is counted as a broken trace, not promoted to an endpoint.
+//! - An **invocation** is one entry span and the spans of its operation below it. Its calls are
+//!   the call edges and unarrived calls made from it; its **self time** is its duration minus the
+//!   union of those calls' intervals (clipped to it); a call **overlaps** if its interval
+//!   intersects another call's of the same invocation. An attempt is a **retry** when it follows a
+//!   failed attempt at the same callee with the same span name, starting after it ended.
+//! - **Propagation evidence**: a call that failed after its retries counts as *survived* when its
+//!   caller invocation succeeded, as *propagated* when the caller failed and no other call of that
+//!   invocation failed; a caller failure with several failed calls is ambiguous and not counted.
+//!   An invocation with no failed call is *clean*: if it failed, the error was its own.
 
 use std::collections::VecDeque;
 
 use augur_ingest::{Interner, Span, SpanBatch, SpanId, SpanKind, StatusCode, Sym, TraceId};
-use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::BTreeMap;
 
-use crate::model::{Edge, Model, Node, TraceQuality, SCHEMA_VERSION};
+use rustc_hash::FxHashMap;
+
+use crate::model::{
+    bump, CallSite, CallStats, Model, Operation, TraceQuality, Unarrived, Window, SCHEMA_VERSION,
+};
 use crate::sketch::LogSketch;
 
 /// Default number of spans after which a trace that received none is considered complete.
@@ -69,7 +87,6 @@ type NodeIdx = u32;
 struct NodeKey {
     service: Sym,
     operation: Sym,
-    is_virtual: bool,
 }
 
 #[derive(Default)]
@@ -78,27 +95,32 @@ struct NodeAcc {
     errors: u64,
     roots: u64,
     duration: LogSketch,
+    self_ns: LogSketch,
+    clean: u64,
+    clean_errors: u64,
 }
 
-#[derive(Default)]
-struct CallAcc {
-    calls: u64,
-    errors: u64,
-    duration: LogSketch,
-}
-
-impl CallAcc {
-    fn add(&mut self, span: &Span) {
-        self.calls += 1;
-        self.errors += u64::from(span.status == StatusCode::Error);
-        self.duration.add(span.duration_ns().max(0) as f64);
-    }
-
-    fn merge(&mut self, o: &CallAcc) {
-        self.calls += o.calls;
-        self.errors += o.errors;
-        self.duration.merge(&o.duration);
-    }
+/// One attempt at a call, as seen in a trace: the caller's invocation (its entry span), the
+/// callee (an operation, or for a call that reached nothing instrumented its caller operation
+/// and peer), and the attempt's span.
+#[derive(Clone, Copy)]
+struct CallEvent {
+    inv: u32,
+    leaf: bool,
+    /// The callee operation, or (leaf) the caller operation.
+    ka: u32,
+    /// 0, or (leaf) the peer.
+    kb: Sym,
+    name: Sym,
+    start: i64,
+    end: i64,
+    failed: bool,
+    producer: bool,
+    gap: Option<i64>,
+    cut: bool,
+    overlap: bool,
+    /// The first attempt of a call (not a retry).
+    first: bool,
 }
 
 /// Spans per slab block: a trace's spans sit in blocks of this many, linked, so gathering a
@@ -147,6 +169,10 @@ struct Scratch {
     op: Vec<NodeIdx>,
     entry: Vec<bool>,
     covered: Vec<bool>,
+    inv: Vec<u32>,
+    events: Vec<CallEvent>,
+    busy: Vec<i64>,
+    failed_calls: Vec<u32>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -169,13 +195,13 @@ pub struct ModelBuilder {
     seen: u64,
     nodes: Vec<(NodeKey, NodeAcc)>,
     node_index: FxHashMap<NodeKey, NodeIdx>,
-    edges: FxHashMap<(NodeIdx, NodeIdx), CallAcc>,
+    edges: FxHashMap<(NodeIdx, NodeIdx), CallStats>,
     /// Which callee a (caller, client span name) reached when it did reach one: used to place
     /// calls that never arrived.
     reached: FxHashMap<(NodeIdx, Sym, NodeIdx), u64>,
     /// Client calls that reached nothing instrumented: (caller, peer, client span name).
-    leaf_calls: FxHashMap<(NodeIdx, Sym, Sym), CallAcc>,
-    services: FxHashSet<Sym>,
+    leaf_calls: FxHashMap<(NodeIdx, Sym, Sym), CallStats>,
+    window: Option<Window>,
     quality: TraceQuality,
     scratch: Scratch,
 }
@@ -206,7 +232,7 @@ impl ModelBuilder {
             edges: FxHashMap::default(),
             reached: FxHashMap::default(),
             leaf_calls: FxHashMap::default(),
-            services: FxHashSet::default(),
+            window: None,
             quality: TraceQuality::default(),
             scratch: Scratch::default(),
         }
@@ -232,6 +258,11 @@ impl ModelBuilder {
             s.error_type = None;
             s.experiment = None;
             self.quality.spans += 1;
+            let w = Window {
+                first_ns: s.start_ns,
+                last_ns: s.end_ns.max(s.start_ns),
+            };
+            self.window = Some(self.window.map_or(w, |o| o.union(w)));
             self.seen += 1;
             self.buffered += 1;
             let seen = self.seen;
@@ -336,7 +367,7 @@ impl ModelBuilder {
         self.gathered = spans;
     }
 
-    /// Finishes every open trace, resolves leaf calls, and returns the model.
+    /// Finishes every open trace and returns the model.
     pub fn finish(mut self) -> Model {
         let mut open: Vec<(TraceId, OpenTrace)> =
             std::mem::take(&mut self.open).into_iter().collect();
@@ -344,23 +375,15 @@ impl ModelBuilder {
         for (_, t) in open {
             self.close(&t);
         }
-        self.resolve_leaf_calls();
         self.into_model()
     }
 
-    fn node(&mut self, service: Sym, operation: Sym, is_virtual: bool) -> NodeIdx {
-        let key = NodeKey {
-            service,
-            operation,
-            is_virtual,
-        };
+    fn node(&mut self, service: Sym, operation: Sym) -> NodeIdx {
+        let key = NodeKey { service, operation };
         if let Some(&i) = self.node_index.get(&key) {
             return i;
         }
         let i = self.nodes.len() as NodeIdx;
-        if !is_virtual {
-            self.services.insert(service);
-        }
         self.nodes.push((key, NodeAcc::default()));
         self.node_index.insert(key, i);
         i
@@ -479,11 +502,14 @@ impl ModelBuilder {
             }
         }
 
-        // Entries, operations, node and edge statistics, in parents-first order.
+        // Entries, operations, node statistics and call events, in parents-first order.
         sc.op.clear();
         sc.op.resize(n, 0);
         sc.entry.clear();
         sc.entry.resize(n, false);
+        sc.inv.clear();
+        sc.inv.resize(n, NONE);
+        sc.events.clear();
         for k in 0..sc.order.len() {
             let i = sc.order[k] as usize;
             let s = spans[i];
@@ -494,10 +520,12 @@ impl ModelBuilder {
             sc.entry[i] = entry;
             if !entry {
                 sc.op[i] = sc.op[p as usize];
+                sc.inv[i] = sc.inv[p as usize];
                 continue;
             }
-            let op = self.node(s.service, s.name, false);
+            let op = self.node(s.service, s.name);
             sc.op[i] = op;
+            sc.inv[i] = i as u32;
             let acc = &mut self.nodes[op as usize].1;
             acc.invocations += 1;
             acc.errors += u64::from(s.status == StatusCode::Error);
@@ -512,7 +540,27 @@ impl ModelBuilder {
             let caller = sc.op[p as usize];
             let via_client = matches!(ps.kind, SpanKind::Client | SpanKind::Producer);
             let call = if via_client { ps } else { s };
-            self.edges.entry((caller, op)).or_default().add(&call);
+            let message = ps.kind == SpanKind::Producer || s.kind == SpanKind::Consumer;
+            let waits_for_server = via_client && !message;
+            sc.events.push(CallEvent {
+                inv: sc.inv[p as usize],
+                leaf: false,
+                ka: op,
+                kb: 0,
+                name: call.name,
+                start: call.start_ns,
+                end: call.end_ns.max(call.start_ns),
+                failed: call.status == StatusCode::Error,
+                producer: message,
+                gap: if waits_for_server {
+                    Some(ps.duration_ns() - s.duration_ns())
+                } else {
+                    None
+                },
+                cut: waits_for_server && ps.status == StatusCode::Error && ps.end_ns < s.end_ns,
+                overlap: false,
+                first: true,
+            });
             if via_client {
                 *self.reached.entry((caller, ps.name, op)).or_default() += 1;
             }
@@ -521,7 +569,8 @@ impl ModelBuilder {
             }
         }
 
-        // Which spans have a call somewhere below them within their own operation.
+        // Which spans have a call somewhere below them within their own operation: the others,
+        // if CLIENT/PRODUCER, are calls that reached nothing instrumented.
         sc.covered.clear();
         sc.covered.resize(n, false);
         for k in (0..sc.order.len()).rev() {
@@ -542,151 +591,253 @@ impl ModelBuilder {
                 continue;
             }
             match s.peer {
-                Some(peer) => self
-                    .leaf_calls
-                    .entry((sc.op[i], peer, s.name))
-                    .or_default()
-                    .add(&s),
+                Some(peer) => sc.events.push(CallEvent {
+                    inv: sc.inv[i],
+                    leaf: true,
+                    ka: sc.op[i],
+                    kb: peer,
+                    name: s.name,
+                    start: s.start_ns,
+                    end: s.end_ns.max(s.start_ns),
+                    failed: s.status == StatusCode::Error,
+                    producer: s.kind == SpanKind::Producer,
+                    gap: None,
+                    cut: false,
+                    overlap: false,
+                    first: true,
+                }),
                 None => self.quality.clients_without_peer += 1,
             }
         }
+
+        self.fold_calls(spans, &mut sc);
         self.scratch = sc;
     }
 
-    /// Places every client call that reached nothing instrumented: on the service its peer names
-    /// when that service is instrumented, else on a virtual node named after the peer.
-    fn resolve_leaf_calls(&mut self) {
-        // Instrumented services by normalised name.
-        let mut by_name: FxHashMap<String, Sym> = FxHashMap::default();
-        for &svc in &self.services {
-            by_name.insert(normalise(self.strings.resolve(svc)), svc);
-        }
-        // Operations of each service, busiest first.
-        let mut ops_of: FxHashMap<Sym, Vec<NodeIdx>> = FxHashMap::default();
-        for (i, (key, _)) in self.nodes.iter().enumerate() {
-            if !key.is_virtual {
-                ops_of.entry(key.service).or_default().push(i as NodeIdx);
+    /// Folds one trace's call events into the call-site statistics, and each invocation's self
+    /// time and own errors into its operation's.
+    fn fold_calls(&mut self, spans: &[Span], sc: &mut Scratch) {
+        let n = spans.len();
+        sc.busy.clear();
+        sc.busy.resize(n, 0);
+        sc.failed_calls.clear();
+        sc.failed_calls.resize(n, 0);
+        let events = &mut sc.events;
+        events.sort_unstable_by_key(|e| (e.inv, e.start, e.end));
+        let mut a = 0;
+        while a < events.len() {
+            let inv = events[a].inv;
+            let mut b = a + 1;
+            while b < events.len() && events[b].inv == inv {
+                b += 1;
             }
-        }
-        for ops in ops_of.values_mut() {
-            ops.sort_by_key(|&i| (std::cmp::Reverse(self.nodes[i as usize].1.invocations), i));
-        }
-        let mut calls: Vec<((NodeIdx, Sym, Sym), CallAcc)> =
-            std::mem::take(&mut self.leaf_calls).into_iter().collect();
-        calls.sort_unstable_by_key(|(k, _)| *k);
-        for ((caller, peer, name), acc) in calls {
-            let peer_text = self.strings.resolve(peer).to_string();
-            // A peer naming the caller's own service is not a call to itself that never arrived
-            // (real data names a service's own database or cache after the service): it stays
-            // a virtual node.
-            let own = self.nodes[caller as usize].0.service;
-            let target = by_name
-                .get(&normalise(&peer_text))
-                .copied()
-                .filter(|&svc| svc != own)
-                .and_then(|svc| self.callee_in_service(caller, name, svc, &ops_of));
-            let callee = match target {
-                Some(op) => {
-                    self.quality.calls_to_instrumented_without_server += acc.calls;
-                    op
-                }
-                None => self.node(peer, peer, true),
+            let Some(&inv_span) = spans.get(inv as usize) else {
+                a = b;
+                continue;
             };
-            let (key, node) = &mut self.nodes[callee as usize];
-            if key.is_virtual {
-                node.invocations += acc.calls;
-                node.errors += acc.errors;
-                node.duration.merge(&acc.duration);
-            }
-            self.edges.entry((caller, callee)).or_default().merge(&acc);
-        }
-    }
+            let group = &mut events[a..b];
 
-    /// The operation of `svc` a call named `name` from `caller` most likely meant.
-    fn callee_in_service(
-        &self,
-        caller: NodeIdx,
-        name: Sym,
-        svc: Sym,
-        ops_of: &FxHashMap<Sym, Vec<NodeIdx>>,
-    ) -> Option<NodeIdx> {
-        let in_svc = |op: &NodeIdx| self.nodes[*op as usize].0.service == svc;
-        // The same call, when it did arrive.
-        // (Resolution runs once per distinct unresolved call at the end, so a scan is fine.)
-        let best = self
-            .reached
-            .iter()
-            .filter(|((c, n, op), _)| *c == caller && *n == name && in_svc(op))
-            .max_by_key(|((_, _, op), n)| (**n, std::cmp::Reverse(*op)));
-        if let Some(((_, _, op), _)) = best {
-            return Some(*op);
+            // Busy time (the union of call intervals within the invocation) and overlaps.
+            let (lo, hi) = (inv_span.start_ns, inv_span.end_ns.max(inv_span.start_ns));
+            let mut busy = 0i64;
+            let mut cur: Option<(i64, i64)> = None;
+            let mut max_end = i64::MIN;
+            let mut holder = 0usize;
+            for j in 0..group.len() {
+                let (s, e) = (group[j].start, group[j].end);
+                if j > 0 && s < max_end {
+                    group[j].overlap = true;
+                    group[holder].overlap = true;
+                }
+                if e > max_end {
+                    max_end = e;
+                    holder = j;
+                }
+                let (s, e) = (s.clamp(lo, hi), e.clamp(lo, hi));
+                cur = match cur {
+                    Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
+                    Some((cs, ce)) => {
+                        busy += ce - cs;
+                        Some((s, e))
+                    }
+                    None => Some((s, e)),
+                };
+            }
+            if let Some((cs, ce)) = cur {
+                busy += ce - cs;
+            }
+            sc.busy[inv as usize] = busy;
+
+            // Calls: an attempt and the retries after it (same callee and span name, each after
+            // the previous attempt failed and ended).
+            group.sort_unstable_by_key(|e| (e.leaf, e.ka, e.kb, e.name, e.start));
+            let mut failed_calls = 0u32;
+            for j in 0..group.len() {
+                let retry = j > 0 && {
+                    let (p, c) = (&group[j - 1], &group[j]);
+                    p.leaf == c.leaf
+                        && p.ka == c.ka
+                        && p.kb == c.kb
+                        && p.name == c.name
+                        && p.failed
+                        && c.start >= p.end
+                };
+                group[j].first = !retry;
+                if j > 0 && !retry && group[j - 1].failed {
+                    failed_calls += 1;
+                }
+            }
+            if group.last().is_some_and(|e| e.failed) {
+                failed_calls += 1;
+            }
+            sc.failed_calls[inv as usize] = failed_calls;
+            let caller_failed = inv_span.status == StatusCode::Error;
+
+            // Per callee.
+            let mut c = 0;
+            while c < group.len() {
+                let key = (group[c].leaf, group[c].ka, group[c].kb);
+                let mut d = c + 1;
+                while d < group.len() && (group[d].leaf, group[d].ka, group[d].kb) == key {
+                    d += 1;
+                }
+                let caller = sc.op[inv as usize];
+                let acc = if key.0 {
+                    self.leaf_calls
+                        .entry((key.1, key.2, group[c].name))
+                        .or_default()
+                } else {
+                    self.edges.entry((caller, key.1)).or_default()
+                };
+                let mut calls = 0usize;
+                let mut j = c;
+                while j < d {
+                    // One call: attempts j..m.
+                    let mut m = j + 1;
+                    while m < d && !group[m].first {
+                        m += 1;
+                    }
+                    let mut overlap = false;
+                    for ev in &group[j..m] {
+                        acc.attempts += 1;
+                        let dur = (ev.end - ev.start) as f64;
+                        if ev.failed {
+                            acc.attempt_errors += 1;
+                            acc.failed_ns.add(dur);
+                            if ev.leaf {
+                                acc.unanswered_ns.add(dur);
+                            }
+                        } else {
+                            acc.ok_ns.add(dur);
+                        }
+                        if let Some(g) = ev.gap {
+                            acc.gap_ns.add(g.max(0) as f64);
+                        }
+                        if ev.cut {
+                            acc.cut_ns.add(dur);
+                        }
+                        acc.asynchronous += u64::from(ev.producer);
+                        overlap |= ev.overlap;
+                    }
+                    acc.calls += 1;
+                    calls += 1;
+                    bump(&mut acc.retries, m - j - 1, 1);
+                    acc.parallel += u64::from(overlap);
+                    if group[m - 1].failed {
+                        acc.failed += 1;
+                        if !caller_failed {
+                            acc.survived += 1;
+                        } else if failed_calls == 1 {
+                            acc.propagated += 1;
+                        }
+                    }
+                    j = m;
+                }
+                bump(&mut acc.per_invocation, calls, 1);
+                c = d;
+            }
+            a = b;
         }
-        let ops = ops_of.get(&svc)?;
-        // An operation with the client span's name.
-        if let Some(&op) = ops
-            .iter()
-            .find(|&&op| self.nodes[op as usize].0.operation == name)
-        {
-            return Some(op);
+
+        // Self time and own errors of every invocation.
+        for (i, s) in spans.iter().enumerate() {
+            if !sc.entry[i] {
+                continue;
+            }
+            let acc = &mut self.nodes[sc.op[i] as usize].1;
+            let own = (s.duration_ns().max(0) - sc.busy[i]).max(0);
+            acc.self_ns.add(own as f64);
+            if sc.failed_calls[i] == 0 {
+                acc.clean += 1;
+                acc.clean_errors += u64::from(s.status == StatusCode::Error);
+            }
         }
-        // What this caller calls in that service most, else the service's busiest operation.
-        let from_caller = self
-            .edges
-            .iter()
-            .filter(|((from, to), _)| *from == caller && in_svc(to))
-            .max_by_key(|((_, to), acc)| (acc.calls, std::cmp::Reverse(*to)))
-            .map(|((_, to), _)| *to);
-        from_caller.or_else(|| ops.first().copied())
     }
 
     fn into_model(self) -> Model {
-        let name = |key: &NodeKey| -> (String, String, String) {
-            let service = self.strings.resolve(key.service).to_string();
-            let operation = self.strings.resolve(key.operation).to_string();
-            let id = if key.is_virtual {
-                service.clone()
-            } else {
-                format!("{service} {operation}")
-            };
-            (id, service, operation)
+        let id = |key: &NodeKey| -> String {
+            format!(
+                "{} {}",
+                self.strings.resolve(key.service),
+                self.strings.resolve(key.operation)
+            )
         };
-        let ids: Vec<String> = self.nodes.iter().map(|(k, _)| name(k).0).collect();
-        let mut nodes: Vec<Node> = self
+        let ids: Vec<String> = self.nodes.iter().map(|(k, _)| id(k)).collect();
+        let mut operations: Vec<Operation> = self
             .nodes
             .iter()
-            .map(|(key, acc)| {
-                let (id, service, operation) = name(key);
-                Node {
-                    id,
-                    service,
-                    operation,
-                    is_virtual: key.is_virtual,
-                    endpoint: acc.roots > 0,
-                    invocations: acc.invocations,
-                    errors: acc.errors,
-                    roots: acc.roots,
-                    duration_ns: acc.duration.clone(),
-                }
+            .zip(&ids)
+            .map(|((key, acc), id)| Operation {
+                id: id.clone(),
+                service: self.strings.resolve(key.service).to_string(),
+                operation: self.strings.resolve(key.operation).to_string(),
+                invocations: acc.invocations,
+                errors: acc.errors,
+                roots: acc.roots,
+                duration_ns: acc.duration.clone(),
+                self_ns: acc.self_ns.clone(),
+                clean: acc.clean,
+                clean_errors: acc.clean_errors,
             })
             .collect();
-        nodes.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut edges: Vec<Edge> = self
+        operations.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut names: FxHashMap<(NodeIdx, NodeIdx), BTreeMap<String, u64>> = FxHashMap::default();
+        for (&(caller, name, callee), &n) in &self.reached {
+            *names
+                .entry((caller, callee))
+                .or_default()
+                .entry(self.strings.resolve(name).to_string())
+                .or_default() += n;
+        }
+        let mut calls: Vec<CallSite> = self
             .edges
             .iter()
-            .map(|(&(from, to), acc)| Edge {
+            .map(|(&(from, to), stats)| CallSite {
                 from: ids[from as usize].clone(),
                 to: ids[to as usize].clone(),
-                calls: acc.calls,
-                errors: acc.errors,
-                duration_ns: acc.duration.clone(),
+                client_names: names.remove(&(from, to)).unwrap_or_default(),
+                stats: stats.clone(),
             })
             .collect();
-        edges.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+        calls.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+        let mut unarrived: Vec<Unarrived> = self
+            .leaf_calls
+            .iter()
+            .map(|(&(from, peer, name), stats)| Unarrived {
+                from: ids[from as usize].clone(),
+                peer: self.strings.resolve(peer).to_string(),
+                name: self.strings.resolve(name).to_string(),
+                stats: stats.clone(),
+            })
+            .collect();
+        unarrived.sort_by(|a, b| (&a.from, &a.peer, &a.name).cmp(&(&b.from, &b.peer, &b.name)));
         Model {
             schema_version: SCHEMA_VERSION,
             quality: self.quality,
-            nodes,
-            edges,
+            window: self.window,
+            operations,
+            calls,
+            unarrived,
         }
     }
 }
@@ -776,23 +927,10 @@ fn build_children(
     }
 }
 
-/// A peer or service name reduced for matching: lower case, without a port, first DNS label
-/// (`Payment.prod.svc.cluster.local:8080` → `payment`).
-fn normalise(name: &str) -> String {
-    let host = name.rsplit_once(':').map_or(name, |(h, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) {
-            h
-        } else {
-            name
-        }
-    });
-    let first = host.split('.').next().unwrap_or(host);
-    first.to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Mode;
     use augur_ingest::OwnedSpan;
 
     #[allow(clippy::too_many_arguments)]
@@ -824,17 +962,17 @@ mod tests {
         }
     }
 
-    fn build(spans: &[OwnedSpan]) -> Model {
+    fn build(spans: &[OwnedSpan]) -> crate::View {
         let mut batch = SpanBatch::new();
         for s in spans {
             batch.push_owned(s);
         }
         let mut b = ModelBuilder::default();
         b.add_batch(&batch);
-        b.finish()
+        b.finish().view()
     }
 
-    fn edge_list(m: &Model) -> Vec<(String, String, u64)> {
+    fn edge_list(m: &crate::View) -> Vec<(String, String, u64)> {
         m.edges
             .iter()
             .map(|e| (e.from.clone(), e.to.clone(), e.calls))
@@ -870,7 +1008,7 @@ mod tests {
         assert!(m.nodes.iter().any(|n| n.id == "postgres" && n.is_virtual));
         // The call's duration is the client's view (80 ns), not the server's (60 ns).
         let e = &m.edges[1];
-        assert_eq!(e.duration_ns.max(), Some(80.0));
+        assert_eq!(e.stats.duration_ns().max(), Some(80.0));
     }
 
     #[test]
@@ -893,7 +1031,7 @@ mod tests {
             edge_list(&m),
             vec![("checkout POST /checkout".into(), "payment Charge".into(), 2)]
         );
-        assert_eq!(m.edges[0].errors, 1);
+        assert_eq!(m.edges[0].attempt_errors, 1);
         assert!(!m.nodes.iter().any(|n| n.is_virtual));
     }
 
@@ -907,7 +1045,7 @@ mod tests {
             edge_list(&m),
             vec![("auth POST /token".into(), "auth".into(), 1)]
         );
-        assert_eq!(m.quality.calls_to_instrumented_without_server, 0);
+        assert_eq!(m.calls_to_instrumented_without_server, 0);
     }
 
     #[test]
@@ -985,7 +1123,7 @@ mod tests {
             batch.push_owned(s);
             builder.add_batch(&batch);
         }
-        let m = builder.finish();
+        let m = builder.finish().view();
         assert_eq!(m.quality.missing_parents, 0);
         assert_eq!(edge_list(&m), vec![("a root".into(), "b y".into(), 1)]);
     }
@@ -1007,7 +1145,7 @@ mod tests {
         feed(&root);
         others.iter().for_each(&mut feed);
         feed(&late);
-        let m = builder.finish();
+        let m = builder.finish().view();
         assert_eq!(m.quality.missing_parents, 1);
         assert_eq!(m.quality.traces, 7);
         assert!(m.edges.is_empty());
@@ -1034,7 +1172,7 @@ mod tests {
                 builder.add_batch(&batch);
             }
         }
-        let m = builder.finish();
+        let m = builder.finish().view();
         assert_eq!(m.quality.traces, 2);
         assert_eq!(m.quality.spans, 2 * u64::from(n));
         assert_eq!(m.quality.missing_parents, 0);
@@ -1042,10 +1180,125 @@ mod tests {
         assert_eq!(m.nodes[0].invocations, 2);
     }
 
+    const MS: i64 = 1_000_000;
+
+    #[allow(clippy::too_many_arguments)]
+    fn at(
+        trace: u8,
+        id: u8,
+        parent: Option<u8>,
+        service: &str,
+        name: &str,
+        kind: SpanKind,
+        start_ms: i64,
+        end_ms: i64,
+        failed: bool,
+    ) -> OwnedSpan {
+        let mut s = span(
+            trace,
+            id,
+            parent,
+            service,
+            name,
+            kind,
+            start_ms * MS,
+            end_ms * MS,
+        );
+        if failed {
+            s.status = StatusCode::Error as u8;
+        }
+        s
+    }
+
     #[test]
-    fn normalised_names() {
-        assert_eq!(normalise("Payment.prod.svc.cluster.local:8080"), "payment");
-        assert_eq!(normalise("redis"), "redis");
-        assert_eq!(normalise("[::1]:80"), "[::1]");
+    fn retries_self_time_and_gaps() {
+        use SpanKind::*;
+        let m = build(&[
+            at(1, 1, None, "a", "op", Server, 0, 100, false),
+            at(1, 2, Some(1), "a", "get", Client, 10, 20, true),
+            at(1, 3, Some(2), "b", "get", Server, 11, 19, true),
+            at(1, 4, Some(1), "a", "get", Client, 25, 40, false),
+            at(1, 5, Some(4), "b", "get", Server, 27, 39, false),
+        ]);
+        let e = m.edge("a op", "b get").unwrap();
+        assert_eq!(
+            (e.attempts, e.attempt_errors, e.calls, e.failed),
+            (2, 1, 1, 0)
+        );
+        assert_eq!(e.retries, Some(1));
+        assert_eq!(e.calls_per_invocation, vec![0, 1]);
+        assert_eq!(e.mode, Mode::Sequential);
+        assert!(e.timeout.is_none());
+        // Gaps: 10 - 8 = 2 ms and 15 - 12 = 3 ms.
+        assert_eq!(e.stats.gap_ns.min(), Some(2e6));
+        assert_eq!(e.stats.gap_ns.max(), Some(3e6));
+        // Self time: 100 - (10 + 15) = 75 ms.
+        let a = m.node("a op").unwrap();
+        assert_eq!(a.self_ns.max(), Some(75e6));
+        // b's first invocation failed on its own: no call of its failed.
+        let b = m.node("b get").unwrap();
+        assert_eq!(b.p_error.evidence, 2);
+    }
+
+    #[test]
+    fn overlapping_calls_are_parallel_and_their_union_is_busy_time() {
+        use SpanKind::*;
+        let m = build(&[
+            at(1, 1, None, "a", "op", Server, 0, 100, false),
+            at(1, 2, Some(1), "a", "b", Client, 10, 50, false),
+            at(1, 3, Some(2), "b", "x", Server, 11, 49, false),
+            at(1, 4, Some(1), "a", "c", Client, 12, 60, false),
+            at(1, 5, Some(4), "c", "y", Server, 13, 59, false),
+            at(1, 6, Some(1), "a", "c", Client, 70, 80, false),
+            at(1, 7, Some(6), "c", "y", Server, 71, 79, false),
+        ]);
+        assert_eq!(m.edge("a op", "b x").unwrap().mode, Mode::Parallel);
+        let c = m.edge("a op", "c y").unwrap();
+        // One of its two calls overlapped: not a majority.
+        assert_eq!(c.stats.parallel, 1);
+        assert_eq!(c.calls_per_invocation, vec![0, 0, 1]);
+        assert_eq!(c.retries, None);
+        // Busy: [10, 60] and [70, 80]: self time 100 - 60 = 40 ms.
+        assert_eq!(m.node("a op").unwrap().self_ns.max(), Some(40e6));
+    }
+
+    #[test]
+    fn propagation_evidence_and_timeouts() {
+        use SpanKind::*;
+        let mut spans = Vec::new();
+        for t in 0..4u8 {
+            // The call is cut at 20 ms while its server runs on; the caller fails in half the
+            // traces.
+            spans.push(at(t, 1, None, "a", "op", Server, 0, 100, t % 2 == 0));
+            spans.push(at(t, 2, Some(1), "a", "get", Client, 10, 30, true));
+            spans.push(at(t, 3, Some(2), "b", "get", Server, 11, 80, false));
+        }
+        let m = build(&spans);
+        let e = m.edge("a op", "b get").unwrap();
+        assert_eq!((e.stats.propagated, e.stats.survived), (2, 2));
+        assert_eq!(e.p_propagate.evidence, 4);
+        let t = e.timeout.as_ref().unwrap();
+        assert_eq!(t.seen, crate::TimeoutEvidence::Cut);
+        assert!((t.median_ms - 20.0).abs() < 0.3, "{t:?}");
+        assert_eq!(e.retries, Some(0));
+        // a never had a clean invocation.
+        assert_eq!(m.node("a op").unwrap().p_error.evidence, 0);
+    }
+
+    #[test]
+    fn messages_are_asynchronous() {
+        use SpanKind::*;
+        let mut send = at(1, 2, Some(1), "a", "publish", Producer, 10, 11, false);
+        send.peer = Some("orders".into());
+        let m = build(&[
+            at(1, 1, None, "a", "op", Server, 0, 20, false),
+            send,
+            at(1, 3, Some(2), "b", "consume", Consumer, 40, 60, false),
+        ]);
+        let e = m.edge("a op", "b consume").unwrap();
+        assert_eq!(e.mode, Mode::Asynchronous);
+        assert!(e.stats.gap_ns.is_empty());
+        // The consumer's time is not the caller's: self time 20 - 1 = 19 ms.
+        assert_eq!(m.node("a op").unwrap().self_ns.max(), Some(19e6));
     }
 }

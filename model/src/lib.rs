@@ -47,15 +47,31 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod beta;
+mod diff;
 mod extract;
+#[cfg(test)]
+mod merge_tests;
 mod model;
 mod sketch;
+mod view;
 
 use std::path::PathBuf;
 
+pub use diff::{
+    diff, ks_test, BehaviourChange, Drift, EdgeRef, LatencyShift, PropagationMove, LATENCY_ALPHA,
+    LATENCY_MIN_SAMPLES, LATENCY_MIN_SHIFT, TIMEOUT_SHIFT,
+};
 pub use extract::{BuildOptions, ModelBuilder, DEFAULT_TRACE_WINDOW};
-pub use model::{Edge, Graph, GraphEdge, GraphNode, Model, Node, TraceQuality, SCHEMA_VERSION};
+pub use model::{
+    CallSite, CallStats, Graph, GraphEdge, GraphNode, Model, Operation, TraceQuality, Unarrived,
+    Window, MAX_PER_INVOCATION, SCHEMA_VERSION,
+};
 pub use sketch::{LogSketch, RELATIVE_ACCURACY};
+pub use view::{
+    Edge, Interval, Mode, Node, Posterior, PriorFit, Quantiles, Timeout, TimeoutEvidence, Traffic,
+    View, CREDIBLE_MASS, MIN_CONCENTRATION, MIN_GROUP_SITES,
+};
 
 /// Errors of model files.
 #[derive(Debug, thiserror::Error)]

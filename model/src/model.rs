@@ -7,10 +7,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::sketch::LogSketch;
+use crate::view::{ms, Interval, Mode, View};
 use crate::ModelError;
 
 /// The model file's schema version; a file with another version is refused, not guessed at.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// What the traces looked like: how many, and what was wrong with them. Every count is of
 /// something augur handled in a stated way rather than guessed around.
@@ -37,55 +38,206 @@ pub struct TraceQuality {
     pub cycles: u64,
     /// CLIENT/PRODUCER spans that reached nothing instrumented and name no peer: no edge.
     pub clients_without_peer: u64,
-    /// Client calls to an instrumented service with no server span below them (refused or cut
-    /// before the server saw them): edges to that service.
-    pub calls_to_instrumented_without_server: u64,
     /// Traces finished early because too many spans were buffered (raise `--trace-window`).
     pub traces_cut_by_window: u64,
 }
 
-/// An operation: a service's entry point, or an uninstrumented peer.
+impl TraceQuality {
+    /// Adds `o`'s counts.
+    pub fn merge(&mut self, o: &TraceQuality) {
+        self.spans += o.spans;
+        self.traces += o.traces;
+        self.missing_parents += o.missing_parents;
+        self.duplicate_spans += o.duplicate_spans;
+        self.conflicting_span_ids += o.conflicting_span_ids;
+        self.end_before_start += o.end_before_start;
+        self.clock_skew += o.clock_skew;
+        self.cycles += o.cycles;
+        self.clients_without_peer += o.clients_without_peer;
+        self.traces_cut_by_window += o.traces_cut_by_window;
+    }
+}
+
+/// The time the model's spans cover, nanoseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// The earliest span start.
+    pub first_ns: i64,
+    /// The latest span end.
+    pub last_ns: i64,
+}
+
+impl Window {
+    /// The window covering both.
+    pub fn union(self, o: Window) -> Window {
+        Window {
+            first_ns: self.first_ns.min(o.first_ns),
+            last_ns: self.last_ns.max(o.last_ns),
+        }
+    }
+
+    /// Its length in seconds (at least a millisecond, so rates stay finite).
+    pub fn seconds(self) -> f64 {
+        ((self.last_ns - self.first_ns) as f64 / 1e9).max(1e-3)
+    }
+}
+
+/// What was counted of one instrumented operation: a service's entry point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Node {
-    /// `"<service> <operation>"`, or the peer's name for a virtual node.
+pub struct Operation {
+    /// `"<service> <operation>"`.
     pub id: String,
-    /// The service (for a virtual node, the peer's name).
+    /// The service.
     pub service: String,
-    /// The entry span name (for a virtual node, the peer's name).
+    /// The entry span name.
     pub operation: String,
-    /// An uninstrumented peer seen only through client spans.
-    #[serde(rename = "virtual")]
-    pub is_virtual: bool,
-    /// A user-facing endpoint: seen as a trace root.
-    pub endpoint: bool,
-    /// Entry spans of this operation (for a virtual node: calls to it).
+    /// Entry spans of this operation.
     pub invocations: u64,
     /// Of those, with error status.
     pub errors: u64,
-    /// Of those, trace roots.
+    /// Of those, trace roots (user-facing requests).
     pub roots: u64,
     /// Entry span durations, nanoseconds.
     pub duration_ns: LogSketch,
+    /// Self time: duration minus the union of the invocation's outgoing call intervals.
+    pub self_ns: LogSketch,
+    /// Invocations in which no call failed (after its retries).
+    pub clean: u64,
+    /// Of those, invocations that failed anyway: the operation's own (spontaneous) errors.
+    pub clean_errors: u64,
 }
 
-/// A call site: caller operation → callee operation.
+/// Counts of how a caller operation calls one callee, per caller invocation: the sufficient
+/// statistics of a call site. Attempts are spans (each retry is one); a *call* is an attempt and
+/// the retries that followed it (same callee, same client span name, each starting after the
+/// previous attempt failed and ended).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallStats {
+    /// Attempts (client spans, or entry spans where the caller has none).
+    pub attempts: u64,
+    /// Attempts that failed as the caller saw them.
+    pub attempt_errors: u64,
+    /// Calls (an attempt with its retries).
+    pub calls: u64,
+    /// Calls whose last attempt failed.
+    pub failed: u64,
+    /// Failed calls whose caller invocation failed, where no other call of that invocation
+    /// failed (the clean evidence of propagation).
+    pub propagated: u64,
+    /// Failed calls whose caller invocation succeeded: the failure was absorbed (a fallback).
+    pub survived: u64,
+    /// `per_invocation[k]`: caller invocations that made this call `k` times (`k >= 1`; index 0
+    /// is unused: invocations without the call are the caller's invocations minus the rest).
+    /// The last index also counts invocations with more calls than [`MAX_PER_INVOCATION`].
+    pub per_invocation: Vec<u64>,
+    /// `retries[r]`: calls with `r` retries (capped like `per_invocation`).
+    pub retries: Vec<u64>,
+    /// Calls that overlapped another call of the same invocation.
+    pub parallel: u64,
+    /// Attempts made through PRODUCER spans (messages: the caller does not wait).
+    pub asynchronous: u64,
+    /// Durations of attempts that succeeded, as the caller saw them, nanoseconds.
+    pub ok_ns: LogSketch,
+    /// Durations of attempts that failed, as the caller saw them, nanoseconds.
+    pub failed_ns: LogSketch,
+    /// Client duration minus server duration where both spans exist: network and queueing.
+    pub gap_ns: LogSketch,
+    /// Durations of client spans that ended (failed) while their server span ran on: a timeout
+    /// cut them.
+    pub cut_ns: LogSketch,
+    /// Durations of failed attempts that reached no server span (refused, or given up on).
+    pub unanswered_ns: LogSketch,
+}
+
+/// Histogram indices above this are pooled into the last one.
+pub const MAX_PER_INVOCATION: usize = 256;
+
+pub(crate) fn bump(hist: &mut Vec<u64>, k: usize, n: u64) {
+    let k = k.min(MAX_PER_INVOCATION);
+    if hist.len() <= k {
+        hist.resize(k + 1, 0);
+    }
+    hist[k] += n;
+}
+
+fn merge_hist(into: &mut Vec<u64>, from: &[u64]) {
+    for (k, &n) in from.iter().enumerate() {
+        if n > 0 {
+            bump(into, k, n);
+        }
+    }
+}
+
+impl CallStats {
+    /// Adds every count of `o` (exact).
+    pub fn merge(&mut self, o: &CallStats) {
+        self.attempts += o.attempts;
+        self.attempt_errors += o.attempt_errors;
+        self.calls += o.calls;
+        self.failed += o.failed;
+        self.propagated += o.propagated;
+        self.survived += o.survived;
+        merge_hist(&mut self.per_invocation, &o.per_invocation);
+        merge_hist(&mut self.retries, &o.retries);
+        self.parallel += o.parallel;
+        self.asynchronous += o.asynchronous;
+        self.ok_ns.merge(&o.ok_ns);
+        self.failed_ns.merge(&o.failed_ns);
+        self.gap_ns.merge(&o.gap_ns);
+        self.cut_ns.merge(&o.cut_ns);
+        self.unanswered_ns.merge(&o.unanswered_ns);
+    }
+
+    /// Every attempt's duration.
+    pub fn duration_ns(&self) -> LogSketch {
+        let mut d = self.ok_ns.clone();
+        d.merge(&self.failed_ns);
+        d
+    }
+
+    /// Caller invocations that made the call at least once.
+    pub fn invocations_with_call(&self) -> u64 {
+        self.per_invocation.iter().sum()
+    }
+}
+
+/// A call site that reached an instrumented operation (an entry span below the caller).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Edge {
-    /// Caller node id.
+pub struct CallSite {
+    /// Caller operation id.
     pub from: String,
-    /// Callee node id.
+    /// Callee operation id.
     pub to: String,
-    /// Calls observed (each retry attempt is a call).
-    pub calls: u64,
-    /// Calls that failed, as the caller saw them.
-    pub errors: u64,
-    /// Call durations as the caller saw them, nanoseconds.
-    pub duration_ns: LogSketch,
+    /// Client span names that reached the callee, with how many attempts each (used to place
+    /// calls that never arrived).
+    pub client_names: std::collections::BTreeMap<String, u64>,
+    /// What was counted.
+    pub stats: CallStats,
 }
 
-/// The learned model. Sufficient statistics only (counts and sketches).
+/// Client calls that reached nothing instrumented, by caller, peer and client span name. Where
+/// they went is decided when the model is read ([`Model::view`]): the service the peer names if
+/// it is instrumented, else a virtual node. Kept unresolved so that models learned apart merge
+/// to exactly the model learned at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unarrived {
+    /// Caller operation id.
+    pub from: String,
+    /// The peer the client spans name.
+    pub peer: String,
+    /// The client span name.
+    pub name: String,
+    /// What was counted.
+    pub stats: CallStats,
+}
+
+/// The learned model: sufficient statistics only (counts and sketches), so models merge exactly.
+/// Read it through [`Model::view`] (calls placed, behaviour and posteriors derived).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
@@ -93,10 +245,14 @@ pub struct Model {
     pub schema_version: u32,
     /// What the traces looked like.
     pub quality: TraceQuality,
-    /// Operations, sorted by id.
-    pub nodes: Vec<Node>,
-    /// Call edges, sorted by (from, to).
-    pub edges: Vec<Edge>,
+    /// The time the spans cover (none for an empty model).
+    pub window: Option<Window>,
+    /// Instrumented operations, sorted by id.
+    pub operations: Vec<Operation>,
+    /// Call sites between instrumented operations, sorted by (from, to).
+    pub calls: Vec<CallSite>,
+    /// Calls that reached nothing instrumented, sorted by (from, peer, name).
+    pub unarrived: Vec<Unarrived>,
 }
 
 /// A node of the graph contract.
@@ -132,6 +288,34 @@ pub struct GraphEdge {
     pub p50_ms: f64,
     /// 99th percentile call duration, milliseconds (within 1%).
     pub p99_ms: f64,
+    /// How the caller makes the call: `sequential`, `parallel` or `asynchronous`.
+    pub mode: Mode,
+    /// Most retries seen after a failed attempt; `null` when no attempt failed (unknown).
+    pub retries: Option<u32>,
+    /// The timeout's median estimate, milliseconds; `null` when no call was seen cut (unknown).
+    pub timeout_ms: Option<f64>,
+    /// P(the caller fails | this call failed after its retries): posterior mean and 90% interval.
+    pub p_propagate: Interval,
+}
+
+impl GraphEdge {
+    /// The learned behaviour in a few words: mode, retries, timeout, P(propagate).
+    pub fn behaviour(&self) -> String {
+        let retries = self
+            .retries
+            .map_or("retries ?".to_string(), |r| format!("retries {r}"));
+        let timeout = self
+            .timeout_ms
+            .map_or("timeout ?".to_string(), |t| format!("timeout {t} ms"));
+        let p = self.p_propagate;
+        format!(
+            "{}, {retries}, {timeout}, P(propagate) {:.2} [{:.2}, {:.2}]",
+            self.mode.as_str(),
+            p.mean,
+            p.lo,
+            p.hi
+        )
+    }
 }
 
 /// The call graph: the JSON contract of `augur graph --format json`,
@@ -143,12 +327,6 @@ pub struct Graph {
     pub nodes: Vec<GraphNode>,
     /// Edges, sorted by (from, to).
     pub edges: Vec<GraphEdge>,
-}
-
-fn ms(sketch: &LogSketch, q: f64) -> f64 {
-    let v = sketch.quantile(q).unwrap_or(0.0) / 1e6;
-    // Three decimals (a microsecond) is all the precision a 1% sketch carries at these scales.
-    (v * 1000.0).round() / 1000.0
 }
 
 impl Model {
@@ -201,18 +379,92 @@ impl Model {
 
     /// Distinct instrumented services.
     pub fn services(&self) -> usize {
-        let mut s: Vec<&str> = self
-            .nodes
-            .iter()
-            .filter(|n| !n.is_virtual)
-            .map(|n| n.service.as_str())
-            .collect();
+        let mut s: Vec<&str> = self.operations.iter().map(|n| n.service.as_str()).collect();
         s.sort_unstable();
         s.dedup();
         s.len()
     }
 
-    /// The call graph view.
+    /// Adds `other`'s statistics to this model (exact; associative and commutative): the model
+    /// of both inputs, for traces that were not split between them.
+    pub fn merge(&mut self, other: &Model) {
+        self.quality.merge(&other.quality);
+        self.window = match (self.window, other.window) {
+            (Some(a), Some(b)) => Some(a.union(b)),
+            (a, b) => a.or(b),
+        };
+        merge_sorted(
+            &mut self.operations,
+            &other.operations,
+            |o| o.id.clone(),
+            |a, b| {
+                a.invocations += b.invocations;
+                a.errors += b.errors;
+                a.roots += b.roots;
+                a.duration_ns.merge(&b.duration_ns);
+                a.self_ns.merge(&b.self_ns);
+                a.clean += b.clean;
+                a.clean_errors += b.clean_errors;
+            },
+        );
+        merge_sorted(
+            &mut self.calls,
+            &other.calls,
+            |c| (c.from.clone(), c.to.clone()),
+            |a, b| {
+                for (name, n) in &b.client_names {
+                    *a.client_names.entry(name.clone()).or_default() += n;
+                }
+                a.stats.merge(&b.stats);
+            },
+        );
+        merge_sorted(
+            &mut self.unarrived,
+            &other.unarrived,
+            |u| (u.from.clone(), u.peer.clone(), u.name.clone()),
+            |a, b| a.stats.merge(&b.stats),
+        );
+    }
+
+    /// The call graph view (the `augur graph --format json` contract).
+    pub fn graph(&self) -> Graph {
+        self.view().graph()
+    }
+}
+
+/// Merges two lists sorted by `key` into `into`, combining equal keys with `combine`.
+fn merge_sorted<T: Clone, K: Ord>(
+    into: &mut Vec<T>,
+    from: &[T],
+    key: impl Fn(&T) -> K,
+    combine: impl Fn(&mut T, &T),
+) {
+    let mut out = Vec::with_capacity(into.len() + from.len());
+    let mut a = std::mem::take(into).into_iter().peekable();
+    let mut b = from.iter().peekable();
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => match key(x).cmp(&key(y)) {
+                std::cmp::Ordering::Less => out.extend(a.next()),
+                std::cmp::Ordering::Greater => out.extend(b.next().cloned()),
+                std::cmp::Ordering::Equal => {
+                    if let (Some(mut x), Some(y)) = (a.next(), b.next()) {
+                        combine(&mut x, y);
+                        out.push(x);
+                    }
+                }
+            },
+            (Some(_), None) => out.extend(a.next()),
+            (None, Some(_)) => out.extend(b.next().cloned()),
+            (None, None) => break,
+        }
+    }
+    *into = out;
+}
+
+impl View {
+    /// The call graph view (the `augur graph --format json` contract), with each edge's
+    /// learned behaviour.
     pub fn graph(&self) -> Graph {
         Graph {
             nodes: self
@@ -229,13 +481,20 @@ impl Model {
             edges: self
                 .edges
                 .iter()
-                .map(|e| GraphEdge {
-                    from: e.from.clone(),
-                    to: e.to.clone(),
-                    calls: e.calls,
-                    errors: e.errors,
-                    p50_ms: ms(&e.duration_ns, 0.5),
-                    p99_ms: ms(&e.duration_ns, 0.99),
+                .map(|e| {
+                    let d = e.stats.duration_ns();
+                    GraphEdge {
+                        from: e.from.clone(),
+                        to: e.to.clone(),
+                        calls: e.attempts,
+                        errors: e.attempt_errors,
+                        p50_ms: ms(&d, 0.5),
+                        p99_ms: ms(&d, 0.99),
+                        mode: e.mode,
+                        retries: e.retries,
+                        timeout_ms: e.timeout.as_ref().map(|t| t.median_ms),
+                        p_propagate: e.p_propagate.interval,
+                    }
                 })
                 .collect(),
         }
@@ -259,7 +518,13 @@ impl Graph {
             let _ = writeln!(out, "  {} [{}];", q(&n.id), attrs.join(", "));
         }
         for e in &self.edges {
-            let label = format!("{} calls, {} err, p99 {} ms", e.calls, e.errors, e.p99_ms);
+            let label = format!(
+                "{} calls, {} err, p99 {} ms\n{}",
+                e.calls,
+                e.errors,
+                e.p99_ms,
+                e.behaviour()
+            );
             let _ = writeln!(
                 out,
                 "  {} -> {} [label={}];",
@@ -308,14 +573,20 @@ impl Graph {
             .max(2);
         let _ = writeln!(
             out,
-            "{:<wf$}  {:<wt$}  {:>10}  {:>8}  {:>10}  {:>10}",
+            "{:<wf$}  {:<wt$}  {:>10}  {:>8}  {:>10}  {:>10}  BEHAVIOUR",
             "FROM", "TO", "CALLS", "ERRORS", "P50 MS", "P99 MS"
         );
         for e in &self.edges {
             let _ = writeln!(
                 out,
-                "{:<wf$}  {:<wt$}  {:>10}  {:>8}  {:>10.3}  {:>10.3}",
-                e.from, e.to, e.calls, e.errors, e.p50_ms, e.p99_ms
+                "{:<wf$}  {:<wt$}  {:>10}  {:>8}  {:>10.3}  {:>10.3}  {}",
+                e.from,
+                e.to,
+                e.calls,
+                e.errors,
+                e.p50_ms,
+                e.p99_ms,
+                e.behaviour()
             );
         }
         out
@@ -329,39 +600,39 @@ mod tests {
     fn tiny() -> Model {
         let mut d = LogSketch::new();
         d.add(2e6);
+        let mut stats = CallStats {
+            attempts: 1,
+            calls: 1,
+            per_invocation: vec![0, 1],
+            retries: vec![1],
+            ..CallStats::default()
+        };
+        stats.ok_ns.add(2e6);
         Model {
             schema_version: SCHEMA_VERSION,
             quality: TraceQuality::default(),
-            nodes: vec![
-                Node {
-                    id: "a GET /".into(),
-                    service: "a".into(),
-                    operation: "GET /".into(),
-                    is_virtual: false,
-                    endpoint: true,
-                    invocations: 1,
-                    errors: 0,
-                    roots: 1,
-                    duration_ns: d.clone(),
-                },
-                Node {
-                    id: "pg".into(),
-                    service: "pg".into(),
-                    operation: "pg".into(),
-                    is_virtual: true,
-                    endpoint: false,
-                    invocations: 1,
-                    errors: 0,
-                    roots: 0,
-                    duration_ns: d.clone(),
-                },
-            ],
-            edges: vec![Edge {
-                from: "a GET /".into(),
-                to: "pg".into(),
-                calls: 1,
+            window: Some(Window {
+                first_ns: 0,
+                last_ns: 1_000_000_000,
+            }),
+            operations: vec![Operation {
+                id: "a GET /".into(),
+                service: "a".into(),
+                operation: "GET /".into(),
+                invocations: 1,
                 errors: 0,
-                duration_ns: d,
+                roots: 1,
+                duration_ns: d.clone(),
+                self_ns: d,
+                clean: 1,
+                clean_errors: 0,
+            }],
+            calls: vec![],
+            unarrived: vec![Unarrived {
+                from: "a GET /".into(),
+                peer: "pg".into(),
+                name: "SELECT".into(),
+                stats,
             }],
         }
     }
@@ -385,7 +656,23 @@ mod tests {
             .keys()
             .map(|k| k.as_str())
             .collect();
-        assert_eq!(keys, ["calls", "errors", "from", "p50_ms", "p99_ms", "to"]);
+        assert_eq!(
+            keys,
+            [
+                "calls",
+                "errors",
+                "from",
+                "mode",
+                "p50_ms",
+                "p99_ms",
+                "p_propagate",
+                "retries",
+                "timeout_ms",
+                "to"
+            ]
+        );
+        assert_eq!(edge["mode"], "sequential");
+        assert!(edge["retries"].is_null() && edge["timeout_ms"].is_null());
         assert!((edge["p50_ms"].as_f64().unwrap() - 2.0).abs() < 0.02);
     }
 
@@ -398,7 +685,7 @@ mod tests {
         assert_eq!(Model::load(&path).unwrap(), m);
         let text = std::fs::read_to_string(&path)
             .unwrap()
-            .replace("\"schema_version\":1", "\"schema_version\":99");
+            .replace("\"schema_version\":2", "\"schema_version\":99");
         std::fs::write(&path, text).unwrap();
         let err = Model::load(&path).unwrap_err().to_string();
         assert!(err.contains("version 99"), "{err}");

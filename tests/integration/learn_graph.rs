@@ -182,7 +182,18 @@ fn learn_then_graph_json_is_the_contract() {
             let keys: BTreeSet<&str> = e.as_object().unwrap().keys().map(|k| k.as_str()).collect();
             assert_eq!(
                 keys,
-                BTreeSet::from(["from", "to", "calls", "errors", "p50_ms", "p99_ms"])
+                BTreeSet::from([
+                    "from",
+                    "to",
+                    "calls",
+                    "errors",
+                    "p50_ms",
+                    "p99_ms",
+                    "mode",
+                    "retries",
+                    "timeout_ms",
+                    "p_propagate"
+                ])
             );
             (
                 e["from"].as_str().unwrap().to_string(),

@@ -9,4 +9,6 @@ mod common;
 mod fixtures;
 mod formats;
 mod learn_graph;
+mod model_ops;
+mod model_truth;
 mod progress;

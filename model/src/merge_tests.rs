@@ -1,0 +1,112 @@
+//! Property tests: a model is a sum of per-trace statistics, so models learned from shards of
+//! the traces merge, in any order and grouping, to exactly the model learned from all of them.
+
+use augur_ingest::{OwnedSpan, SpanBatch, SpanKind};
+use proptest::prelude::*;
+
+use crate::{Model, ModelBuilder};
+
+const SERVICES: [&str; 4] = ["a", "b", "c", "pg"];
+const NAMES: [&str; 3] = ["x", "y", "z"];
+const KINDS: [SpanKind; 5] = [
+    SpanKind::Server,
+    SpanKind::Client,
+    SpanKind::Internal,
+    SpanKind::Producer,
+    SpanKind::Consumer,
+];
+
+/// One span of a generated trace: (parent choice, service, name, kind, start, length, failed,
+/// peer).
+type Gen = (usize, usize, usize, usize, i64, i64, bool, Option<usize>);
+
+fn span_strategy() -> impl Strategy<Value = Gen> {
+    (
+        0usize..16,
+        0..SERVICES.len(),
+        0..NAMES.len(),
+        0..KINDS.len(),
+        0i64..50_000_000,
+        0i64..80_000_000,
+        prop::bool::weighted(0.2),
+        prop::option::weighted(0.5, 0..SERVICES.len()),
+    )
+}
+
+fn traces_strategy() -> impl Strategy<Value = Vec<Vec<Gen>>> {
+    prop::collection::vec(prop::collection::vec(span_strategy(), 1..10), 1..24)
+}
+
+fn spans_of(t: usize, trace: &[Gen]) -> Vec<OwnedSpan> {
+    trace
+        .iter()
+        .enumerate()
+        .map(
+            |(i, &(parent, svc, name, kind, start, len, failed, peer))| {
+                // Parent: an earlier span, or none for the first (parent choice 15: a missing one).
+                let parent_span_id = match (i, parent) {
+                    (0, _) => None,
+                    (_, 15) => Some([0xee; 8]),
+                    (_, p) => Some([(p % i) as u8 + 1; 8]),
+                };
+                OwnedSpan {
+                    trace_id: [t as u8 + 1; 16],
+                    span_id: [i as u8 + 1; 8],
+                    parent_span_id,
+                    service: SERVICES[svc].into(),
+                    name: NAMES[name].into(),
+                    kind: KINDS[kind] as u8,
+                    start_ns: 1_000_000_000 + start,
+                    end_ns: 1_000_000_000 + start + len,
+                    status: if failed { 2 } else { 0 },
+                    peer: peer.map(|p| SERVICES[p].to_string()),
+                    http_route: None,
+                    rpc_method: None,
+                    error_type: None,
+                    experiment: None,
+                }
+            },
+        )
+        .collect()
+}
+
+fn learn<'a>(traces: impl Iterator<Item = (usize, &'a Vec<Gen>)>) -> Model {
+    let mut batch = SpanBatch::new();
+    for (t, trace) in traces {
+        for s in spans_of(t, trace) {
+            batch.push_owned(&s);
+        }
+    }
+    let mut b = ModelBuilder::default();
+    b.add_batch(&batch);
+    b.finish()
+}
+
+fn merged(a: &Model, b: &Model) -> Model {
+    let mut m = a.clone();
+    m.merge(b);
+    m
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn merge_of_shards_is_learning_at_once(traces in traces_strategy(), shard in 1usize..4) {
+        let part = |k: usize| learn(traces.iter().enumerate().filter(move |(t, _)| (t * shard) % 3 == k));
+        let (a, b, c) = (part(0), part(1), part(2));
+        let all = learn(traces.iter().enumerate());
+        // Commutative.
+        prop_assert_eq!(merged(&a, &b), merged(&b, &a));
+        // Associative.
+        prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
+        // Exact: the shards' merge is the model of all the traces.
+        prop_assert_eq!(&merged(&merged(&a, &b), &c), &all);
+        // And the views (placement of unarrived calls, posteriors) agree too.
+        prop_assert_eq!(merged(&merged(&a, &b), &c).view(), all.view());
+        // The empty model is the identity.
+        let empty = learn(std::iter::empty());
+        prop_assert_eq!(merged(&all, &empty), all.clone());
+        prop_assert_eq!(merged(&empty, &all), all);
+    }
+}

@@ -1,0 +1,725 @@
+//! The model as it is read: calls that never arrived placed on their callee, each call site's
+//! behaviour derived from its counts, and every probability a posterior with a credible interval.
+//!
+//! ## Where a call that never arrived went
+//! A client span that reached nothing instrumented names a peer. If the peer names an instrumented
+//! service (other than the caller's own), the call went to that service and failed before its
+//! server saw it (a `down` service looks like this); its operation is the one this caller's client
+//! span of that name reached when it did arrive, else the operation of that name, else the one this
+//! caller calls most there, else the service's busiest. Any other peer is a **virtual node**.
+//!
+//! ## Behaviour of a call site
+//! - **mode**: asynchronous when most attempts are PRODUCER spans, parallel when most calls
+//!   overlapped another call of the same invocation, else sequential.
+//! - **retries**: the most retries seen after a failed attempt; unknown (`None`) when no attempt
+//!   ever failed, since retries only show after failures.
+//! - **timeout**: from client spans cut while their server span ran on (the distribution of the
+//!   cut durations), else from failed attempts that reached no server span piling up in one
+//!   duration bucket (at least three, a fifth of them, and no success lasting longer); unknown
+//!   when neither was seen. Failures that reached a server are not piles: a caller whose own
+//!   callee timed out fails at a recurring duration without having a timeout itself.
+//! - **P(propagate)**: P(caller fails | this call failed after its retries), a Beta posterior on
+//!   the clean evidence ([`CallStats::propagated`], [`CallStats::survived`]) over a prior learned
+//!   across call sites (below).
+//!
+//! ## The learned prior (empirical Bayes)
+//! Call sites are grouped by what the callee is and how it is called (`service` or `virtual`;
+//! `sequential`, `parallel` or `asynchronous`). Over the sites with evidence, a Beta prior is fitted
+//! by maximising the beta-binomial marginal likelihood, for all sites together and for each group
+//! with at least [`MIN_GROUP_SITES`] sites (else the group uses the global prior). Its concentration
+//! is at least [`MIN_CONCENTRATION`] and at most `1 + sites / 2` (at most 20), and its mean is kept
+//! within `1 / (sites + 2)` of 0 and 1,
+//! so a prior learned from few sites never claims more certainty than they carry; with no evidence
+//! anywhere the prior is uniform. A call site that never failed has exactly its group's prior.
+//!
+//! A classifier (linfa's logistic regression over the same features) was considered and not used:
+//! the evidence per site is binomial with very different sizes (one failure or thousands), which the
+//! beta-binomial likelihood weighs correctly and a regression on per-site rates does not; and the
+//! features are few and categorical, so a per-group fit is the regression's saturated form.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::beta::{fit_prior, Beta};
+use crate::model::{CallStats, Model, TraceQuality, Window};
+use crate::sketch::{LogSketch, RELATIVE_ACCURACY};
+
+/// The mass of every credible interval augur reports.
+pub const CREDIBLE_MASS: f64 = 0.9;
+
+/// The least concentration (alpha + beta) of a learned prior: never more polarised than
+/// Jeffreys' Beta(1/2, 1/2), so a handful of observations cannot make a site look certain
+/// even where every other site is all-or-nothing.
+pub const MIN_CONCENTRATION: f64 = 1.0;
+
+/// Groups with fewer sites with evidence use the global prior.
+pub const MIN_GROUP_SITES: usize = 5;
+
+/// A mean and a 90% credible interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interval {
+    /// Posterior mean.
+    pub mean: f64,
+    /// Lower bound.
+    pub lo: f64,
+    /// Upper bound.
+    pub hi: f64,
+}
+
+/// How a caller makes a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The caller waits, one call after another.
+    Sequential,
+    /// The caller waits, overlapping this call with others.
+    Parallel,
+    /// The caller does not wait (a message).
+    Asynchronous,
+}
+
+impl Mode {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sequential => "sequential",
+            Mode::Parallel => "parallel",
+            Mode::Asynchronous => "asynchronous",
+        }
+    }
+}
+
+/// A probability learned from counts: a Beta posterior.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Posterior {
+    /// Beta alpha (prior plus events).
+    pub alpha: f64,
+    /// Beta beta (prior plus non-events).
+    pub beta: f64,
+    /// Mean and 90% interval.
+    #[serde(flatten)]
+    pub interval: Interval,
+    /// Observations behind it (0: the prior alone).
+    pub evidence: u64,
+    /// The prior it started from (a group name, or `jeffreys`).
+    pub prior: String,
+}
+
+impl Posterior {
+    fn new(prior: Beta, prior_name: &str, events: u64, trials: u64) -> Posterior {
+        let post = prior.update(events, trials);
+        let (lo, hi) = post.interval(CREDIBLE_MASS);
+        Posterior {
+            alpha: post.alpha,
+            beta: post.beta,
+            interval: Interval {
+                mean: post.mean(),
+                lo,
+                hi,
+            },
+            evidence: trials,
+            prior: prior_name.to_string(),
+        }
+    }
+
+    /// The distribution.
+    pub fn distribution(&self) -> Option<Beta> {
+        Beta::new(self.alpha, self.beta)
+    }
+}
+
+/// How a timeout was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeoutEvidence {
+    /// Client spans ended while their server span ran on.
+    Cut,
+    /// Failed attempts piled up at one duration.
+    Pile,
+}
+
+/// A timeout threshold, as a distribution over what was seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeout {
+    /// Median threshold, milliseconds.
+    pub median_ms: f64,
+    /// 5th percentile of the thresholds seen (or the sketch's resolution), milliseconds.
+    pub lo_ms: f64,
+    /// 95th percentile, milliseconds.
+    pub hi_ms: f64,
+    /// Cut or piled attempts behind it.
+    pub evidence: u64,
+    /// How it was seen.
+    pub seen: TimeoutEvidence,
+}
+
+/// Quantiles of a duration sketch, milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantiles {
+    /// Values in the sketch.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+}
+
+impl Quantiles {
+    /// Of a sketch of nanoseconds.
+    pub fn of(s: &LogSketch) -> Quantiles {
+        Quantiles {
+            count: s.count(),
+            p50_ms: ms(s, 0.5),
+            p90_ms: ms(s, 0.9),
+            p99_ms: ms(s, 0.99),
+        }
+    }
+}
+
+/// The `q` quantile in milliseconds, to the microsecond (0 when empty).
+pub(crate) fn ms(sketch: &LogSketch, q: f64) -> f64 {
+    let v = sketch.quantile(q).unwrap_or(0.0) / 1e6;
+    (v * 1000.0).round() / 1000.0
+}
+
+/// An endpoint's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    /// Its share of all user requests.
+    pub share: f64,
+    /// Requests per second over the model's window.
+    pub per_second: f64,
+}
+
+/// An operation or a virtual node, as read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// `"<service> <operation>"`, or the peer's name for a virtual node.
+    pub id: String,
+    /// The service (for a virtual node, the peer's name).
+    pub service: String,
+    /// The entry span name (for a virtual node, the peer's name).
+    pub operation: String,
+    /// An uninstrumented peer seen only through client spans.
+    #[serde(rename = "virtual")]
+    pub is_virtual: bool,
+    /// A user-facing endpoint: seen as a trace root.
+    pub endpoint: bool,
+    /// Invocations (for a virtual node: attempts that reached it).
+    pub invocations: u64,
+    /// Of those, failed.
+    pub errors: u64,
+    /// Of those, trace roots.
+    pub roots: u64,
+    /// Durations (for a virtual node: as its callers saw them), nanoseconds.
+    #[serde(skip)]
+    pub duration_ns: LogSketch,
+    /// Self time, nanoseconds (a virtual node's is its duration).
+    #[serde(skip)]
+    pub self_ns: LogSketch,
+    /// Duration quantiles.
+    pub duration: Quantiles,
+    /// Self-time quantiles.
+    pub self_time: Quantiles,
+    /// P(an invocation fails on its own, with no failed call), Jeffreys prior.
+    pub p_error: Posterior,
+    /// For endpoints: their traffic.
+    pub traffic: Option<Traffic>,
+}
+
+/// A call site, as read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edge {
+    /// Caller node id.
+    pub from: String,
+    /// Callee node id.
+    pub to: String,
+    /// The counts behind everything else.
+    #[serde(skip)]
+    pub stats: CallStats,
+    /// Attempts, failed attempts, calls, failed calls.
+    pub attempts: u64,
+    /// Failed attempts.
+    pub attempt_errors: u64,
+    /// Calls (attempts with their retries).
+    pub calls: u64,
+    /// Calls failed after their retries.
+    pub failed: u64,
+    /// Durations of attempts as the caller saw them.
+    pub duration: Quantiles,
+    /// Client minus server duration (network and queueing).
+    pub gap: Quantiles,
+    /// `calls_per_invocation[k]`: caller invocations that made this call `k` times.
+    pub calls_per_invocation: Vec<u64>,
+    /// How the call is made.
+    pub mode: Mode,
+    /// Most retries seen after a failure; `None` when no attempt failed.
+    pub retries: Option<u32>,
+    /// The timeout, when seen.
+    pub timeout: Option<Timeout>,
+    /// P(caller fails | this call failed after its retries).
+    pub p_propagate: Posterior,
+}
+
+impl Edge {
+    /// The mean number of calls per caller invocation.
+    pub fn mean_calls(&self) -> f64 {
+        let n: u64 = self.calls_per_invocation.iter().sum();
+        let total: u64 = self
+            .calls_per_invocation
+            .iter()
+            .enumerate()
+            .map(|(k, &c)| k as u64 * c)
+            .sum();
+        if n == 0 {
+            0.0
+        } else {
+            total as f64 / n as f64
+        }
+    }
+}
+
+/// A fitted prior of P(propagate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorFit {
+    /// The group (`all` for the global prior).
+    pub group: String,
+    /// Beta alpha.
+    pub alpha: f64,
+    /// Beta beta.
+    pub beta: f64,
+    /// Call sites with evidence it was fitted on (0: not fitted, the global prior is used).
+    pub sites: usize,
+}
+
+/// The model as read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct View {
+    /// What the traces looked like.
+    pub quality: TraceQuality,
+    /// Client calls to an instrumented service with no server span below them (refused, or cut
+    /// before the server saw them), placed on that service.
+    pub calls_to_instrumented_without_server: u64,
+    /// The time the spans cover.
+    pub window: Option<Window>,
+    /// Operations and virtual nodes, sorted by id.
+    pub nodes: Vec<Node>,
+    /// Call sites, sorted by (from, to).
+    pub edges: Vec<Edge>,
+    /// The priors of P(propagate), global first.
+    pub priors: Vec<PriorFit>,
+}
+
+impl View {
+    /// The node with this id.
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes
+            .binary_search_by(|n| n.id.as_str().cmp(id))
+            .ok()
+            .and_then(|i| self.nodes.get(i))
+    }
+
+    /// The edge `from → to`.
+    pub fn edge(&self, from: &str, to: &str) -> Option<&Edge> {
+        self.edges
+            .binary_search_by(|e| (e.from.as_str(), e.to.as_str()).cmp(&(from, to)))
+            .ok()
+            .and_then(|i| self.edges.get(i))
+    }
+}
+
+/// A peer or service name as a comparable key: lower case, without port or domain.
+pub(crate) fn normalise(name: &str) -> String {
+    let host = name.rsplit_once(':').map_or(name, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            name
+        }
+    });
+    let first = host.split('.').next().unwrap_or(host);
+    first.to_ascii_lowercase()
+}
+
+struct Resolver<'m> {
+    model: &'m Model,
+    op_index: BTreeMap<&'m str, usize>,
+    /// Instrumented services by normalised name.
+    services: BTreeMap<String, &'m str>,
+    /// Operations of each service, busiest first.
+    ops_of: BTreeMap<&'m str, Vec<usize>>,
+    /// (caller, client span name) → callees it reached, with attempts.
+    reached: BTreeMap<(&'m str, &'m str), Vec<(&'m str, u64)>>,
+    /// caller → (callee, attempts) of its arrived calls.
+    calls_of: BTreeMap<&'m str, Vec<(&'m str, u64)>>,
+}
+
+impl<'m> Resolver<'m> {
+    fn new(model: &'m Model) -> Self {
+        let mut op_index = BTreeMap::new();
+        let mut services = BTreeMap::new();
+        let mut ops_of: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, op) in model.operations.iter().enumerate() {
+            op_index.insert(op.id.as_str(), i);
+            services.insert(normalise(&op.service), op.service.as_str());
+            ops_of.entry(op.service.as_str()).or_default().push(i);
+        }
+        for ops in ops_of.values_mut() {
+            ops.sort_by_key(|&i| {
+                let op = &model.operations[i];
+                (std::cmp::Reverse(op.invocations), op.id.as_str())
+            });
+        }
+        let mut reached: BTreeMap<(&str, &str), Vec<(&str, u64)>> = BTreeMap::new();
+        let mut calls_of: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+        for c in &model.calls {
+            for (name, &n) in &c.client_names {
+                reached
+                    .entry((c.from.as_str(), name.as_str()))
+                    .or_default()
+                    .push((c.to.as_str(), n));
+            }
+            calls_of
+                .entry(c.from.as_str())
+                .or_default()
+                .push((c.to.as_str(), c.stats.attempts));
+        }
+        Resolver {
+            model,
+            op_index,
+            services,
+            ops_of,
+            reached,
+            calls_of,
+        }
+    }
+
+    fn service_of(&self, op: &str) -> Option<&'m str> {
+        let i = *self.op_index.get(op)?;
+        Some(self.model.operations[i].service.as_str())
+    }
+
+    /// The instrumented operation a call from `caller` named `name` to `peer` was meant for.
+    fn target(&self, caller: &str, peer: &str, name: &str) -> Option<&'m str> {
+        let svc = *self.services.get(&normalise(peer))?;
+        if Some(svc) == self.service_of(caller) {
+            // Real data names a service's own database or cache after the service: not a call
+            // to itself that never arrived.
+            return None;
+        }
+        let in_svc = |op: &str| self.service_of(op) == Some(svc);
+        let best = |cands: &[(&'m str, u64)]| {
+            cands
+                .iter()
+                .filter(|(op, _)| in_svc(op))
+                .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+                .map(|&(op, _)| op)
+        };
+        if let Some(op) = self.reached.get(&(caller, name)).and_then(|c| best(c)) {
+            return Some(op);
+        }
+        let ops = self.ops_of.get(svc)?;
+        let ops_ref = &self.model.operations;
+        if let Some(&i) = ops.iter().find(|&&i| ops_ref[i].operation == name) {
+            return Some(ops_ref[i].id.as_str());
+        }
+        if let Some(op) = self.calls_of.get(caller).and_then(|c| best(c)) {
+            return Some(op);
+        }
+        ops.first().map(|&i| ops_ref[i].id.as_str())
+    }
+}
+
+/// The prior group of a call site.
+fn group(is_virtual: bool, mode: Mode) -> String {
+    format!(
+        "{}/{}",
+        if is_virtual { "virtual" } else { "service" },
+        mode.as_str()
+    )
+}
+
+/// Fits a prior on `(propagated, evidence)` pairs, bounded as the module documentation says.
+fn fit(sites: &[(u64, u64)], fallback: Beta) -> Beta {
+    let s = sites.iter().filter(|(_, n)| *n > 0).count();
+    if s == 0 {
+        return fallback;
+    }
+    let max_c = (1.0 + s as f64 / 2.0).min(20.0);
+    let b = fit_prior(sites, MIN_CONCENTRATION.min(max_c), max_c, fallback);
+    let edge = 1.0 / (s as f64 + 2.0);
+    let c = b.alpha + b.beta;
+    let m = (b.alpha / c).clamp(edge, 1.0 - edge);
+    Beta::new(m * c, (1.0 - m) * c).unwrap_or(fallback)
+}
+
+fn timeout_of(stats: &CallStats) -> Option<Timeout> {
+    let to_ms = |ns: f64| (ns / 1e3).round() / 1e3;
+    if !stats.cut_ns.is_empty() {
+        let q = |p| stats.cut_ns.quantile(p).unwrap_or(0.0);
+        return Some(Timeout {
+            median_ms: to_ms(q(0.5)),
+            lo_ms: to_ms(q(0.05) * (1.0 - RELATIVE_ACCURACY)),
+            hi_ms: to_ms(q(0.95) * (1.0 + RELATIVE_ACCURACY)),
+            evidence: stats.cut_ns.count(),
+            seen: TimeoutEvidence::Cut,
+        });
+    }
+    let (v, c) = stats.unanswered_ns.mode()?;
+    let failed = stats.unanswered_ns.count();
+    let longest_ok = stats.ok_ns.max().unwrap_or(0.0);
+    let piles = c >= 3 && c * 5 >= failed && v > 0.0;
+    if !piles || longest_ok > v * (1.0 + 2.0 * RELATIVE_ACCURACY) {
+        return None;
+    }
+    Some(Timeout {
+        median_ms: to_ms(v),
+        lo_ms: to_ms(v * (1.0 - RELATIVE_ACCURACY)),
+        hi_ms: to_ms(v * (1.0 + RELATIVE_ACCURACY)),
+        evidence: c,
+        seen: TimeoutEvidence::Pile,
+    })
+}
+
+fn mode_of(stats: &CallStats) -> Mode {
+    if stats.asynchronous * 2 > stats.attempts {
+        Mode::Asynchronous
+    } else if stats.parallel * 2 > stats.calls {
+        Mode::Parallel
+    } else {
+        Mode::Sequential
+    }
+}
+
+impl Model {
+    /// The model as read: calls placed, behaviour derived, posteriors computed.
+    pub fn view(&self) -> View {
+        let r = Resolver::new(self);
+        let mut edges: BTreeMap<(String, String), CallStats> = BTreeMap::new();
+        for c in &self.calls {
+            edges
+                .entry((c.from.clone(), c.to.clone()))
+                .or_default()
+                .merge(&c.stats);
+        }
+        let mut virtuals: BTreeMap<String, CallStats> = BTreeMap::new();
+        let mut to_instrumented = 0;
+        for u in &self.unarrived {
+            let to = match r.target(&u.from, &u.peer, &u.name) {
+                Some(op) => {
+                    to_instrumented += u.stats.attempts;
+                    op.to_string()
+                }
+                None => {
+                    virtuals.entry(u.peer.clone()).or_default().merge(&u.stats);
+                    u.peer.clone()
+                }
+            };
+            edges
+                .entry((u.from.clone(), to))
+                .or_default()
+                .merge(&u.stats);
+        }
+
+        // Nodes.
+        let total_roots: u64 = self.operations.iter().map(|o| o.roots).sum();
+        let jeffreys = Beta::new(0.5, 0.5).unwrap_or(Beta {
+            alpha: 0.5,
+            beta: 0.5,
+        });
+        let mut nodes: Vec<Node> = self
+            .operations
+            .iter()
+            .map(|o| Node {
+                id: o.id.clone(),
+                service: o.service.clone(),
+                operation: o.operation.clone(),
+                is_virtual: false,
+                endpoint: o.roots > 0,
+                invocations: o.invocations,
+                errors: o.errors,
+                roots: o.roots,
+                duration: Quantiles::of(&o.duration_ns),
+                self_time: Quantiles::of(&o.self_ns),
+                duration_ns: o.duration_ns.clone(),
+                self_ns: o.self_ns.clone(),
+                p_error: Posterior::new(jeffreys, "jeffreys", o.clean_errors, o.clean),
+                traffic: (o.roots > 0).then(|| Traffic {
+                    share: o.roots as f64 / total_roots.max(1) as f64,
+                    per_second: self.window.map_or(0.0, |w| o.roots as f64 / w.seconds()),
+                }),
+            })
+            .collect();
+        for (peer, s) in &virtuals {
+            let d = s.duration_ns();
+            nodes.push(Node {
+                id: peer.clone(),
+                service: peer.clone(),
+                operation: peer.clone(),
+                is_virtual: true,
+                endpoint: false,
+                invocations: s.attempts,
+                errors: s.attempt_errors,
+                roots: 0,
+                duration: Quantiles::of(&d),
+                self_time: Quantiles::of(&d),
+                duration_ns: d.clone(),
+                self_ns: d,
+                p_error: Posterior::new(jeffreys, "jeffreys", s.attempt_errors, s.attempts),
+                traffic: None,
+            });
+        }
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let is_virtual = |id: &str| virtuals.contains_key(id) && !r.op_index.contains_key(id);
+
+        // Priors of P(propagate), fitted on the sites with evidence.
+        let evidence = |s: &CallStats| (s.propagated, s.propagated + s.survived);
+        let all: Vec<(u64, u64)> = edges.values().map(evidence).collect();
+        let uniform = Beta::new(1.0, 1.0).unwrap_or(jeffreys);
+        let global = fit(&all, uniform);
+        let mut by_group: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+        for ((_, to), s) in &edges {
+            by_group
+                .entry(group(is_virtual(to), mode_of(s)))
+                .or_default()
+                .push(evidence(s));
+        }
+        let count = |v: &[(u64, u64)]| v.iter().filter(|(_, n)| *n > 0).count();
+        let mut priors = vec![PriorFit {
+            group: "all".into(),
+            alpha: global.alpha,
+            beta: global.beta,
+            sites: count(&all),
+        }];
+        let mut group_prior: BTreeMap<String, (Beta, String)> = BTreeMap::new();
+        for (g, sites) in &by_group {
+            let n = count(sites);
+            let (b, name) = if n >= MIN_GROUP_SITES {
+                (fit(sites, global), g.clone())
+            } else {
+                (global, "all".to_string())
+            };
+            priors.push(PriorFit {
+                group: g.clone(),
+                alpha: b.alpha,
+                beta: b.beta,
+                sites: if n >= MIN_GROUP_SITES { n } else { 0 },
+            });
+            group_prior.insert(g.clone(), (b, name));
+        }
+
+        let invocations_of = |id: &str| {
+            r.op_index
+                .get(id)
+                .map_or(0, |&i| self.operations[i].invocations)
+        };
+        let edges: Vec<Edge> = edges
+            .into_iter()
+            .map(|((from, to), stats)| {
+                let mode = mode_of(&stats);
+                let g = group(is_virtual(&to), mode);
+                let (prior, prior_name) = group_prior
+                    .get(&g)
+                    .cloned()
+                    .unwrap_or((global, "all".to_string()));
+                let (k, n) = evidence(&stats);
+                let with: u64 = stats.invocations_with_call();
+                let mut per = stats.per_invocation.clone();
+                if per.is_empty() {
+                    per.push(0);
+                }
+                per[0] = invocations_of(&from).saturating_sub(with);
+                let retries = (stats.attempt_errors > 0)
+                    .then(|| stats.retries.iter().rposition(|&c| c > 0).unwrap_or(0) as u32);
+                Edge {
+                    attempts: stats.attempts,
+                    attempt_errors: stats.attempt_errors,
+                    calls: stats.calls,
+                    failed: stats.failed,
+                    duration: Quantiles::of(&stats.duration_ns()),
+                    gap: Quantiles::of(&stats.gap_ns),
+                    calls_per_invocation: per,
+                    mode,
+                    retries,
+                    timeout: timeout_of(&stats),
+                    p_propagate: Posterior::new(prior, &prior_name, k, n),
+                    from,
+                    to,
+                    stats,
+                }
+            })
+            .collect();
+
+        View {
+            quality: self.quality.clone(),
+            calls_to_instrumented_without_server: to_instrumented,
+            window: self.window,
+            nodes,
+            edges,
+            priors,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalised_names() {
+        assert_eq!(normalise("Payment.prod.svc.cluster.local:8080"), "payment");
+        assert_eq!(normalise("redis"), "redis");
+        assert_eq!(normalise("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn a_prior_from_few_sites_stays_uncertain() {
+        let uniform = Beta::new(1.0, 1.0).unwrap();
+        // Three sites, every failure propagated: the prior leans to 1 but does not claim it.
+        let b = fit(&[(5, 5), (3, 3), (10, 10)], uniform);
+        let (lo, hi) = b.interval(CREDIBLE_MASS);
+        assert!(b.mean() > 0.6 && b.mean() <= 0.81, "{b:?}");
+        assert!(hi - lo > 0.3, "{lo}..{hi}");
+        // No evidence at all: the fallback.
+        assert_eq!(fit(&[(0, 0)], uniform), uniform);
+    }
+
+    #[test]
+    fn timeouts_need_evidence() {
+        let mut s = CallStats::default();
+        for d in [1e6, 2e6, 3e6] {
+            s.ok_ns.add(d);
+        }
+        assert!(timeout_of(&s).is_none());
+        // Failures piled at 50 ms, no success longer: a timeout.
+        for _ in 0..4 {
+            s.failed_ns.add(50e6);
+        }
+        // Failures that reached a server are no evidence.
+        assert!(timeout_of(&s).is_none());
+        for _ in 0..4 {
+            s.unanswered_ns.add(50e6);
+        }
+        let t = timeout_of(&s).unwrap();
+        assert_eq!(t.seen, TimeoutEvidence::Pile);
+        assert!((t.median_ms - 50.0).abs() < 0.6, "{t:?}");
+        // A success longer than the pile: not a timeout.
+        s.ok_ns.add(80e6);
+        assert!(timeout_of(&s).is_none());
+        // Cut spans are direct evidence.
+        s.cut_ns.add(30e6);
+        assert_eq!(timeout_of(&s).unwrap().seen, TimeoutEvidence::Cut);
+    }
+}

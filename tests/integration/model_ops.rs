@@ -1,0 +1,249 @@
+//! Operations on model files through the binary: `learn --into`, `merge`, `model show`, `diff`,
+//! and the behaviour `graph` shows.
+
+use crate::common::{fails, ok, run};
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        Files {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+
+    /// Generates shop traces (with an optional fault) into `name`.
+    fn traces(&self, name: &str, seed: &str, traces: &str, fault: Option<&str>) -> String {
+        let out = self.path(name);
+        let mut args = vec![
+            "generate", "--world", "shop", "--traces", traces, "--seed", seed, "--out", &out,
+        ];
+        if let Some(f) = fault {
+            args.extend(["--fault", f]);
+        }
+        ok(&args);
+        out
+    }
+
+    fn learn(&self, inputs: &[&str], model: &str) -> String {
+        let out = self.path(model);
+        let mut args = vec!["learn"];
+        args.extend_from_slice(inputs);
+        args.extend(["--out", &out]);
+        ok(&args);
+        out
+    }
+}
+
+fn bytes(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn learn_into_and_merge_equal_learning_at_once() {
+    let f = Files::new();
+    let x = f.traces("x.jsonl", "1", "1500", None);
+    // A day when payment was down: its calls never arrive, and are placed on payment (known
+    // from the other traces), whichever model learned which part.
+    let y = f.traces("y.jsonl", "2", "600", Some("payment:down"));
+    let z = f.traces("z.jsonl", "3", "800", None);
+    let all = f.learn(&[&x, &y, &z], "all.json");
+
+    // learn --into, one file at a time (the first creates the model).
+    let into = f.path("into.json");
+    for input in [&y, &x, &z] {
+        ok(&["learn", "--into", &into, input]);
+    }
+    assert!(
+        bytes(&into) == bytes(&all),
+        "learn --into differs from learning at once"
+    );
+
+    // merge, in two orders and groupings.
+    let (mx, my, mz) = (
+        f.learn(&[&x], "mx.json"),
+        f.learn(&[&y], "my.json"),
+        f.learn(&[&z], "mz.json"),
+    );
+    let m1 = f.path("m1.json");
+    ok(&["merge", &mx, &my, &mz, "--out", &m1]);
+    assert!(
+        bytes(&m1) == bytes(&all),
+        "merge differs from learning at once"
+    );
+    let yz = f.path("yz.json");
+    ok(&["merge", &mz, &my, "--out", &yz]);
+    let m2 = f.path("m2.json");
+    ok(&["merge", &yz, &mx, "--out", &m2]);
+    assert!(
+        bytes(&m2) == bytes(&all),
+        "merge is not associative/commutative"
+    );
+
+    // The down service's calls went to payment, not to a new virtual node.
+    let (json, _) = ok(&["graph", &all, "--format", "json"]);
+    let g: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["id"] != "payment"));
+}
+
+#[test]
+fn model_files_are_refused_clearly() {
+    let f = Files::new();
+    let bad = f.path("bad.json");
+    std::fs::write(&bad, "{\"schema_version\": 1}").unwrap();
+    let x = f.traces("x.jsonl", "1", "50", None);
+    let good = f.learn(&[&x], "good.json");
+    let err = fails(&["merge", &good, &bad, "--out", &f.path("m.json")]);
+    assert!(
+        err.contains("bad.json") && err.contains("version 1"),
+        "{err}"
+    );
+    let err = fails(&["learn", "--into", &bad, &x]);
+    assert!(err.contains("bad.json"), "{err}");
+    // The bad model was not overwritten.
+    assert_eq!(bytes(&bad), b"{\"schema_version\": 1}");
+    // Neither --out nor --into: a usage error naming them.
+    let out = run(&["learn", &x]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
+    let err = fails(&["diff", &good, &f.path("missing.json")]);
+    assert!(err.contains("missing.json"), "{err}");
+}
+
+#[test]
+fn model_show_prints_every_parameter_with_its_uncertainty() {
+    let f = Files::new();
+    let x = f.traces("x.jsonl", "4", "3000", None);
+    let m = f.learn(&[&x], "m.json");
+    let (text, _) = ok(&["model", "show", &m]);
+    for section in [
+        "ENDPOINTS",
+        "OPERATIONS",
+        "CALL SITES",
+        "PRIORS OF P(PROPAGATE)",
+    ] {
+        assert!(text.contains(section), "{section} missing:\n{text}");
+    }
+    assert!(text.contains("checkout PlaceOrder -> payment Charge"));
+    assert!(text.contains("asynchronous") && text.contains("parallel"));
+
+    let (json, _) = ok(&["model", "show", &m, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let edges = v["edges"].as_array().unwrap();
+    let e = edges
+        .iter()
+        .find(|e| e["from"] == "checkout PlaceOrder" && e["to"] == "payment Charge")
+        .unwrap();
+    for key in [
+        "calls_per_invocation",
+        "mode",
+        "retries",
+        "timeout",
+        "p_propagate",
+        "gap",
+        "duration",
+    ] {
+        assert!(e.get(key).is_some(), "{key} missing in {e}");
+    }
+    let p = &e["p_propagate"];
+    let (lo, mean, hi) = (
+        p["lo"].as_f64().unwrap(),
+        p["mean"].as_f64().unwrap(),
+        p["hi"].as_f64().unwrap(),
+    );
+    assert!((0.0..=1.0).contains(&lo) && lo <= hi && hi <= 1.0 && (0.0..=1.0).contains(&mean));
+    let endpoints: Vec<_> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["endpoint"] == true)
+        .collect();
+    assert_eq!(endpoints.len(), 4);
+    let share: f64 = endpoints
+        .iter()
+        .map(|n| n["traffic"]["share"].as_f64().unwrap())
+        .sum();
+    assert!((share - 1.0).abs() < 1e-9);
+    assert!(v["priors"].as_array().unwrap().len() >= 2);
+}
+
+#[test]
+fn diff_reports_drift_and_nothing_when_there_is_none() {
+    let f = Files::new();
+    let a = f.traces("a.jsonl", "5", "3000", None);
+    let b = f.traces("b.jsonl", "6", "3000", None);
+    let slow = f.traces("slow.jsonl", "7", "3000", Some("shipping:latency=+200ms"));
+    let (ma, mb, ms) = (
+        f.learn(&[&a], "a.json"),
+        f.learn(&[&b], "b.json"),
+        f.learn(&[&slow], "slow.json"),
+    );
+    // Two samples of the same system: no drift.
+    let (text, _) = ok(&["diff", &ma, &mb]);
+    assert!(text.starts_with("no drift"), "{text}");
+    // Shipping slowed: its self time and the calls into it shifted; nothing else moved much.
+    let (json, _) = ok(&["diff", &ma, &ms, "--json"]);
+    let d: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let shifted: Vec<&str> = d["latency"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["at"].as_str().unwrap())
+        .collect();
+    assert!(
+        shifted.contains(&"shipping GetQuote") && shifted.contains(&"shipping ShipOrder"),
+        "{shifted:?}"
+    );
+    assert!(
+        shifted.contains(&"checkout PlaceOrder -> shipping ShipOrder"),
+        "{shifted:?}"
+    );
+    assert!(
+        !shifted
+            .iter()
+            .any(|s| s.starts_with("cart ") || s.starts_with("ad ")),
+        "unrelated operations flagged: {shifted:?}"
+    );
+    for key in [
+        "operations_added",
+        "operations_removed",
+        "edges_added",
+        "edges_removed",
+        "behaviour",
+        "propagation",
+    ] {
+        assert!(d[key].is_array(), "{key}");
+    }
+    let (text, _) = ok(&["diff", &ma, &ms]);
+    assert!(text.contains("shipping GetQuote"), "{text}");
+}
+
+#[test]
+fn graph_shows_learned_behaviour() {
+    let f = Files::new();
+    let x = f.traces("x.jsonl", "8", "3000", None);
+    let m = f.learn(&[&x], "m.json");
+    let (table, _) = ok(&["graph", &m]);
+    assert!(table.contains("BEHAVIOUR") && table.contains("P(propagate)"));
+    let (dot, _) = ok(&["graph", &m, "--format", "dot"]);
+    assert!(dot.contains("P(propagate)"));
+    let (json, _) = ok(&["graph", &m, "--format", "json"]);
+    let g: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let e = g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["from"] == "checkout PlaceOrder" && e["to"] == "email orders process")
+        .unwrap();
+    assert_eq!(e["mode"], "asynchronous");
+}
