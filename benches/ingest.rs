@@ -1,4 +1,5 @@
-//! Ingest benches: every reader on the same generated traces, and call-graph extraction.
+//! Ingest benches: every reader on the same generated traces, model extraction from spans in
+//! memory, and the full model build from an OTLP JSON Lines file.
 //!
 //! Input is built once, outside the timed loops: the demo shop's traces (seeded) written in each
 //! format to a temporary file. Throughput is reported in spans per second.
@@ -72,6 +73,20 @@ fn extraction(c: &mut Criterion) {
             for batch in &batches {
                 builder.add_batch(batch);
             }
+            builder.finish().calls.len()
+        })
+    });
+    // The whole build from the file, as `augur learn` does it: read, fold, finish.
+    let jsonl = write_input(dir.path(), TraceFormat::OtlpJsonl);
+    group.bench_function("learn-otlp-jsonl", |b| {
+        b.iter(|| {
+            let mut builder = ModelBuilder::default();
+            let mut report = IngestReport::default();
+            read_file(&jsonl, &ReadOptions::default(), &mut report, &mut |batch| {
+                builder.add_batch(&batch);
+                Ok(())
+            })
+            .unwrap();
             builder.finish().calls.len()
         })
     });

@@ -546,11 +546,29 @@ pub(crate) fn learn(
     opts: BuildOptions,
 ) -> Result<(Model, LearnSummary)> {
     let started = Instant::now();
-    let mut builder = ModelBuilder::new(opts);
-    let report = read_all(paths, read, &mut |batch| {
-        builder.add_batch(&batch);
-        Ok(())
-    })?;
+    // Reading and folding run on two threads, batches handed over through a short queue (so
+    // memory stays bounded): the model's work overlaps the parsing instead of adding to it.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<SpanBatch>(4);
+    let (report, model) = std::thread::scope(|s| {
+        let folder = s.spawn(move || {
+            let mut builder = ModelBuilder::new(opts);
+            for batch in rx {
+                builder.add_batch(&batch);
+            }
+            builder.finish()
+        });
+        let report = read_all(paths, read, &mut |batch| {
+            tx.send(batch).map_err(|_| {
+                augur_ingest::IngestError::Sink("the model builder stopped unexpectedly".into())
+            })
+        });
+        drop(tx);
+        (report, folder.join())
+    });
+    let Ok(model) = model else {
+        bail!("the model builder failed (a bug: please report it)");
+    };
+    let report = report?;
     if report.spans == 0 {
         bail!(
             "no spans were read from {} file(s) ({} bad records skipped)",
@@ -558,7 +576,6 @@ pub(crate) fn learn(
             report.rejected
         );
     }
-    let model = builder.finish();
     let mut summary = LearnSummary {
         files: report.files,
         bytes: report.bytes,

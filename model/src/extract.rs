@@ -30,8 +30,10 @@
 //!   call that reached nothing instrumented. Its `peer` decides where it went: a peer naming an
 //!   instrumented service is a call to that service that never arrived (a `down` service looks
 //!   like this); any other peer is an uninstrumented **virtual node**.
-//! - A root (no parent id) is a user-facing **endpoint**; a span whose parent id is missing from
-//!   its trace is counted as a broken trace, not promoted to an endpoint.
+//! - A root (no parent id) is a user-facing **endpoint**, unless it is a CONSUMER span (a message
+//!   whose producer is linked rather than its parent, or not traced: asynchronous work, not a user
+//!   request); a span whose parent id is missing from its trace is counted as a broken trace, not
+//!   promoted to an endpoint.
 //! - An **invocation** is one entry span and the spans of its operation below it. Its calls are
 //!   the call edges and unarrived calls made from it; its **self time** is its duration minus the
 //!   union of those calls' intervals (clipped to it); a call **overlaps** if its interval
@@ -531,7 +533,9 @@ impl ModelBuilder {
             acc.errors += u64::from(s.status == StatusCode::Error);
             acc.duration.add(s.duration_ns().max(0) as f64);
             if p == NONE {
-                if !sc.orphan[i] {
+                // A message consumed with no parent (linked to its producer, or the producer
+                // not traced) is not a user request.
+                if !sc.orphan[i] && s.kind != SpanKind::Consumer {
                     acc.roots += 1;
                 }
                 continue;
@@ -1286,6 +1290,28 @@ mod tests {
     }
 
     #[test]
+    fn a_consumer_without_parent_is_not_an_endpoint() {
+        use SpanKind::*;
+        let m = build(&[
+            at(
+                1,
+                1,
+                None,
+                "worker",
+                "orders process",
+                Consumer,
+                0,
+                5,
+                false,
+            ),
+            at(2, 1, None, "web", "GET /", Server, 0, 5, false),
+        ]);
+        assert!(!m.node("worker orders process").unwrap().endpoint);
+        assert!(m.node("web GET /").unwrap().endpoint);
+        assert!(m.node("worker orders process").unwrap().traffic.is_none());
+    }
+
+    #[test]
     fn messages_are_asynchronous() {
         use SpanKind::*;
         let mut send = at(1, 2, Some(1), "a", "publish", Producer, 10, 11, false);
@@ -1298,6 +1324,7 @@ mod tests {
         let e = m.edge("a op", "b consume").unwrap();
         assert_eq!(e.mode, Mode::Asynchronous);
         assert!(e.stats.gap_ns.is_empty());
+        assert!(!m.node("b consume").unwrap().endpoint);
         // The consumer's time is not the caller's: self time 20 - 1 = 19 ms.
         assert_eq!(m.node("a op").unwrap().self_ns.max(), Some(19e6));
     }
