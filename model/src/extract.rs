@@ -674,7 +674,8 @@ impl ModelBuilder {
 
             // Calls: an attempt and the retries after it (same callee and span name, each after
             // the previous attempt failed and ended).
-            group.sort_unstable_by_key(|e| (e.leaf, e.ka, e.kb, e.name, e.start));
+            // (Ties broken on every field, so the result never depends on input order.)
+            group.sort_unstable_by_key(|e| (e.leaf, e.ka, e.kb, e.name, e.start, e.end, e.failed));
             let mut failed_calls = 0u32;
             for j in 0..group.len() {
                 let retry = j > 0 && {
@@ -697,12 +698,14 @@ impl ModelBuilder {
             sc.failed_calls[inv as usize] = failed_calls;
             let caller_failed = inv_span.status == StatusCode::Error;
 
-            // Per callee.
+            // Per callee (an unarrived call's callee is its peer and span name: where it went is
+            // decided per name when the model is read).
+            let callee = |e: &CallEvent| (e.leaf, e.ka, e.kb, if e.leaf { e.name } else { 0 });
             let mut c = 0;
             while c < group.len() {
-                let key = (group[c].leaf, group[c].ka, group[c].kb);
+                let key = callee(&group[c]);
                 let mut d = c + 1;
-                while d < group.len() && (group[d].leaf, group[d].ka, group[d].kb) == key {
+                while d < group.len() && callee(&group[d]) == key {
                     d += 1;
                 }
                 let caller = sc.op[inv as usize];
