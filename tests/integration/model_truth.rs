@@ -249,6 +249,46 @@ fn shop_parameters_match_the_truth() {
 }
 
 #[test]
+fn uncertainty_shrinks_as_evidence_grows_and_the_file_round_trips() {
+    let world = World::shop();
+    let width = |v: &View| {
+        let w: Vec<f64> = v
+            .edges
+            .iter()
+            .filter(|e| e.p_propagate.evidence > 0)
+            .map(|e| e.p_propagate.interval.hi - e.p_propagate.interval.lo)
+            .collect();
+        (w.iter().sum::<f64>() / w.len().max(1) as f64, w.len())
+    };
+    let (small, _) = learn(&world, 5, &[(None, 1_000)]);
+    let (large, _) = learn(&world, 5, &[(None, 16_000)]);
+    let ((ws, ns), (wl, nl)) = (width(&small), width(&large));
+    assert!(nl >= ns && ns > 0, "{ns} then {nl} sites with evidence");
+    assert!(
+        wl < ws,
+        "mean 90% width {ws:.3} with 1k traces, {wl:.3} with 16k"
+    );
+    // Own error rates too: every operation's interval narrows with sixteen times the traffic.
+    for n in large.nodes.iter().filter(|n| !n.is_virtual) {
+        let s = small.node(&n.id).unwrap();
+        let w = |p: &augur_model::Posterior| p.interval.hi - p.interval.lo;
+        assert!(w(&n.p_error) < w(&s.p_error), "{}", n.id);
+    }
+
+    // The model file round-trips exactly.
+    let mut builder = ModelBuilder::default();
+    let mut gen = Generator::new(&world, 9).unwrap();
+    let mut batch = SpanBatch::new();
+    gen.emit(2_000, &mut batch);
+    builder.add_batch(&batch);
+    let model = builder.finish();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.json");
+    model.save(&path).unwrap();
+    assert_eq!(augur_model::Model::load(&path).unwrap(), model);
+}
+
+#[test]
 fn random_worlds_parameters_match_the_truth() {
     for (seed, services, traces) in [(3u64, 60usize, 12_000usize), (17, 20, 12_000)] {
         let params = RandomWorldParams {
