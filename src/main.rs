@@ -127,6 +127,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Predict how faults would propagate to every endpoint: error rate, median and p99 latency
+    /// with and without them, each prediction with a 90% credible interval.
+    ///
+    /// FAULT is TARGET:KIND. TARGET is a service (payment), an operation (payment/Charge), a
+    /// virtual node (postgres), or one call site (checkout->payment: only that caller's calls).
+    /// KIND is down (calls fail fast), error=RATE (calls fail with that probability),
+    /// latency=+Nms (calls take N ms longer, as callers see it) or latency=xF (the target's self
+    /// time multiplied by F). Several --fault flags are simultaneous faults.
+    ///
+    /// Each of --samples posterior draws of the model's parameters runs --requests requests
+    /// through the call graph with and without the faults (the baseline). The JSON form is a
+    /// contract: {"faults":[..],"endpoints":[{"endpoint","service","operation",
+    /// "baseline":{"error_rate","p50_ms","p99_ms"},"predicted":{"error_rate":{"mean","lo","hi"},
+    /// "p50_ms":{..},"p99_ms":{..}}}],"operations":[the same for every operation]}.
+    Simulate {
+        /// A model file written by `augur learn`.
+        model: PathBuf,
+        /// A fault, e.g. payment:down, payment:error=0.3, payment:latency=+500ms,
+        /// payment:latency=x2, checkout->payment:down. Repeat for simultaneous faults.
+        #[arg(long = "fault", value_name = "SPEC", required = true)]
+        faults: Vec<String>,
+        /// Requests per posterior draw.
+        #[arg(long, default_value_t = 10_000)]
+        requests: usize,
+        /// Posterior draws of the model's parameters.
+        #[arg(long, default_value_t = 64)]
+        samples: usize,
+        /// Random seed (the same seed gives the same prediction).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the prediction as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run every stage on a built-in demo shop: generate its traces, learn, show what was learned
     /// and check it against the demo's known truth.
     Demo {
@@ -320,6 +354,43 @@ fn run(cli: Cli) -> Result<()> {
                 write_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))
             } else {
                 write_stdout(&report.to_text())
+            }
+        }
+        Command::Simulate {
+            model,
+            faults,
+            requests,
+            samples,
+            seed,
+            json,
+        } => {
+            if requests == 0 {
+                bail!("--requests must be at least 1");
+            }
+            if samples < 2 {
+                bail!("--samples must be at least 2 (intervals come from the spread across draws)");
+            }
+            let specs = faults
+                .iter()
+                .map(|f| f.parse::<augur_simulator::FaultSpec>())
+                .collect::<Result<Vec<_>, _>>()?;
+            let view = Model::load(&model)?.view();
+            let opts = augur_simulator::SimOptions {
+                requests,
+                samples,
+                seed,
+            };
+            let started = Instant::now();
+            let (prediction, events) = augur_simulator::simulate(&view, &specs, &opts)?;
+            tracing::debug!(
+                events,
+                seconds = started.elapsed().as_secs_f64(),
+                "simulated"
+            );
+            if json {
+                write_stdout(&(serde_json::to_string_pretty(&prediction)? + "\n"))
+            } else {
+                write_stdout(&prediction.to_table(10))
             }
         }
         Command::Demo { dir, traces, seed } => demo::run_demo(&dir, traces, seed),

@@ -12,3 +12,5 @@ mod learn_graph;
 mod model_ops;
 mod model_truth;
 mod progress;
+mod sim_truth;
+mod simulate;

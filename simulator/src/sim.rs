@@ -1,0 +1,615 @@
+//! The simulation: requests through the learned call graph in simulated time, under faults,
+//! once per posterior draw of the model's parameters.
+//!
+//! ## One request
+//! A request enters an endpoint (drawn by the learned traffic mix). An invocation of an operation
+//! takes its self time (drawn from its sketch; multiplied under `latency=xF`), fails on its own
+//! with its drawn error rate, and makes its calls: for each call site, a number of calls drawn from
+//! the learned calls-per-invocation distribution; sequential calls add their durations, parallel
+//! ones overlap (the invocation waits for the longest), asynchronous ones (messages) cost only the
+//! send and their consumer runs on its own, never failing the caller. A call is up to `1 + retries`
+//! attempts; an attempt into an instrumented operation takes the network gap plus the callee's
+//! invocation, into a virtual node its learned call duration, failing with the node's drawn error
+//! rate. A timeout cuts an attempt at the threshold and fails it. Faults act on attempts into
+//! their target (`down`: fail fast; `error=R`: fail with probability R more; `latency=+N`: N more
+//! milliseconds as the caller sees it). A call that failed after its retries fails its caller with
+//! the drawn P(propagate); a caller that fails that way makes no further calls. A `down`
+//! operation is reported as its callers see it: every attempt failed, after the refusal time.
+//!
+//! Requests do not share resources in this model (no concurrency limits or queues are learned),
+//! so each request's call tree is evaluated on its own in simulated time: the order of events
+//! within a request is what an event queue would give, and requests need no common queue.
+//!
+//! ## Uncertainty
+//! Each posterior draw samples every P(propagate) and every error rate from its Beta posterior,
+//! every unknown retry count from the retries seen at other call sites, and for every call site
+//! whose timeout was never seen whether it has one ([`P_UNSEEN_TIMEOUT`]) and where (a threshold
+//! seen elsewhere, or log-uniform up to 30 s, always above the longest attempt seen there); so a
+//! fault that would meet a timeout normal traffic never reached gets a wide interval rather than
+//! a confident "no effect". Then `requests`
+//! requests run. Quantities are computed per draw; their mean and the 5th and 95th percentiles
+//! across draws are the prediction and its 90% interval. The baseline runs the same draws, with
+//! the same random numbers, without the fault.
+
+use augur_model::beta::Beta;
+use augur_model::{LogSketch, Mode, View};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::fault::{FaultKind, Resolved};
+use crate::{Band, OpPrediction, Point, Predicted, Prediction, SimOptions};
+
+/// Quantiles kept per sketch for sampling (inverse CDF with linear interpolation).
+const TABLE: usize = 256;
+
+/// Calls nested deeper than this are not made (learned graphs can hold cycles).
+const MAX_DEPTH: usize = 32;
+
+/// An inverse CDF: `TABLE + 1` quantiles.
+#[derive(Debug, Clone)]
+struct Table(Vec<f64>);
+
+impl Table {
+    fn of(s: &LogSketch) -> Option<Table> {
+        if s.is_empty() {
+            return None;
+        }
+        Some(Table(
+            (0..=TABLE)
+                .map(|i| s.quantile(i as f64 / TABLE as f64).unwrap_or(0.0))
+                .collect(),
+        ))
+    }
+
+    fn sample(&self, u: f64) -> f64 {
+        let x = u * TABLE as f64;
+        let i = (x as usize).min(TABLE - 1);
+        let f = x - i as f64;
+        let (a, b) = (self.0[i], self.0[i + 1]);
+        a + (b - a) * f
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SimNode {
+    is_virtual: bool,
+    self_time: Option<Table>,
+    p_error: Option<Beta>,
+    edges: std::ops::Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct SimEdge {
+    callee: usize,
+    /// Cumulative P(k calls), k = 0, 1, ...
+    calls: Vec<f64>,
+    mode: Mode,
+    retries: Option<u32>,
+    timeout_ns: Option<f64>,
+    /// The longest attempt seen: a timeout, if the call has one, is above it.
+    longest_ns: f64,
+    gap: Option<Table>,
+    ok: Option<Table>,
+    failed: Option<Table>,
+    refused: Option<Table>,
+    p_propagate: Option<Beta>,
+}
+
+/// A fault's effect on one call site.
+#[derive(Debug, Clone, Copy, Default)]
+struct EdgeFault {
+    down: bool,
+    error: f64,
+    add_ns: f64,
+}
+
+/// The model compiled for simulation.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    nodes: Vec<SimNode>,
+    edges: Vec<SimEdge>,
+    /// (node, cumulative share) of the endpoints.
+    endpoints: Vec<(usize, f64)>,
+    /// Retries seen at call sites where they are known, for sites where they are not.
+    retries_seen: Vec<u32>,
+    /// Timeouts seen at call sites where they are known, nanoseconds.
+    timeouts_seen: Vec<f64>,
+    names: Vec<(String, String, String, bool)>,
+}
+
+impl Compiled {
+    /// Compiles a view.
+    pub fn new(view: &View) -> Compiled {
+        let index: std::collections::HashMap<&str, usize> = view
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.as_str(), i))
+            .collect();
+        let mut by_caller: Vec<Vec<SimEdge>> = vec![Vec::new(); view.nodes.len()];
+        let mut retries_seen = Vec::new();
+        let mut timeouts_seen = Vec::new();
+        for e in &view.edges {
+            let (Some(&from), Some(&to)) = (index.get(e.from.as_str()), index.get(e.to.as_str()))
+            else {
+                continue;
+            };
+            let total: u64 = e.calls_per_invocation.iter().sum();
+            let mut acc = 0u64;
+            let calls = e
+                .calls_per_invocation
+                .iter()
+                .map(|&c| {
+                    acc += c;
+                    if total == 0 {
+                        1.0
+                    } else {
+                        acc as f64 / total as f64
+                    }
+                })
+                .collect();
+            if let Some(r) = e.retries {
+                retries_seen.push(r);
+            }
+            if let Some(t) = &e.timeout {
+                timeouts_seen.push(t.median_ms * 1e6);
+            }
+            let longest_ns = e
+                .stats
+                .ok_ns
+                .max()
+                .unwrap_or(0.0)
+                .max(e.stats.failed_ns.max().unwrap_or(0.0));
+            by_caller[from].push(SimEdge {
+                callee: to,
+                calls,
+                mode: e.mode,
+                retries: e.retries,
+                timeout_ns: e.timeout.as_ref().map(|t| t.median_ms * 1e6),
+                longest_ns,
+                gap: Table::of(&e.stats.gap_ns),
+                ok: Table::of(&e.stats.ok_ns),
+                failed: Table::of(&e.stats.failed_ns),
+                refused: Table::of(&e.stats.unanswered_ns),
+                p_propagate: e.p_propagate.distribution(),
+            });
+        }
+        let mut nodes = Vec::with_capacity(view.nodes.len());
+        let mut edges = Vec::new();
+        for (n, out) in view.nodes.iter().zip(by_caller) {
+            let start = edges.len();
+            edges.extend(out);
+            nodes.push(SimNode {
+                is_virtual: n.is_virtual,
+                self_time: Table::of(&n.self_ns),
+                p_error: n.p_error.distribution(),
+                edges: start..edges.len(),
+            });
+        }
+        let mut cum = 0.0;
+        let total: f64 = view
+            .nodes
+            .iter()
+            .filter_map(|n| n.traffic.map(|t| t.share))
+            .sum();
+        let endpoints = view
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                n.traffic.map(|t| {
+                    cum += t.share / total.max(f64::MIN_POSITIVE);
+                    (i, cum)
+                })
+            })
+            .collect();
+        Compiled {
+            nodes,
+            edges,
+            endpoints,
+            retries_seen,
+            timeouts_seen,
+            names: view
+                .nodes
+                .iter()
+                .map(|n| {
+                    (
+                        n.id.clone(),
+                        n.service.clone(),
+                        n.operation.clone(),
+                        n.endpoint,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Call sites in the compiled model.
+    pub fn edge_count(&self) -> usize {
+        self.edges.len()
+    }
+}
+
+/// One posterior draw of the parameters.
+struct Draw {
+    p_error: Vec<f64>,
+    p_propagate: Vec<f64>,
+    retries: Vec<u32>,
+    timeout_ns: Vec<Option<f64>>,
+}
+
+/// P(a call site whose timeout was never seen has one): traces cannot tell until a call is slow
+/// enough to be cut, so this is an even prior, not a fitted share.
+pub const P_UNSEEN_TIMEOUT: f64 = 0.5;
+
+/// The longest threshold drawn for an unseen timeout, nanoseconds (30 s).
+const LONGEST_TIMEOUT_NS: f64 = 30e9;
+
+/// A threshold for a call site whose timeout was never seen, or none: with probability
+/// [`P_UNSEEN_TIMEOUT`] one of the thresholds seen elsewhere (log-uniform up to 30 s when none
+/// was), always above the longest attempt seen at this site (a lower one would have cut it).
+fn unseen_timeout(m: &Compiled, e: &SimEdge, rng: &mut ChaCha8Rng) -> Option<f64> {
+    if e.mode == Mode::Asynchronous || rng.gen::<f64>() >= P_UNSEEN_TIMEOUT {
+        return None;
+    }
+    let floor = e.longest_ns.max(1e6);
+    if !m.timeouts_seen.is_empty() {
+        let t = m.timeouts_seen[rng.gen_range(0..m.timeouts_seen.len())];
+        if t > floor {
+            return Some(t);
+        }
+    }
+    let top = LONGEST_TIMEOUT_NS.max(floor * 2.0);
+    Some(floor * (top / floor).powf(rng.gen::<f64>()))
+}
+
+/// Per-node outcomes of one run.
+#[derive(Default, Clone)]
+struct Tally {
+    durations: Vec<f64>,
+    failures: u64,
+}
+
+struct Run<'a> {
+    m: &'a Compiled,
+    draw: &'a Draw,
+    edge_fault: &'a [EdgeFault],
+    scale: &'a [f64],
+    rng: ChaCha8Rng,
+    tally: Vec<Tally>,
+    events: u64,
+}
+
+impl Run<'_> {
+    fn invoke(&mut self, n: usize, depth: usize) -> (f64, bool) {
+        let m = self.m;
+        let Some(node) = m.nodes.get(n) else {
+            return (0.0, false);
+        };
+        let u: f64 = self.rng.gen();
+        let own = node.self_time.as_ref().map_or(0.0, |t| t.sample(u)) * self.scale[n];
+        let mut failed = self.rng.gen::<f64>() < self.draw.p_error[n];
+        let (mut seq, mut par) = (0.0, 0.0f64);
+        if depth < MAX_DEPTH {
+            'sites: for e in node.edges.clone() {
+                let edge = &m.edges[e];
+                let u: f64 = self.rng.gen();
+                let k = edge.calls.iter().position(|&c| u < c).unwrap_or(0);
+                for _ in 0..k {
+                    let (d, f) = self.call(e, depth);
+                    match edge.mode {
+                        Mode::Parallel => par = par.max(d),
+                        Mode::Sequential | Mode::Asynchronous => seq += d,
+                    }
+                    if f && self.rng.gen::<f64>() < self.draw.p_propagate[e] {
+                        failed = true;
+                        break 'sites;
+                    }
+                }
+            }
+        }
+        let d = own + seq + par;
+        let t = &mut self.tally[n];
+        t.durations.push(d);
+        t.failures += u64::from(failed);
+        (d, failed)
+    }
+
+    /// One call (with its retries): its duration as the caller sees it, and whether it failed.
+    fn call(&mut self, e: usize, depth: usize) -> (f64, bool) {
+        let edge = &self.m.edges[e];
+        let fault = self.edge_fault[e];
+        if edge.mode == Mode::Asynchronous {
+            // The caller pays for the send; the consumer runs on its own.
+            self.events += 1;
+            let d = edge.ok.as_ref().map_or(0.0, |t| t.sample(self.rng.gen()));
+            let callee = &self.m.nodes[edge.callee];
+            if !fault.down && !callee.is_virtual {
+                self.invoke(edge.callee, depth + 1);
+            }
+            return (d + fault.add_ns, false);
+        }
+        let attempts = 1 + self.draw.retries[e];
+        let mut total = 0.0;
+        for _ in 0..attempts {
+            let (d, f) = self.attempt(e, fault, depth);
+            total += d;
+            if !f {
+                return (total, false);
+            }
+        }
+        (total, true)
+    }
+
+    fn attempt(&mut self, e: usize, fault: EdgeFault, depth: usize) -> (f64, bool) {
+        self.events += 1;
+        let edge = &self.m.edges[e];
+        let callee = edge.callee;
+        if fault.down {
+            let d = edge
+                .refused
+                .as_ref()
+                .map_or(1e6, |t| t.sample(self.rng.gen()));
+            // The callee, as its callers see it: every attempt fails fast.
+            let tally = &mut self.tally[callee];
+            tally.durations.push(d);
+            tally.failures += 1;
+            return (d, true);
+        }
+        let (mut d, mut f) = if self.m.nodes[callee].is_virtual {
+            let f = self.rng.gen::<f64>() < self.draw.p_error[callee];
+            let table = if f {
+                edge.failed.as_ref().or(edge.ok.as_ref())
+            } else {
+                edge.ok.as_ref().or(edge.failed.as_ref())
+            };
+            let d = table.map_or(0.0, |t| t.sample(self.rng.gen())) * self.scale[callee];
+            let tally = &mut self.tally[callee];
+            tally.durations.push(d);
+            tally.failures += u64::from(f);
+            (d, f)
+        } else {
+            let gap = edge.gap.as_ref().map_or(0.0, |t| t.sample(self.rng.gen()));
+            let (d, f) = self.invoke(callee, depth + 1);
+            (d + gap, f)
+        };
+        d += fault.add_ns;
+        if fault.error > 0.0 && self.rng.gen::<f64>() < fault.error {
+            f = true;
+        }
+        if let Some(t) = self.draw.timeout_ns[e] {
+            if d > t {
+                return (t, true);
+            }
+        }
+        (d, f)
+    }
+}
+
+fn sample_beta(b: Option<Beta>, u: f64) -> f64 {
+    b.map_or(0.0, |b| b.quantile(u))
+}
+
+/// Per-draw outcome of one node: error rate, p50, p99 (ms); `None` if it never ran.
+type Outcome = Option<(f64, f64, f64)>;
+
+fn outcomes(tally: &mut [Tally]) -> Vec<Outcome> {
+    tally
+        .iter_mut()
+        .map(|t| {
+            let n = t.durations.len();
+            if n == 0 {
+                return None;
+            }
+            let q = |v: &mut Vec<f64>, p: f64| {
+                let k = ((p * (n - 1) as f64).floor() as usize).min(n - 1);
+                let (_, x, _) = v.select_nth_unstable_by(k, f64::total_cmp);
+                *x / 1e6
+            };
+            let p50 = q(&mut t.durations, 0.5);
+            let p99 = q(&mut t.durations, 0.99);
+            Some((t.failures as f64 / n as f64, p50, p99))
+        })
+        .collect()
+}
+
+/// Simulates the faults (none for a baseline alone) and returns per-draw outcomes for baseline
+/// and faulted runs, plus the call events simulated.
+fn run_draws(
+    m: &Compiled,
+    faults: &[Resolved],
+    opts: &SimOptions,
+) -> (Vec<Vec<Outcome>>, Vec<Vec<Outcome>>, u64) {
+    let n_nodes = m.nodes.len();
+    let none = vec![EdgeFault::default(); m.edges.len()];
+    let ones = vec![1.0; n_nodes];
+    let mut edge_fault = none.clone();
+    let mut scale = ones.clone();
+    // Which caller owns each edge.
+    let mut caller_of = vec![0usize; m.edges.len()];
+    for (i, n) in m.nodes.iter().enumerate() {
+        for e in n.edges.clone() {
+            caller_of[e] = i;
+        }
+    }
+    for f in faults {
+        for (e, edge) in m.edges.iter().enumerate() {
+            let hit = f.callees.contains(&edge.callee)
+                && f.callers.as_ref().is_none_or(|c| c.contains(&caller_of[e]));
+            if !hit {
+                continue;
+            }
+            let ef = &mut edge_fault[e];
+            match f.spec.kind {
+                FaultKind::Down => ef.down = true,
+                FaultKind::Error(r) => ef.error = 1.0 - (1.0 - ef.error) * (1.0 - r),
+                FaultKind::AddLatencyMs(ms) => ef.add_ns += ms * 1e6,
+                FaultKind::ScaleSelf(_) => {}
+            }
+        }
+        if let FaultKind::ScaleSelf(x) = f.spec.kind {
+            for &n in &f.callees {
+                scale[n] *= x;
+            }
+        }
+    }
+
+    let mut base = Vec::with_capacity(opts.samples);
+    let mut faulted = Vec::with_capacity(opts.samples);
+    let mut events = 0;
+    for s in 0..opts.samples {
+        let seed = opts.seed ^ (s as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut prng = ChaCha8Rng::seed_from_u64(seed);
+        let draw = Draw {
+            p_error: m
+                .nodes
+                .iter()
+                .map(|n| sample_beta(n.p_error, prng.gen()))
+                .collect(),
+            p_propagate: m
+                .edges
+                .iter()
+                .map(|e| sample_beta(e.p_propagate, prng.gen()))
+                .collect(),
+            retries: m
+                .edges
+                .iter()
+                .map(|e| {
+                    e.retries.unwrap_or_else(|| {
+                        if m.retries_seen.is_empty() {
+                            0
+                        } else {
+                            m.retries_seen[prng.gen_range(0..m.retries_seen.len())]
+                        }
+                    })
+                })
+                .collect(),
+            timeout_ns: m
+                .edges
+                .iter()
+                .map(|e| e.timeout_ns.or_else(|| unseen_timeout(m, e, &mut prng)))
+                .collect(),
+        };
+        for (out, ef, sc) in [
+            (&mut base, &none, &ones),
+            (&mut faulted, &edge_fault, &scale),
+        ] {
+            let mut run = Run {
+                m,
+                draw: &draw,
+                edge_fault: ef,
+                scale: sc,
+                rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
+                tally: vec![Tally::default(); n_nodes],
+                events: 0,
+            };
+            for _ in 0..opts.requests {
+                let u: f64 = run.rng.gen();
+                let ep = m
+                    .endpoints
+                    .iter()
+                    .find(|(_, c)| u < *c)
+                    .or(m.endpoints.last())
+                    .map(|&(n, _)| n);
+                if let Some(n) = ep {
+                    run.invoke(n, 0);
+                }
+            }
+            events += run.events;
+            out.push(outcomes(&mut run.tally));
+        }
+    }
+    (base, faulted, events)
+}
+
+fn band(mut v: Vec<f64>) -> Band {
+    if v.is_empty() {
+        return Band {
+            mean: 0.0,
+            lo: 0.0,
+            hi: 0.0,
+        };
+    }
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
+    let r = |x: f64| (x * 1e6).round() / 1e6;
+    Band {
+        mean: r(v.iter().sum::<f64>() / v.len() as f64),
+        lo: r(q(0.05)),
+        hi: r(q(0.95)),
+    }
+}
+
+/// Runs the simulation: the prediction under `faults` and the baseline without them.
+pub fn simulate(m: &Compiled, faults: &[Resolved], opts: &SimOptions) -> (Prediction, u64) {
+    let (base, faulted, events) = run_draws(m, faults, opts);
+    let mut endpoints = Vec::new();
+    let mut operations = Vec::new();
+    for (i, (id, service, operation, endpoint)) in m.names.iter().enumerate() {
+        let per = |runs: &[Vec<Outcome>], k: usize| -> Vec<f64> {
+            runs.iter()
+                .filter_map(|r| r.get(i).copied().flatten())
+                .map(|o| match k {
+                    0 => o.0,
+                    1 => o.1,
+                    _ => o.2,
+                })
+                .collect()
+        };
+        if per(&base, 0).is_empty() && per(&faulted, 0).is_empty() {
+            continue;
+        }
+        let mean = |v: Vec<f64>| band(v).mean;
+        let p = OpPrediction {
+            endpoint: id.clone(),
+            service: service.clone(),
+            operation: operation.clone(),
+            baseline: Point {
+                error_rate: mean(per(&base, 0)),
+                p50_ms: mean(per(&base, 1)),
+                p99_ms: mean(per(&base, 2)),
+            },
+            predicted: Predicted {
+                error_rate: band(per(&faulted, 0)),
+                p50_ms: band(per(&faulted, 1)),
+                p99_ms: band(per(&faulted, 2)),
+            },
+        };
+        if *endpoint {
+            endpoints.push(p.clone());
+        }
+        operations.push(p);
+    }
+    (
+        Prediction {
+            faults: faults.iter().map(|f| f.spec.to_string()).collect(),
+            endpoints,
+            operations,
+        },
+        events,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_sample_the_distribution() {
+        let mut s = LogSketch::new();
+        for i in 1..=1000 {
+            s.add(i as f64 * 1000.0);
+        }
+        let t = Table::of(&s).unwrap();
+        assert!((t.sample(0.5) - 500_000.0).abs() < 10_000.0);
+        assert!(t.sample(0.0) >= 1000.0 && t.sample(0.999_999) <= 1_000_000.0);
+        assert!(Table::of(&LogSketch::new()).is_none());
+    }
+
+    #[test]
+    fn bands_are_ordered() {
+        let b = band((0..100).map(f64::from).collect());
+        assert!(b.lo <= b.mean && b.mean <= b.hi);
+        assert_eq!((b.lo, b.hi), (5.0, 94.0));
+    }
+}
