@@ -9,7 +9,9 @@
 use augur_datasets::{Generator, RandomWorldParams, World};
 use augur_ingest::SpanBatch;
 use augur_model::ModelBuilder;
-use augur_simulator::{simulate, FaultSpec, SimOptions};
+use augur_simulator::{
+    simulate, simulate_many, single_fault_candidates, FaultKind, FaultSpec, SimOptions,
+};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn one_fault(c: &mut Criterion) {
@@ -59,6 +61,38 @@ fn one_fault(c: &mut Criterion) {
                 .unwrap()
                 .1
         })
+    });
+
+    // Every single-fault candidate (each service and virtual node × down, error=0.5,
+    // latency=+500ms), in parallel on all cores. With the default settings this takes tens of
+    // seconds, so it is timed once here; criterion times it with fewer requests per draw.
+    let kinds = [
+        FaultKind::Down,
+        FaultKind::Error(0.5),
+        FaultKind::AddLatencyMs(500.0),
+    ];
+    let sets: Vec<Vec<FaultSpec>> = single_fault_candidates(&view, &kinds)
+        .into_iter()
+        .map(|f| vec![f])
+        .collect();
+    let started = std::time::Instant::now();
+    let all = simulate_many(&view, &sets, &opts).unwrap();
+    let events: u64 = all.iter().map(|(_, e)| e).sum();
+    eprintln!(
+        "all {} single-fault candidates, default settings, {} threads: {:.1} s ({events} call attempts)",
+        sets.len(),
+        rayon::current_num_threads(),
+        started.elapsed().as_secs_f64()
+    );
+    let small = SimOptions {
+        requests: 1_000,
+        ..opts
+    };
+    group.finish();
+    let mut group = c.benchmark_group("simulate-many");
+    group.sample_size(10);
+    group.bench_function("all-single-faults-50-services-1k-requests", |b| {
+        b.iter(|| simulate_many(&view, &sets, &small).unwrap().len())
     });
     group.finish();
 }

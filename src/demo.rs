@@ -147,7 +147,53 @@ pub(crate) fn run_demo(dir: &Path, traces: usize, seed: u64) -> Result<()> {
     crate::write_stdout(&graph.to_table())?;
 
     eprintln!("== 3. check: the learned graph against the shop's known truth");
-    check_against_truth(&graph, &truth)
+    check_against_truth(&graph, &truth)?;
+
+    let fault = "payment:down";
+    eprintln!("== 4. simulate: what if {fault}? (predicted from the model, 90% intervals)");
+    let spec: augur_simulator::FaultSpec = fault.parse()?;
+    let opts = augur_simulator::SimOptions {
+        requests: 5_000,
+        samples: 32,
+        seed,
+    };
+    let (prediction, _) = augur_simulator::simulate(&model.view(), &[spec], &opts)?;
+    crate::write_stdout(&prediction.to_table(5))?;
+
+    eprintln!("== 5. check: the shop really run with {fault}, against the prediction");
+    let faulted = dir.join("shop-payment-down.jsonl");
+    let real = write_traces(
+        &world,
+        seed + 1,
+        traces / 2,
+        Some(fault.parse()?),
+        TraceFormat::OtlpJsonl,
+        &faulted,
+    )?;
+    for p in &prediction.endpoints {
+        let Some(n) = real.nodes.get(&p.endpoint) else {
+            continue;
+        };
+        if n.invocations == 0 {
+            continue;
+        }
+        let observed = n.errors as f64 / n.invocations as f64;
+        let e = &p.predicted.error_rate;
+        let verdict = if e.lo - 0.02 <= observed && observed <= e.hi + 0.02 {
+            "within the interval"
+        } else {
+            "OUTSIDE the interval"
+        };
+        eprintln!(
+            "   {:<28} errors: predicted {:>5.1}% [{:.1}, {:.1}], observed {:>5.1}%: {verdict}",
+            p.endpoint,
+            e.mean * 100.0,
+            e.lo * 100.0,
+            e.hi * 100.0,
+            observed * 100.0
+        );
+    }
+    Ok(())
 }
 
 /// Compares the learned graph with the truth: every node and edge, nothing extra.

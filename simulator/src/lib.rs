@@ -15,6 +15,8 @@
 
 pub mod fault;
 pub mod sim;
+#[cfg(test)]
+mod tests;
 
 use std::fmt::Write as _;
 
@@ -143,6 +145,10 @@ pub struct OpPrediction {
     pub baseline: Point,
     /// With it.
     pub predicted: Predicted,
+    /// Posterior draws in which it ran at all under the faults (0: never called; its predicted
+    /// figures are then zeros). Not part of the JSON contract.
+    #[serde(skip)]
+    pub draws_run: usize,
 }
 
 impl OpPrediction {
@@ -184,6 +190,17 @@ impl Prediction {
                 .take(take)
                 .map(|p| {
                     let pr = &p.predicted;
+                    if p.draws_run == 0 {
+                        return vec![
+                            p.endpoint.clone(),
+                            format!("{:.2}%", p.baseline.error_rate * 100.0),
+                            "not called under the fault".to_string(),
+                            format!("{:.1}", p.baseline.p50_ms),
+                            String::new(),
+                            format!("{:.1}", p.baseline.p99_ms),
+                            String::new(),
+                        ];
+                    }
                     vec![
                         p.endpoint.clone(),
                         format!("{:.2}%", p.baseline.error_rate * 100.0),
@@ -260,4 +277,43 @@ pub fn simulate(
         return Err(SimError::NoTraffic);
     }
     Ok(sim::simulate(&compiled, &resolved, opts))
+}
+
+/// Simulates many fault sets (each a list of simultaneous faults) against one shared baseline,
+/// in parallel (rayon) across fault sets. Each result equals [`simulate`]'s for that set.
+pub fn simulate_many(
+    view: &View,
+    candidates: &[Vec<FaultSpec>],
+    opts: &SimOptions,
+) -> Result<Vec<(Prediction, u64)>, SimError> {
+    let resolved = candidates
+        .iter()
+        .map(|set| {
+            set.iter()
+                .map(|s| s.resolve(view))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !view.nodes.iter().any(|n| n.traffic.is_some()) {
+        return Err(SimError::NoTraffic);
+    }
+    let compiled = Compiled::new(view);
+    Ok(sim::simulate_many(&compiled, &resolved, opts))
+}
+
+/// Every single fault of the given kinds on every service and virtual node of the model, in a
+/// stable order (services by name).
+pub fn single_fault_candidates(view: &View, kinds: &[FaultKind]) -> Vec<FaultSpec> {
+    let mut targets: Vec<&str> = view.nodes.iter().map(|n| n.service.as_str()).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    targets
+        .into_iter()
+        .flat_map(|t| {
+            kinds.iter().map(move |&kind| FaultSpec {
+                target: t.to_string(),
+                kind,
+            })
+        })
+        .collect()
 }

@@ -35,6 +35,7 @@ use augur_model::beta::Beta;
 use augur_model::{LogSketch, Mode, View};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::fault::{FaultKind, Resolved};
 use crate::{Band, OpPrediction, Point, Predicted, Prediction, SimOptions};
@@ -413,19 +414,10 @@ fn outcomes(tally: &mut [Tally]) -> Vec<Outcome> {
         .collect()
 }
 
-/// Simulates the faults (none for a baseline alone) and returns per-draw outcomes for baseline
-/// and faulted runs, plus the call events simulated.
-fn run_draws(
-    m: &Compiled,
-    faults: &[Resolved],
-    opts: &SimOptions,
-) -> (Vec<Vec<Outcome>>, Vec<Vec<Outcome>>, u64) {
-    let n_nodes = m.nodes.len();
-    let none = vec![EdgeFault::default(); m.edges.len()];
-    let ones = vec![1.0; n_nodes];
-    let mut edge_fault = none.clone();
-    let mut scale = ones.clone();
-    // Which caller owns each edge.
+/// What faults do: per call site, and per node (self-time factor).
+fn effects(m: &Compiled, faults: &[Resolved]) -> (Vec<EdgeFault>, Vec<f64>) {
+    let mut edge_fault = vec![EdgeFault::default(); m.edges.len()];
+    let mut scale = vec![1.0; m.nodes.len()];
     let mut caller_of = vec![0usize; m.edges.len()];
     for (i, n) in m.nodes.iter().enumerate() {
         for e in n.edges.clone() {
@@ -453,73 +445,136 @@ fn run_draws(
             }
         }
     }
+    (edge_fault, scale)
+}
 
-    let mut base = Vec::with_capacity(opts.samples);
-    let mut faulted = Vec::with_capacity(opts.samples);
-    let mut events = 0;
-    for s in 0..opts.samples {
-        let seed = opts.seed ^ (s as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut prng = ChaCha8Rng::seed_from_u64(seed);
-        let draw = Draw {
-            p_error: m
-                .nodes
-                .iter()
-                .map(|n| sample_beta(n.p_error, prng.gen()))
-                .collect(),
-            p_propagate: m
-                .edges
-                .iter()
-                .map(|e| sample_beta(e.p_propagate, prng.gen()))
-                .collect(),
-            retries: m
-                .edges
-                .iter()
-                .map(|e| {
-                    e.retries.unwrap_or_else(|| {
-                        if m.retries_seen.is_empty() {
-                            0
-                        } else {
-                            m.retries_seen[prng.gen_range(0..m.retries_seen.len())]
-                        }
-                    })
+/// The seed of posterior draw `s`.
+fn draw_seed(opts: &SimOptions, s: usize) -> u64 {
+    opts.seed ^ (s as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Posterior draw `s` of the parameters.
+fn make_draw(m: &Compiled, seed: u64) -> Draw {
+    let mut prng = ChaCha8Rng::seed_from_u64(seed);
+    Draw {
+        p_error: m
+            .nodes
+            .iter()
+            .map(|n| sample_beta(n.p_error, prng.gen()))
+            .collect(),
+        p_propagate: m
+            .edges
+            .iter()
+            .map(|e| sample_beta(e.p_propagate, prng.gen()))
+            .collect(),
+        retries: m
+            .edges
+            .iter()
+            .map(|e| {
+                e.retries.unwrap_or_else(|| {
+                    if m.retries_seen.is_empty() {
+                        0
+                    } else {
+                        m.retries_seen[prng.gen_range(0..m.retries_seen.len())]
+                    }
                 })
-                .collect(),
-            timeout_ns: m
-                .edges
-                .iter()
-                .map(|e| e.timeout_ns.or_else(|| unseen_timeout(m, e, &mut prng)))
-                .collect(),
-        };
-        for (out, ef, sc) in [
-            (&mut base, &none, &ones),
-            (&mut faulted, &edge_fault, &scale),
-        ] {
-            let mut run = Run {
-                m,
-                draw: &draw,
-                edge_fault: ef,
-                scale: sc,
-                rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
-                tally: vec![Tally::default(); n_nodes],
-                events: 0,
-            };
-            for _ in 0..opts.requests {
-                let u: f64 = run.rng.gen();
-                let ep = m
-                    .endpoints
-                    .iter()
-                    .find(|(_, c)| u < *c)
-                    .or(m.endpoints.last())
-                    .map(|&(n, _)| n);
-                if let Some(n) = ep {
-                    run.invoke(n, 0);
-                }
-            }
-            events += run.events;
-            out.push(outcomes(&mut run.tally));
+            })
+            .collect(),
+        timeout_ns: m
+            .edges
+            .iter()
+            .map(|e| e.timeout_ns.or_else(|| unseen_timeout(m, e, &mut prng)))
+            .collect(),
+    }
+}
+
+/// Runs `opts.requests` requests under one draw; returns per-node outcomes and call attempts.
+fn run_one(
+    m: &Compiled,
+    draw: &Draw,
+    seed: u64,
+    edge_fault: &[EdgeFault],
+    scale: &[f64],
+    opts: &SimOptions,
+) -> (Vec<Outcome>, u64) {
+    let mut run = Run {
+        m,
+        draw,
+        edge_fault,
+        scale,
+        rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
+        tally: vec![Tally::default(); m.nodes.len()],
+        events: 0,
+    };
+    for _ in 0..opts.requests {
+        let u: f64 = run.rng.gen();
+        let ep = m
+            .endpoints
+            .iter()
+            .find(|(_, c)| u < *c)
+            .or(m.endpoints.last())
+            .map(|&(n, _)| n);
+        if let Some(n) = ep {
+            run.invoke(n, 0);
         }
     }
-    (base, faulted, events)
+    let events = run.events;
+    (outcomes(&mut run.tally), events)
+}
+
+/// The baseline: every draw without faults. Draws run in parallel.
+struct Baseline {
+    draws: Vec<(u64, Draw)>,
+    outcomes: Vec<Vec<Outcome>>,
+    events: u64,
+}
+
+/// A draw (seed, parameters) and its baseline run (outcomes, call attempts).
+type DrawRun = ((u64, Draw), (Vec<Outcome>, u64));
+
+fn baseline(m: &Compiled, opts: &SimOptions) -> Baseline {
+    let (edge_fault, scale) = effects(m, &[]);
+    let runs: Vec<DrawRun> = (0..opts.samples)
+        .into_par_iter()
+        .map(|s| {
+            let seed = draw_seed(opts, s);
+            let draw = make_draw(m, seed);
+            let out = run_one(m, &draw, seed, &edge_fault, &scale, opts);
+            ((seed, draw), out)
+        })
+        .collect();
+    let mut b = Baseline {
+        draws: Vec::with_capacity(runs.len()),
+        outcomes: Vec::with_capacity(runs.len()),
+        events: 0,
+    };
+    for (d, (o, e)) in runs {
+        b.draws.push(d);
+        b.outcomes.push(o);
+        b.events += e;
+    }
+    b
+}
+
+/// The faulted runs of every draw (sequentially: callers parallelise across faults).
+fn faulted(
+    m: &Compiled,
+    base: &Baseline,
+    faults: &[Resolved],
+    opts: &SimOptions,
+) -> (Vec<Vec<Outcome>>, u64) {
+    let (edge_fault, scale) = effects(m, faults);
+    let mut events = 0;
+    let outcomes = base
+        .draws
+        .iter()
+        .map(|(seed, draw)| {
+            let (o, e) = run_one(m, draw, *seed, &edge_fault, &scale, opts);
+            events += e;
+            o
+        })
+        .collect();
+    (outcomes, events)
 }
 
 fn band(mut v: Vec<f64>) -> Band {
@@ -540,9 +595,40 @@ fn band(mut v: Vec<f64>) -> Band {
     }
 }
 
-/// Runs the simulation: the prediction under `faults` and the baseline without them.
+/// Runs the simulation: the prediction under `faults` and the baseline without them. Returns
+/// the prediction and the call attempts simulated.
 pub fn simulate(m: &Compiled, faults: &[Resolved], opts: &SimOptions) -> (Prediction, u64) {
-    let (base, faulted, events) = run_draws(m, faults, opts);
+    let base = baseline(m, opts);
+    let (out, events) = faulted(m, &base, faults, opts);
+    (
+        assemble(m, faults, &base.outcomes, &out),
+        base.events + events,
+    )
+}
+
+/// Simulates many fault sets against one shared baseline, in parallel across fault sets (the
+/// recommender's candidates). Each prediction equals [`simulate`]'s for that fault set.
+pub fn simulate_many(
+    m: &Compiled,
+    candidates: &[Vec<Resolved>],
+    opts: &SimOptions,
+) -> Vec<(Prediction, u64)> {
+    let base = baseline(m, opts);
+    candidates
+        .par_iter()
+        .map(|faults| {
+            let (out, events) = faulted(m, &base, faults, opts);
+            (assemble(m, faults, &base.outcomes, &out), events)
+        })
+        .collect()
+}
+
+fn assemble(
+    m: &Compiled,
+    faults: &[Resolved],
+    base: &[Vec<Outcome>],
+    faulted: &[Vec<Outcome>],
+) -> Prediction {
     let mut endpoints = Vec::new();
     let mut operations = Vec::new();
     for (i, (id, service, operation, endpoint)) in m.names.iter().enumerate() {
@@ -556,7 +642,7 @@ pub fn simulate(m: &Compiled, faults: &[Resolved], opts: &SimOptions) -> (Predic
                 })
                 .collect()
         };
-        if per(&base, 0).is_empty() && per(&faulted, 0).is_empty() {
+        if per(base, 0).is_empty() && per(faulted, 0).is_empty() {
             continue;
         }
         let mean = |v: Vec<f64>| band(v).mean;
@@ -565,29 +651,27 @@ pub fn simulate(m: &Compiled, faults: &[Resolved], opts: &SimOptions) -> (Predic
             service: service.clone(),
             operation: operation.clone(),
             baseline: Point {
-                error_rate: mean(per(&base, 0)),
-                p50_ms: mean(per(&base, 1)),
-                p99_ms: mean(per(&base, 2)),
+                error_rate: mean(per(base, 0)),
+                p50_ms: mean(per(base, 1)),
+                p99_ms: mean(per(base, 2)),
             },
             predicted: Predicted {
-                error_rate: band(per(&faulted, 0)),
-                p50_ms: band(per(&faulted, 1)),
-                p99_ms: band(per(&faulted, 2)),
+                error_rate: band(per(faulted, 0)),
+                p50_ms: band(per(faulted, 1)),
+                p99_ms: band(per(faulted, 2)),
             },
+            draws_run: per(faulted, 0).len(),
         };
         if *endpoint {
             endpoints.push(p.clone());
         }
         operations.push(p);
     }
-    (
-        Prediction {
-            faults: faults.iter().map(|f| f.spec.to_string()).collect(),
-            endpoints,
-            operations,
-        },
-        events,
-    )
+    Prediction {
+        faults: faults.iter().map(|f| f.spec.to_string()).collect(),
+        endpoints,
+        operations,
+    }
 }
 
 #[cfg(test)]

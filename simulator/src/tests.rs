@@ -1,0 +1,151 @@
+//! The simulator's semantics on small learned models with known behaviour.
+
+use augur_ingest::{OwnedSpan, SpanBatch, SpanKind};
+use augur_model::{ModelBuilder, View};
+
+use crate::{simulate, FaultSpec, OpPrediction, SimOptions};
+
+const MS: i64 = 1_000_000;
+
+#[allow(clippy::too_many_arguments)]
+fn span(
+    t: u32,
+    id: u8,
+    parent: Option<u8>,
+    service: &str,
+    name: &str,
+    kind: SpanKind,
+    start: i64,
+    end: i64,
+    failed: bool,
+) -> OwnedSpan {
+    let mut trace_id = [0u8; 16];
+    trace_id[..4].copy_from_slice(&t.to_be_bytes());
+    OwnedSpan {
+        trace_id,
+        span_id: [id; 8],
+        parent_span_id: parent.map(|p| [p; 8]),
+        service: service.into(),
+        name: name.into(),
+        kind: kind as u8,
+        start_ns: i64::from(t) * 1000 * MS + start * MS,
+        end_ns: i64::from(t) * 1000 * MS + end * MS,
+        status: if failed { 2 } else { 0 },
+        peer: None,
+        http_route: None,
+        rpc_method: None,
+        error_type: None,
+        experiment: None,
+    }
+}
+
+/// `web GET /` calls `api Get` (4 ms, which fails the request when it fails) then `ads Show`
+/// (3 ms, whose failures the request survives); self time 2 ms. One trace in 20 sees api fail,
+/// one in 10 sees ads fail.
+fn model() -> View {
+    use SpanKind::*;
+    let mut batch = SpanBatch::new();
+    for t in 0..2000u32 {
+        let api_fails = t % 20 == 0;
+        let ads_fails = t % 10 == 5;
+        let spans = [
+            span(t, 1, None, "web", "GET /", Server, 0, 9, api_fails),
+            span(t, 2, Some(1), "web", "api", Client, 1, 5, api_fails),
+            span(t, 3, Some(2), "api", "Get", Server, 1, 5, api_fails),
+            span(t, 4, Some(1), "web", "ads", Client, 5, 8, ads_fails),
+            span(t, 5, Some(4), "ads", "Show", Server, 5, 8, ads_fails),
+        ];
+        for s in &spans {
+            batch.push_owned(s);
+        }
+    }
+    let mut b = ModelBuilder::default();
+    b.add_batch(&batch);
+    b.finish().view()
+}
+
+fn run(view: &View, faults: &[&str]) -> Vec<OpPrediction> {
+    let specs: Vec<FaultSpec> = faults.iter().map(|f| f.parse().unwrap()).collect();
+    let opts = SimOptions {
+        requests: 2_000,
+        samples: 16,
+        seed: 5,
+    };
+    simulate(view, &specs, &opts).unwrap().0.endpoints
+}
+
+#[test]
+fn baseline_reproduces_what_was_learned() {
+    let v = model();
+    let p = &run(&v, &["ads:latency=+0ms"])[0];
+    assert_eq!(p.endpoint, "web GET /");
+    // Learned: 5% of requests fail (api's failures).
+    assert!((p.baseline.error_rate - 0.05).abs() < 0.015, "{p:?}");
+    // 9 ms end to end: 2 self + 4 + 3.
+    assert!((p.baseline.p50_ms - 9.0).abs() < 0.3, "{p:?}");
+    // A no-op fault predicts the baseline.
+    assert!((p.predicted.error_rate.mean - p.baseline.error_rate).abs() < 1e-9);
+}
+
+#[test]
+fn failures_propagate_where_they_did_and_not_where_they_were_survived() {
+    let v = model();
+    let api = &run(&v, &["api:down"])[0];
+    assert!(api.predicted.error_rate.lo > 0.9, "{api:?}");
+    let ads = &run(&v, &["ads:down"])[0];
+    assert!(ads.predicted.error_rate.hi < 0.12, "{ads:?}");
+    let half = &run(&v, &["api:error=0.5"])[0];
+    let e = half.predicted.error_rate.mean;
+    assert!((0.45..0.62).contains(&e), "{half:?}");
+}
+
+#[test]
+fn latency_faults_add_to_calls_or_scale_self_time() {
+    let v = model();
+    // Draws without a timeout on the slowed call see the whole delay; draws where the call has a
+    // timeout it never met in the traces (the unseen-timeout prior) see it cut: the interval
+    // spans both, and never goes below the baseline.
+    let slow = &run(&v, &["ads:latency=+100ms"])[0];
+    assert!((slow.predicted.p50_ms.hi - 109.0).abs() < 1.0, "{slow:?}");
+    assert!(slow.predicted.p50_ms.lo >= 9.0, "{slow:?}");
+    // web's self time is 2 ms: x3 adds 4 ms, with no call involved.
+    let cpu = &run(&v, &["web:latency=x3"])[0];
+    assert!((cpu.predicted.p50_ms.mean - 13.0).abs() < 0.6, "{cpu:?}");
+    assert!(
+        cpu.predicted.p50_ms.hi - cpu.predicted.p50_ms.lo < 0.5,
+        "{cpu:?}"
+    );
+    // Only web's calls to api, as web sees them.
+    let edge = &run(&v, &["web->api:latency=+50ms"])[0];
+    assert!((edge.predicted.p50_ms.hi - 59.0).abs() < 1.0, "{edge:?}");
+    // Simultaneous faults add up.
+    let both = &run(&v, &["ads:latency=+100ms", "api:latency=+50ms"])[0];
+    assert!((both.predicted.p50_ms.hi - 159.0).abs() < 1.5, "{both:?}");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_prediction() {
+    let v = model();
+    assert_eq!(run(&v, &["api:error=0.3"]), run(&v, &["api:error=0.3"]));
+}
+
+#[test]
+fn many_faults_at_once_equal_one_at_a_time() {
+    let v = model();
+    let opts = SimOptions {
+        requests: 500,
+        samples: 8,
+        seed: 2,
+    };
+    let specs = crate::single_fault_candidates(
+        &v,
+        &[crate::FaultKind::Down, crate::FaultKind::AddLatencyMs(20.0)],
+    );
+    assert_eq!(specs.len(), 6);
+    let sets: Vec<Vec<FaultSpec>> = specs.iter().map(|s| vec![s.clone()]).collect();
+    let many = crate::simulate_many(&v, &sets, &opts).unwrap();
+    for (set, (p, _)) in sets.iter().zip(&many) {
+        let (one, _) = simulate(&v, set, &opts).unwrap();
+        assert_eq!(&one, p);
+    }
+}
