@@ -161,6 +161,59 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rank candidate experiments by how much their outcome would teach, within a safety budget.
+    ///
+    /// Candidates: every target in --scope (service: services and uninstrumented peers;
+    /// operation: also single operations; edge: also single call sites) × down, error=0.1,
+    /// error=0.5, latency=+100ms, latency=+500ms, plus the intents' faults. value_bits is the
+    /// expected information gain about the model's uncertain parameters (from the failures the
+    /// experiment would show at each endpoint, weighted by its traffic) plus, for each intent the
+    /// fault bears on, priority × the entropy of P(holds). harm is the 95% upper bound of extra
+    /// failed user requests and of the p99 increase over --duration; with --error-budget an
+    /// experiment over budget is scaled down in traffic share, or marked unsafe with why.
+    /// The JSON form is a contract: {"experiments":[{"fault","value_bits","intents":[{"id",
+    /// "p_holds"}],"predicted":{"endpoints":[as in simulate]},"harm":{..},"safe","traffic_share",
+    /// "why"}]}.
+    Recommend {
+        /// A model file written by `augur learn`.
+        model: PathBuf,
+        /// The team's hypotheses (TOML; see docs/INTENTS.md).
+        #[arg(long, value_name = "FILE")]
+        intents: Option<PathBuf>,
+        /// Which targets to consider.
+        #[arg(long, value_enum, default_value_t = ScopeArg::Service)]
+        scope: ScopeArg,
+        /// How many experiments to show.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Extra failed user requests an experiment may cause (the error budget remaining).
+        #[arg(long, value_name = "REQUESTS")]
+        error_budget: Option<f64>,
+        #[command(flatten)]
+        exp: ExperimentArgs,
+        /// Print the recommendation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The value in bits, harm and P(intents) of one experiment you have in mind.
+    Value {
+        /// A model file written by `augur learn`.
+        model: PathBuf,
+        /// The fault, as for `augur simulate`.
+        #[arg(long, value_name = "SPEC")]
+        fault: String,
+        /// The team's hypotheses (TOML; see docs/INTENTS.md).
+        #[arg(long, value_name = "FILE")]
+        intents: Option<PathBuf>,
+        /// Extra failed user requests the experiment may cause.
+        #[arg(long, value_name = "REQUESTS")]
+        error_budget: Option<f64>,
+        #[command(flatten)]
+        exp: ExperimentArgs,
+        /// Print it as JSON (one experiment, as in `augur recommend --json`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run every stage on a built-in demo shop: generate its traces, learn, show what was learned
     /// and check it against the demo's known truth.
     Demo {
@@ -201,6 +254,64 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         truth: Option<PathBuf>,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ScopeArg {
+    /// Whole services and uninstrumented peers.
+    Service,
+    /// Also single operations.
+    Operation,
+    /// Also single call sites.
+    Edge,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExperimentArgs {
+    /// How long an experiment runs, minutes.
+    #[arg(long, value_name = "MINUTES", default_value_t = 10.0)]
+    duration: f64,
+    /// Requests simulated per posterior draw.
+    #[arg(long, default_value_t = 2_000)]
+    requests: usize,
+    /// Posterior draws.
+    #[arg(long, default_value_t = 32)]
+    samples: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl ExperimentArgs {
+    fn options(
+        &self,
+        scope: ScopeArg,
+        error_budget: Option<f64>,
+    ) -> Result<augur_recommender::Options> {
+        if self.duration.is_nan() || self.duration <= 0.0 {
+            bail!("--duration must be a positive number of minutes");
+        }
+        if self.requests == 0 || self.samples < 2 {
+            bail!("--requests must be at least 1 and --samples at least 2");
+        }
+        if error_budget.is_some_and(|b| b.is_nan() || b < 0.0) {
+            bail!("--error-budget is a number of failed requests (>= 0)");
+        }
+        Ok(augur_recommender::Options {
+            scope: match scope {
+                ScopeArg::Service => augur_recommender::Scope::Service,
+                ScopeArg::Operation => augur_recommender::Scope::Operation,
+                ScopeArg::Edge => augur_recommender::Scope::Edge,
+            },
+            duration_s: self.duration * 60.0,
+            error_budget,
+            sim: augur_simulator::SimOptions {
+                requests: self.requests,
+                samples: self.samples,
+                seed: self.seed,
+            },
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -391,6 +502,56 @@ fn run(cli: Cli) -> Result<()> {
                 write_stdout(&(serde_json::to_string_pretty(&prediction)? + "\n"))
             } else {
                 write_stdout(&prediction.to_table(10))
+            }
+        }
+        Command::Recommend {
+            model,
+            intents,
+            scope,
+            top,
+            error_budget,
+            exp,
+            json,
+        } => {
+            let opts = exp.options(scope, error_budget)?;
+            let view = Model::load(&model)?.view();
+            let intents = match &intents {
+                Some(p) => augur_recommender::intents::load(p, &view)?,
+                None => Vec::new(),
+            };
+            let progress = Progress::spinner("simulating every candidate experiment");
+            let mut rec = augur_recommender::recommend::recommend(&view, &intents, &opts)?;
+            progress.finish();
+            rec.experiments.truncate(top);
+            if json {
+                write_stdout(&(serde_json::to_string_pretty(&rec)? + "\n"))
+            } else {
+                write_stdout(&show::recommendation_text(&rec))
+            }
+        }
+        Command::Value {
+            model,
+            fault,
+            intents,
+            error_budget,
+            exp,
+            json,
+        } => {
+            let opts = exp.options(ScopeArg::Service, error_budget)?;
+            let spec: augur_simulator::FaultSpec = fault.parse()?;
+            let view = Model::load(&model)?.view();
+            let intents = match &intents {
+                Some(p) => augur_recommender::intents::load(p, &view)?,
+                None => Vec::new(),
+            };
+            let e = augur_recommender::value_of(&view, &intents, &spec, &opts)?;
+            if json {
+                write_stdout(&(serde_json::to_string_pretty(&e)? + "\n"))
+            } else {
+                let rec = augur_recommender::Recommendation {
+                    experiments: vec![e],
+                };
+                write_stdout(&show::recommendation_text(&rec))
             }
         }
         Command::Demo { dir, traces, seed } => demo::run_demo(&dir, traces, seed),

@@ -31,6 +31,24 @@ impl Progress {
         }
     }
 
+    /// A spinner with a message, for work of unknown length (ticks on its own).
+    pub(crate) fn spinner(message: &str) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.set_message(message.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Progress {
+            bar,
+            spans: Cell::new(0),
+            file: RefCell::new(String::new()),
+        }
+    }
+
     /// Names the file being read.
     pub(crate) fn set_message(&self, file: &str) {
         if let Some(bar) = &self.bar {

@@ -196,3 +196,31 @@ pub(crate) fn model_text(v: &View) -> String {
     table(&mut out, &["GROUP", "PRIOR", "MEAN", "FIT"], &rows);
     out
 }
+
+/// The text form of `augur recommend` and `augur value`.
+pub(crate) fn recommendation_text(r: &augur_recommender::Recommendation) -> String {
+    let mut out = String::new();
+    if r.experiments.is_empty() {
+        out.push_str("no candidate experiment\n");
+        return out;
+    }
+    for (k, e) in r.experiments.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{}. {}  {:.2} bits  {}  traffic {:.0}%  harm <= {} failed requests of {}, p99 +{} ms",
+            k + 1,
+            e.fault,
+            e.value_bits,
+            if e.safe { "safe" } else { "UNSAFE" },
+            e.traffic_share * 100.0,
+            e.harm.failed_requests_hi,
+            e.harm.requests,
+            e.harm.p99_increase_ms_hi
+        );
+        for i in &e.intents {
+            let _ = writeln!(out, "   intent {}: P(holds) {:.2}", i.id, i.p_holds);
+        }
+        let _ = writeln!(out, "   why: {}", e.why);
+    }
+    out
+}

@@ -1,1 +1,83 @@
-//! placeholder
+//! # augur-recommender: the most informative safe experiment
+//!
+//! ```text
+//!  View ─┬─ candidates(scope, intents) ──► simulate_many (one shared baseline, posterior draws)
+//!        │                                        │ per-draw endpoint outcomes
+//!  intents.toml ──load/validate──► Intent ────────┤
+//!                                                 ▼
+//!              value (bits: BALD on outcomes + intents' verdict entropy) · harm · budget ──► ranking
+//! ```
+//!
+//! See [`value`] for the estimator, [`recommend`] for candidates, value, harm and the budget,
+//! [`intents`] for the hypotheses file.
+#![warn(missing_docs)]
+
+pub mod intents;
+pub mod recommend;
+#[cfg(test)]
+mod tests;
+pub mod value;
+
+use std::path::PathBuf;
+
+use augur_model::View;
+use augur_simulator::{simulate_many, FaultSpec};
+
+pub use intents::{Expect, Intent};
+pub use recommend::{
+    candidates, Experiment, Harm, IntentOdds, Options, Recommendation, Scope, LADDER,
+};
+
+/// Errors of the recommender.
+#[derive(Debug, thiserror::Error)]
+pub enum RecError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The intents file is not valid for this model.
+    #[error("{path}: {reason}")]
+    Intents {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Simulation failed (a bad fault, or no traffic).
+    #[error(transparent)]
+    Sim(#[from] augur_simulator::SimError),
+}
+
+/// Value, harm and P(intents) of one experiment a person has in mind.
+pub fn value_of(
+    view: &View,
+    intents: &[Intent],
+    fault: &FaultSpec,
+    opts: &Options,
+) -> Result<Experiment, RecError> {
+    let sets = vec![vec![fault.clone()]];
+    let mut predictions = simulate_many(view, &sets, &opts.sim)?;
+    let Some((prediction, _)) = predictions.pop() else {
+        return Err(RecError::Sim(augur_simulator::SimError::NoTraffic));
+    };
+    let endpoints: Vec<(String, f64, f64)> = view
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            n.traffic
+                .map(|t| (n.id.clone(), t.share, t.per_second * opts.duration_s))
+        })
+        .collect();
+    Ok(recommend::assess(
+        view,
+        intents,
+        fault,
+        prediction.endpoints,
+        &endpoints,
+        opts,
+    ))
+}

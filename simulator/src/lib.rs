@@ -149,6 +149,13 @@ pub struct OpPrediction {
     /// figures are then zeros). Not part of the JSON contract.
     #[serde(skip)]
     pub draws_run: usize,
+    /// Per posterior draw (the same draws for every fault of one run): (error rate, p50 ms,
+    /// p99 ms) under the faults, `None` where it did not run. Not part of the JSON contract.
+    #[serde(skip)]
+    pub per_draw: Vec<Option<(f64, f64, f64)>>,
+    /// The same, without the faults (the baseline's draws, paired with `per_draw`).
+    #[serde(skip)]
+    pub per_draw_baseline: Vec<Option<(f64, f64, f64)>>,
 }
 
 impl OpPrediction {

@@ -661,6 +661,11 @@ fn assemble(
                 p99_ms: band(per(faulted, 2)),
             },
             draws_run: per(faulted, 0).len(),
+            per_draw: faulted
+                .iter()
+                .map(|r| r.get(i).copied().flatten())
+                .collect(),
+            per_draw_baseline: base.iter().map(|r| r.get(i).copied().flatten()).collect(),
         };
         if *endpoint {
             endpoints.push(p.clone());

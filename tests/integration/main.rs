@@ -12,5 +12,6 @@ mod learn_graph;
 mod model_ops;
 mod model_truth;
 mod progress;
+mod recommend;
 mod sim_truth;
 mod simulate;

@@ -1,0 +1,440 @@
+//! Candidates, their value, their harm, and the ranking.
+//!
+//! - **Candidates**: every target in scope (`service`: services and virtual nodes; `operation`:
+//!   also each operation; `edge`: also each call site `caller->callee`) × the ladder
+//!   [`LADDER`], plus every intent's faults.
+//! - **Experiment**: the fault applied to `traffic_share` of the traffic for `duration`. An
+//!   endpoint serving `rate` requests a second shows `rate × duration × share` requests of
+//!   evidence.
+//! - **Value** (bits) = Σ over endpoints of traffic share × [I(failures observed under the fault;
+//!   model parameters) − I(failures the same requests would show without it; parameters)]⁺
+//!   (see [`crate::value`]) + Σ over the intents the fault bears on of priority × H(P(holds)),
+//!   times the staleness weight (1: nothing is recorded as tested yet; the ledger will lower it).
+//!   Only error outcomes count as evidence so far; latency outcomes are not yet valued.
+//! - **Harm**: the upper (95th percentile over posterior draws, each paired with its own
+//!   baseline) extra failed user requests over the experiment, and the upper p99 latency
+//!   increase. With an error budget (failed requests the
+//!   team can afford), an experiment over budget is scaled down in traffic share (1, 1/2, 1/4,
+//!   1/10, 1/20, 1/100) until it fits, else marked unsafe with why.
+
+use augur_model::View;
+use augur_simulator::{simulate_many, FaultKind, FaultSpec, OpPrediction, SimOptions};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::intents::Intent;
+use crate::value::{binary_entropy, mutual_information};
+use crate::RecError;
+
+/// The magnitudes tried on every target.
+pub const LADDER: [FaultKind; 5] = [
+    FaultKind::Down,
+    FaultKind::Error(0.1),
+    FaultKind::Error(0.5),
+    FaultKind::AddLatencyMs(100.0),
+    FaultKind::AddLatencyMs(500.0),
+];
+
+/// Traffic shares tried when an experiment is over budget.
+pub const SHARES: [f64; 6] = [1.0, 0.5, 0.25, 0.1, 0.05, 0.01];
+
+/// Which targets candidates use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Whole services and virtual nodes (what tools that only kill services can run).
+    Service,
+    /// Also single operations.
+    Operation,
+    /// Also single call sites.
+    Edge,
+}
+
+/// Settings of a recommendation.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Targets in scope.
+    pub scope: Scope,
+    /// How long an experiment runs, seconds.
+    pub duration_s: f64,
+    /// Extra failed user requests the team can afford (none: no budget).
+    pub error_budget: Option<f64>,
+    /// Simulation settings.
+    pub sim: SimOptions,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            scope: Scope::Service,
+            duration_s: 600.0,
+            error_budget: None,
+            sim: SimOptions {
+                requests: 2_000,
+                samples: 32,
+                seed: 1,
+            },
+        }
+    }
+}
+
+/// An intent's predicted verdict under an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntentOdds {
+    /// The intent's id.
+    pub id: String,
+    /// P(it holds under this fault), from the posterior draws.
+    pub p_holds: f64,
+}
+
+/// Predicted harm of an experiment at its traffic share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Harm {
+    /// User requests the experiment touches.
+    pub requests: f64,
+    /// Upper bound (95%) of the extra failed user requests.
+    pub failed_requests_hi: f64,
+    /// Upper bound (95%) of the largest p99 latency increase at an endpoint, milliseconds.
+    pub p99_increase_ms_hi: f64,
+    /// The experiment's duration, seconds.
+    pub duration_s: f64,
+}
+
+/// The predicted endpoints of an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictedEndpoints {
+    /// As in `augur simulate --json`.
+    pub endpoints: Vec<OpPrediction>,
+}
+
+/// One recommended experiment: the `augur recommend --json` contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// The fault spec.
+    pub fault: String,
+    /// Expected information gain, bits.
+    pub value_bits: f64,
+    /// Intents it bears on.
+    pub intents: Vec<IntentOdds>,
+    /// The prediction.
+    pub predicted: PredictedEndpoints,
+    /// Predicted harm.
+    pub harm: Harm,
+    /// Within the error budget (always, without one).
+    pub safe: bool,
+    /// Share of traffic to apply it to.
+    pub traffic_share: f64,
+    /// One sentence a person can check.
+    pub why: String,
+}
+
+/// The recommendation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recommendation {
+    /// Experiments, safe ones first, each group by value.
+    pub experiments: Vec<Experiment>,
+}
+
+/// Every candidate fault in scope (deduplicated, stable order), intents' faults included.
+pub fn candidates(view: &View, scope: Scope, intents: &[Intent]) -> Vec<FaultSpec> {
+    let mut targets: Vec<String> = view.nodes.iter().map(|n| n.service.clone()).collect();
+    if scope != Scope::Service {
+        targets.extend(
+            view.nodes
+                .iter()
+                .filter(|n| !n.is_virtual)
+                .map(|n| format!("{}/{}", n.service, n.operation)),
+        );
+    }
+    if scope == Scope::Edge {
+        targets.extend(view.edges.iter().map(|e| format!("{}->{}", e.from, e.to)));
+    }
+    targets.sort();
+    targets.dedup();
+    let mut out: Vec<FaultSpec> = targets
+        .into_iter()
+        .flat_map(|t| {
+            LADDER.iter().map(move |&kind| FaultSpec {
+                target: t.clone(),
+                kind,
+            })
+        })
+        .collect();
+    for i in intents {
+        for f in &i.faults {
+            if !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Requests each endpoint serves in `duration_s` at full traffic.
+fn requests_per_endpoint(view: &View, duration_s: f64) -> Vec<(String, f64, f64)> {
+    view.nodes
+        .iter()
+        .filter_map(|n| {
+            n.traffic
+                .map(|t| (n.id.clone(), t.share, t.per_second * duration_s))
+        })
+        .collect()
+}
+
+/// The model's evidence about the calls into a fault's target, in words.
+fn evidence(view: &View, target: &str) -> String {
+    let callee = target.rsplit("->").next().unwrap_or(target);
+    let into: Vec<_> = view
+        .edges
+        .iter()
+        .filter(|e| {
+            view.node(&e.to).is_some_and(|n| {
+                n.id == callee
+                    || n.service == callee
+                    || format!("{}/{}", n.service, n.operation) == callee
+            })
+        })
+        .collect();
+    let Some(e) = into.iter().max_by(|a, b| {
+        let w = |x: &augur_model::Edge| x.p_propagate.interval.hi - x.p_propagate.interval.lo;
+        w(a).total_cmp(&w(b)).then_with(|| b.from.cmp(&a.from))
+    }) else {
+        return format!("nothing calls {callee}");
+    };
+    let p = &e.p_propagate;
+    let sd = p.distribution().map_or(0.0, |b| b.std_dev());
+    format!(
+        "{} natural failures of {} -> {} seen, caller survived {}: P(propagate) {:.2} ± {:.2}",
+        e.failed, e.from, e.to, e.stats.survived, p.interval.mean, sd
+    )
+}
+
+/// The 95th percentile of some values (0 when none).
+fn upper(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((0.95 * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
+}
+
+fn mean_var(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    (m, v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n)
+}
+
+/// Per-draw rates measured on `simulated` requests each, with the binomial noise of that
+/// measurement shrunk away: each draw moves toward the mean so that the spread left is the
+/// spread between draws (the parameters' uncertainty), not the simulation's.
+fn denoise(v: Vec<f64>, simulated: f64) -> Vec<f64> {
+    let (m, var) = mean_var(&v);
+    let noise = m * (1.0 - m) / simulated;
+    let keep = if var > 0.0 {
+        ((var - noise).max(0.0) / var).sqrt()
+    } else {
+        0.0
+    };
+    v.into_iter().map(|x| m + (x - m) * keep).collect()
+}
+
+/// The upper 95% bound of paired differences whose simulation noise has variance `noise`:
+/// mean + 1.645 × the standard deviation left once that noise is taken out.
+fn upper_denoised(v: Vec<f64>, noise: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let (m, var) = mean_var(&v);
+    m + 1.645 * (var - noise).max(0.0).sqrt()
+}
+
+/// Ranks every candidate.
+pub fn recommend(
+    view: &View,
+    intents: &[Intent],
+    opts: &Options,
+) -> Result<Recommendation, RecError> {
+    let specs = candidates(view, opts.scope, intents);
+    let sets: Vec<Vec<FaultSpec>> = specs.iter().map(|f| vec![f.clone()]).collect();
+    let predictions = simulate_many(view, &sets, &opts.sim)?;
+    let endpoints = requests_per_endpoint(view, opts.duration_s);
+    let mut out: Vec<Experiment> = specs
+        .into_par_iter()
+        .zip(predictions)
+        .map(|(spec, (prediction, _))| {
+            assess(view, intents, &spec, prediction.endpoints, &endpoints, opts)
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.safe
+            .cmp(&a.safe)
+            .then(b.value_bits.total_cmp(&a.value_bits))
+            .then(a.fault.cmp(&b.fault))
+    });
+    Ok(Recommendation { experiments: out })
+}
+
+/// Value, harm and verdicts of one fault, given its predicted endpoints.
+pub fn assess(
+    view: &View,
+    intents: &[Intent],
+    spec: &FaultSpec,
+    predicted: Vec<OpPrediction>,
+    endpoints: &[(String, f64, f64)],
+    opts: &Options,
+) -> Experiment {
+    // Intents this fault bears on: P(holds) per draw.
+    let mut odds = Vec::new();
+    let mut intent_bits = 0.0;
+    for i in intents.iter().filter(|i| i.faults.contains(spec)) {
+        let Some(p) = predicted.iter().find(|p| p.endpoint == i.expect.endpoint) else {
+            continue;
+        };
+        let draws: Vec<bool> = p
+            .per_draw
+            .iter()
+            .flatten()
+            .map(|&(err, _, p99)| i.expect.holds(err, p99))
+            .collect();
+        let p_holds = if draws.is_empty() {
+            0.5
+        } else {
+            draws.iter().filter(|&&h| h).count() as f64 / draws.len() as f64
+        };
+        intent_bits += f64::from(i.priority) * binary_entropy(p_holds);
+        odds.push(IntentOdds {
+            id: i.id.clone(),
+            p_holds,
+        });
+    }
+    let at_share = |share: f64| -> (f64, Harm) {
+        let (mut bits, mut requests, mut failed_hi, mut p99_hi) = (0.0, 0.0, 0.0, 0.0f64);
+        for p in &predicted {
+            let Some(&(_, weight, full)) = endpoints.iter().find(|(id, _, _)| *id == p.endpoint)
+            else {
+                continue;
+            };
+            let n = (full * share).round().max(0.0);
+            // Each draw's rate is measured on the simulated requests that reached this
+            // endpoint: remove that Monte Carlo noise before valuing or bounding anything.
+            let simulated = (opts.sim.requests as f64 * weight).max(1.0);
+            let faulted = denoise(
+                p.per_draw.iter().flatten().map(|d| d.0).collect(),
+                simulated,
+            );
+            let normal = denoise(
+                p.per_draw_baseline.iter().flatten().map(|d| d.0).collect(),
+                simulated,
+            );
+            let gain =
+                mutual_information(&faulted, n as u64) - mutual_information(&normal, n as u64);
+            bits += weight * gain.max(0.0);
+            requests += n;
+            // Harm from paired draws (same parameters): the fault's own effect, not the
+            // uncertainty of the error rate it adds to; the simulation noise of each pair is
+            // taken out of the spread.
+            let paired = |k: usize| -> Vec<f64> {
+                p.per_draw
+                    .iter()
+                    .zip(&p.per_draw_baseline)
+                    .filter_map(|(f, b)| match (f, b) {
+                        (Some(f), Some(b)) => Some(match k {
+                            0 => f.0 - b.0,
+                            _ => f.2 - b.2,
+                        }),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            let base_rate = p.baseline.error_rate;
+            let fault_rate = p.predicted.error_rate.mean;
+            let noise =
+                (base_rate * (1.0 - base_rate) + fault_rate * (1.0 - fault_rate)) / simulated;
+            failed_hi += upper_denoised(paired(0), noise).max(0.0) * n;
+            p99_hi = p99_hi.max(upper(paired(2)));
+        }
+        (
+            bits,
+            Harm {
+                requests: requests.round(),
+                failed_requests_hi: failed_hi.round(),
+                p99_increase_ms_hi: (p99_hi.max(0.0) * 1000.0).round() / 1000.0,
+                duration_s: opts.duration_s,
+            },
+        )
+    };
+    let mut share = 1.0;
+    let (mut model_bits, mut harm) = at_share(share);
+    let mut safe = true;
+    let mut budget_note = String::new();
+    if let Some(budget) = opts.error_budget {
+        if harm.failed_requests_hi > budget {
+            let fit = SHARES
+                .iter()
+                .skip(1)
+                .map(|&s| (s, at_share(s)))
+                .find(|(_, (_, h))| h.failed_requests_hi <= budget);
+            match fit {
+                Some((s, (b, h))) => {
+                    budget_note = format!(
+                        "; scaled to {:.0}% of traffic to fit the budget of {budget} failed requests",
+                        s * 100.0
+                    );
+                    share = s;
+                    model_bits = b;
+                    harm = h;
+                }
+                None => {
+                    let (s, (b, h)) = (0.01, at_share(0.01));
+                    budget_note = format!(
+                        "; UNSAFE: even at 1% of traffic it may fail {} requests, over the budget of {budget}",
+                        h.failed_requests_hi
+                    );
+                    share = s;
+                    model_bits = b;
+                    harm = h;
+                    safe = false;
+                }
+            }
+        }
+    }
+    let staleness = 1.0;
+    let value_bits = ((model_bits + intent_bits) * staleness * 1000.0).round() / 1000.0;
+    let shown = predicted.iter().max_by(|a, b| {
+        a.impact()
+            .total_cmp(&b.impact())
+            .then(b.endpoint.cmp(&a.endpoint))
+    });
+    let effect = shown.map_or(String::new(), |p| {
+        let e = &p.predicted.error_rate;
+        format!(
+            "{} errors predicted {:.1}% [{:.1}, {:.1}] vs {:.1}% now; ",
+            p.endpoint,
+            e.mean * 100.0,
+            e.lo * 100.0,
+            e.hi * 100.0,
+            p.baseline.error_rate * 100.0
+        )
+    });
+    let why = format!(
+        "{}; {effect}{spec} settles it for {value_bits:.2} bits{budget_note}",
+        evidence(view, &spec.target)
+    );
+    Experiment {
+        fault: spec.to_string(),
+        value_bits,
+        intents: odds,
+        predicted: PredictedEndpoints {
+            endpoints: predicted,
+        },
+        harm,
+        safe,
+        traffic_share: share,
+        why,
+    }
+}

@@ -1,0 +1,163 @@
+//! `augur recommend` and `augur value` through the binary: the JSON contract, intents, budgets
+//! and clear errors.
+
+use crate::common::{fails, ok};
+
+fn shop(dir: &tempfile::TempDir) -> String {
+    let traces = dir.path().join("shop.jsonl");
+    let model = dir.path().join("shop.json");
+    ok(&[
+        "generate",
+        "--world",
+        "shop",
+        "--traces",
+        "2000",
+        "--seed",
+        "6",
+        "--out",
+        traces.to_str().unwrap(),
+    ]);
+    ok(&[
+        "learn",
+        traces.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    model.to_str().unwrap().to_string()
+}
+
+const INTENTS: &str = r#"
+[[intent]]
+id = "checkout-survives-shipping-outage"
+belief = "Checkout still succeeds when shipping quotes fail: we fall back to a flat rate."
+fault = "shipping:down"
+expect = { endpoint = "frontend POST /checkout", error_rate_below = 0.05 }
+priority = 2
+"#;
+
+#[test]
+fn recommend_json_is_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shop(&dir);
+    let intents = dir.path().join("intents.toml");
+    std::fs::write(&intents, INTENTS).unwrap();
+    let (json, _) = ok(&[
+        "recommend",
+        &model,
+        "--intents",
+        intents.to_str().unwrap(),
+        "--top",
+        "50",
+        "--error-budget",
+        "500",
+        "--requests",
+        "300",
+        "--samples",
+        "16",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let exps = v["experiments"].as_array().unwrap();
+    assert!(!exps.is_empty() && exps.len() <= 50);
+    let keys: Vec<&str> = exps[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "fault",
+            "harm",
+            "intents",
+            "predicted",
+            "safe",
+            "traffic_share",
+            "value_bits",
+            "why"
+        ]
+    );
+    // Ranked by value (safe ones first).
+    let safe: Vec<f64> = exps
+        .iter()
+        .filter(|e| e["safe"] == true)
+        .map(|e| e["value_bits"].as_f64().unwrap())
+        .collect();
+    assert!(safe.windows(2).all(|w| w[0] >= w[1]), "{safe:?}");
+    for e in exps {
+        assert!(e["why"].as_str().unwrap().len() > 20);
+        assert!(e["predicted"]["endpoints"].as_array().unwrap().len() == 4);
+        let share = e["traffic_share"].as_f64().unwrap();
+        assert!(share > 0.0 && share <= 1.0);
+        if e["safe"] == true {
+            assert!(
+                e["harm"]["failed_requests_hi"].as_f64().unwrap() <= 500.0,
+                "{e}"
+            );
+        }
+    }
+    // The intent's fault is a candidate and carries P(holds).
+    let ship = exps.iter().find(|e| e["fault"] == "shipping:down");
+    if let Some(ship) = ship {
+        let p = ship["intents"][0]["p_holds"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        assert_eq!(
+            ship["intents"][0]["id"],
+            "checkout-survives-shipping-outage"
+        );
+    }
+
+    // One experiment by hand.
+    let (json, _) = ok(&[
+        "value",
+        &model,
+        "--fault",
+        "shipping:down",
+        "--intents",
+        intents.to_str().unwrap(),
+        "--requests",
+        "300",
+        "--samples",
+        "16",
+        "--json",
+    ]);
+    let e: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(e["fault"], "shipping:down");
+    assert_eq!(e["intents"][0]["id"], "checkout-survives-shipping-outage");
+    let (text, _) = ok(&[
+        "value",
+        &model,
+        "--fault",
+        "shipping:down",
+        "--requests",
+        "300",
+        "--samples",
+        "16",
+    ]);
+    assert!(text.contains("bits") && text.contains("why:"), "{text}");
+}
+
+#[test]
+fn recommend_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shop(&dir);
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        INTENTS.replace("frontend POST /checkout", "frontend POST /checkot"),
+    )
+    .unwrap();
+    let err = fails(&["recommend", &model, "--intents", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("bad.toml") && err.contains("frontend POST /checkout"),
+        "{err}"
+    );
+    std::fs::write(&bad, "[[intent]]\nid = 1\n").unwrap();
+    let err = fails(&["recommend", &model, "--intents", bad.to_str().unwrap()]);
+    assert!(err.contains("bad.toml"), "{err}");
+    let err = fails(&["value", &model, "--fault", "shiping:down"]);
+    assert!(err.contains("did you mean shipping"), "{err}");
+    let err = fails(&["recommend", &model, "--duration", "0"]);
+    assert!(err.contains("--duration"), "{err}");
+}
