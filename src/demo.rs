@@ -193,6 +193,22 @@ pub(crate) fn run_demo(dir: &Path, traces: usize, seed: u64) -> Result<()> {
             observed * 100.0
         );
     }
+
+    eprintln!(
+        "== 6. recommend: the experiments that would teach the most, within 200 failed requests"
+    );
+    let opts = augur_recommender::Options {
+        error_budget: Some(200.0),
+        sim: augur_simulator::SimOptions {
+            requests: 500,
+            samples: 16,
+            seed,
+        },
+        ..augur_recommender::Options::default()
+    };
+    let mut rec = augur_recommender::recommend::recommend(&model.view(), &[], &opts)?;
+    rec.experiments.truncate(3);
+    crate::write_stdout(&crate::show::recommendation_text(&rec))?;
     Ok(())
 }
 

@@ -334,3 +334,28 @@ fn learn_requires_out_and_paths() {
     ]);
     assert!(err.contains("no files"), "{err}");
 }
+
+/// The README's first command: every stage on the demo shop, ending with recommendations.
+#[test]
+fn the_demo_runs_every_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let (stdout, stderr) =
+        crate::common::ok(&["demo", "--dir", out.to_str().unwrap(), "--traces", "1500"]);
+    for step in [
+        "1. generate",
+        "2. learn",
+        "3. check",
+        "4. simulate",
+        "5. check",
+        "6. recommend",
+    ] {
+        assert!(stderr.contains(step), "{step} missing:\n{stderr}");
+    }
+    assert!(stderr.contains("exactly right"), "{stderr}");
+    assert!(
+        stdout.contains("bits") && stdout.contains("why:"),
+        "{stdout}"
+    );
+    assert!(out.join("model.json").exists());
+}
