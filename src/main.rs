@@ -195,6 +195,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Plan the experiments for a night or a week: the set that teaches the most within a total
+    /// error budget, each valued by what it adds to the ones before it (experiments that would
+    /// teach the same thing are not both chosen). Each experiment's traffic share is fitted to
+    /// budget / max failed requests.
+    Plan {
+        /// A model file written by `augur learn`.
+        model: PathBuf,
+        /// Extra failed user requests all the plan's experiments together may cause.
+        #[arg(long, value_name = "REQUESTS")]
+        budget: f64,
+        /// The team's hypotheses (TOML; see docs/INTENTS.md).
+        #[arg(long, value_name = "FILE")]
+        intents: Option<PathBuf>,
+        /// Which targets to consider.
+        #[arg(long, value_enum, default_value_t = ScopeArg::Service)]
+        scope: ScopeArg,
+        /// Most experiments in the plan.
+        #[arg(long, default_value_t = 5)]
+        max: usize,
+        #[command(flatten)]
+        exp: ExperimentArgs,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The value in bits, harm and P(intents) of one experiment you have in mind.
     Value {
         /// A model file written by `augur learn`.
@@ -527,6 +552,39 @@ fn run(cli: Cli) -> Result<()> {
                 write_stdout(&(serde_json::to_string_pretty(&rec)? + "\n"))
             } else {
                 write_stdout(&show::recommendation_text(&rec))
+            }
+        }
+        Command::Plan {
+            model,
+            budget,
+            intents,
+            scope,
+            max,
+            exp,
+            json,
+        } => {
+            if max == 0 {
+                bail!("--max must be at least 1");
+            }
+            // Each experiment is fitted (by traffic share) to an equal part of the budget, so
+            // that up to --max of them fit together; the plan then picks among them.
+            let opts = exp.options(scope, Some(budget / max as f64))?;
+            let view = Model::load(&model)?.view();
+            let intents = match &intents {
+                Some(p) => augur_recommender::intents::load(p, &view)?,
+                None => Vec::new(),
+            };
+            let progress = Progress::spinner("simulating every candidate experiment");
+            let rec = augur_recommender::recommend::recommend(&view, &intents, &opts)?;
+            progress.finish();
+            let endpoints =
+                augur_recommender::recommend::requests_per_endpoint(&view, opts.duration_s);
+            let plan =
+                augur_recommender::plan::plan(&rec, &endpoints, budget, max, opts.sim.requests);
+            if json {
+                write_stdout(&(serde_json::to_string_pretty(&plan)? + "\n"))
+            } else {
+                write_stdout(&show::plan_text(&plan))
             }
         }
         Command::Value {

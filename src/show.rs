@@ -224,3 +224,28 @@ pub(crate) fn recommendation_text(r: &augur_recommender::Recommendation) -> Stri
     }
     out
 }
+
+/// The text form of `augur plan`.
+pub(crate) fn plan_text(p: &augur_recommender::plan::Plan) -> String {
+    let mut out = format!(
+        "plan: {} experiments, {:.2} bits in all, at most {} of the budget of {} failed requests\n",
+        p.experiments.len(),
+        p.total_bits,
+        p.total_failed_requests_hi,
+        p.budget
+    );
+    for (k, e) in p.experiments.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{}. {}  +{:.2} bits (alone {:.2})  traffic {:.0}%  harm <= {} failed requests\n   why: {}",
+            k + 1,
+            e.fault,
+            e.marginal_bits,
+            e.value_bits,
+            e.traffic_share * 100.0,
+            e.failed_requests_hi,
+            e.why
+        );
+    }
+    out
+}

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod intents;
+pub mod plan;
 pub mod recommend;
 #[cfg(test)]
 mod tests;
@@ -64,14 +65,7 @@ pub fn value_of(
     let Some((prediction, _)) = predictions.pop() else {
         return Err(RecError::Sim(augur_simulator::SimError::NoTraffic));
     };
-    let endpoints: Vec<(String, f64, f64)> = view
-        .nodes
-        .iter()
-        .filter_map(|n| {
-            n.traffic
-                .map(|t| (n.id.clone(), t.share, t.per_second * opts.duration_s))
-        })
-        .collect();
+    let endpoints = recommend::requests_per_endpoint(view, opts.duration_s);
     Ok(recommend::assess(
         view,
         intents,

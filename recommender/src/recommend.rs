@@ -130,6 +130,10 @@ pub struct Experiment {
     pub traffic_share: f64,
     /// One sentence a person can check.
     pub why: String,
+    /// The part of `value_bits` about the model's parameters (the rest is intents' verdicts).
+    /// Not part of the JSON contract.
+    #[serde(skip)]
+    pub model_bits: f64,
 }
 
 /// The recommendation.
@@ -175,8 +179,8 @@ pub fn candidates(view: &View, scope: Scope, intents: &[Intent]) -> Vec<FaultSpe
     out
 }
 
-/// Requests each endpoint serves in `duration_s` at full traffic.
-fn requests_per_endpoint(view: &View, duration_s: f64) -> Vec<(String, f64, f64)> {
+/// Each endpoint's (id, traffic share, requests in `duration_s` at full traffic).
+pub fn requests_per_endpoint(view: &View, duration_s: f64) -> Vec<(String, f64, f64)> {
     view.nodes
         .iter()
         .filter_map(|n| {
@@ -232,7 +236,7 @@ fn mean_var(v: &[f64]) -> (f64, f64) {
 /// Per-draw rates measured on `simulated` requests each, with the binomial noise of that
 /// measurement shrunk away: each draw moves toward the mean so that the spread left is the
 /// spread between draws (the parameters' uncertainty), not the simulation's.
-fn denoise(v: Vec<f64>, simulated: f64) -> Vec<f64> {
+pub(crate) fn denoise(v: Vec<f64>, simulated: f64) -> Vec<f64> {
     let (m, var) = mean_var(&v);
     let noise = m * (1.0 - m) / simulated;
     let keep = if var > 0.0 {
@@ -436,5 +440,6 @@ pub fn assess(
         safe,
         traffic_share: share,
         why,
+        model_bits: model_bits * staleness,
     }
 }

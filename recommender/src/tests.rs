@@ -196,3 +196,31 @@ priority = 3
         assert!(err.contains(says), "{bad}\n=> {err}");
     }
 }
+
+#[test]
+fn a_plan_fits_the_budget_and_does_not_repeat_itself() {
+    let v = model();
+    let o = opts();
+    let rec = recommend::recommend(&v, &[], &o).unwrap();
+    let endpoints = recommend::requests_per_endpoint(&v, o.duration_s);
+    let budget = 400.0;
+    let plan = crate::plan::plan(&rec, &endpoints, budget, 5, o.sim.requests);
+    assert!(!plan.experiments.is_empty());
+    assert!(plan.total_failed_requests_hi <= budget, "{plan:?}");
+    // The first pick is the most valuable affordable experiment; what follows adds less than
+    // it would alone (the same draws are already told apart).
+    let first = &plan.experiments[0];
+    assert!(
+        (first.marginal_bits - first.value_bits).abs() < 0.01,
+        "{first:?}"
+    );
+    let geo_picks = plan
+        .experiments
+        .iter()
+        .filter(|p| p.fault.starts_with("geo:"))
+        .count();
+    assert!(geo_picks <= 2, "{plan:?}");
+    for p in &plan.experiments[1..] {
+        assert!(p.marginal_bits <= p.value_bits + 1e-9, "{p:?}");
+    }
+}

@@ -139,6 +139,47 @@ fn recommend_json_is_the_contract() {
 }
 
 #[test]
+fn a_plan_stays_within_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shop(&dir);
+    let (json, _) = ok(&[
+        "plan",
+        &model,
+        "--budget",
+        "600",
+        "--max",
+        "3",
+        "--requests",
+        "300",
+        "--samples",
+        "16",
+        "--json",
+    ]);
+    let p: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let exps = p["experiments"].as_array().unwrap();
+    assert!(!exps.is_empty() && exps.len() <= 3, "{p}");
+    let harm: f64 = exps
+        .iter()
+        .map(|e| e["failed_requests_hi"].as_f64().unwrap())
+        .sum();
+    assert!(harm <= 600.0, "{p}");
+    for e in exps {
+        assert!(e["marginal_bits"].as_f64().unwrap() <= e["value_bits"].as_f64().unwrap() + 1e-9);
+    }
+    let (text, _) = ok(&[
+        "plan",
+        &model,
+        "--budget",
+        "600",
+        "--requests",
+        "300",
+        "--samples",
+        "16",
+    ]);
+    assert!(text.starts_with("plan:"), "{text}");
+}
+
+#[test]
 fn recommend_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let model = shop(&dir);
