@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use augur_ingest::{read_paths, IngestReport, OwnedSpan, ReadOptions};
+use augur_datasets::{Generator, GraphTruth, World};
+use augur_ingest::{read_paths, IngestReport, OwnedSpan, ReadOptions, SpanBatch};
+use augur_model::{ModelBuilder, View};
 
 /// The `augur` binary under test.
 pub fn augur() -> Command {
@@ -68,4 +70,76 @@ pub fn read_spans(path: &Path) -> (Vec<OwnedSpan>, IngestReport) {
     })
     .unwrap_or_else(|e| panic!("{} does not read: {e}", path.display()));
     (spans, report)
+}
+
+/// Learns from runs of the world (each with an optional fault) and returns the view and the
+/// truth of all runs together. Self-time truths are the first run's.
+pub fn learn_runs(world: &World, seed: u64, runs: &[(Option<&str>, usize)]) -> (View, GraphTruth) {
+    let mut builder = ModelBuilder::default();
+    let mut truth: Option<GraphTruth> = None;
+    for (k, &(fault, traces)) in runs.iter().enumerate() {
+        let mut gen = Generator::new(world, seed + k as u64).unwrap();
+        if let Some(f) = fault {
+            gen = gen.with_fault(f.parse().unwrap()).unwrap();
+        }
+        let mut left = traces;
+        while left > 0 {
+            let n = left.min(2_000);
+            let mut batch = SpanBatch::new();
+            gen.emit(n, &mut batch);
+            builder.add_batch(&batch);
+            left -= n;
+        }
+        let t = gen.truth();
+        truth = Some(match truth {
+            None => t,
+            Some(mut acc) => {
+                for e in t.iter_edges() {
+                    let into = acc
+                        .edges
+                        .entry(e.from.clone())
+                        .or_default()
+                        .entry(e.to.clone())
+                        .or_insert_with(|| e.clone());
+                    if !std::ptr::eq(into, e) {
+                        into.calls += e.calls;
+                        into.attempts += e.attempts;
+                        into.errors += e.errors;
+                        into.timeouts += e.timeouts;
+                    }
+                }
+                for (id, n) in &t.nodes {
+                    let into = acc.nodes.entry(id.clone()).or_insert_with(|| n.clone());
+                    into.invocations += n.invocations;
+                    into.errors += n.errors;
+                }
+                acc
+            }
+        });
+    }
+    (builder.finish().view(), truth.unwrap())
+}
+
+/// Generates `traces` shop traces (seeded) and learns them; returns the model file's path.
+pub fn shop_model(dir: &tempfile::TempDir, traces: &str, seed: &str) -> String {
+    let file = dir.path().join("shop.jsonl");
+    let model = dir.path().join("shop.json");
+    ok(&[
+        "generate",
+        "--world",
+        "shop",
+        "--traces",
+        traces,
+        "--seed",
+        seed,
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    ok(&[
+        "learn",
+        file.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    model.to_str().unwrap().to_string()
 }

@@ -12,56 +12,10 @@
 //! These use the library crates in memory (no files): the binary's part is covered elsewhere.
 
 use augur_datasets::{Generator, GraphTruth, RandomWorldParams, World};
+
+use crate::common::learn_runs as learn;
 use augur_ingest::SpanBatch;
 use augur_model::{Mode, ModelBuilder, View};
-
-/// Learns from runs of the world (each with an optional fault) and returns the view and the
-/// truth of all runs together. Self-time truths are the first run's.
-fn learn(world: &World, seed: u64, runs: &[(Option<&str>, usize)]) -> (View, GraphTruth) {
-    let mut builder = ModelBuilder::default();
-    let mut truth: Option<GraphTruth> = None;
-    for (k, &(fault, traces)) in runs.iter().enumerate() {
-        let mut gen = Generator::new(world, seed + k as u64).unwrap();
-        if let Some(f) = fault {
-            gen = gen.with_fault(f.parse().unwrap()).unwrap();
-        }
-        let mut left = traces;
-        while left > 0 {
-            let n = left.min(2_000);
-            let mut batch = SpanBatch::new();
-            gen.emit(n, &mut batch);
-            builder.add_batch(&batch);
-            left -= n;
-        }
-        let t = gen.truth();
-        truth = Some(match truth {
-            None => t,
-            Some(mut acc) => {
-                for e in t.iter_edges() {
-                    let into = acc
-                        .edges
-                        .entry(e.from.clone())
-                        .or_default()
-                        .entry(e.to.clone())
-                        .or_insert_with(|| e.clone());
-                    if !std::ptr::eq(into, e) {
-                        into.calls += e.calls;
-                        into.attempts += e.attempts;
-                        into.errors += e.errors;
-                        into.timeouts += e.timeouts;
-                    }
-                }
-                for (id, n) in &t.nodes {
-                    let into = acc.nodes.entry(id.clone()).or_insert_with(|| n.clone());
-                    into.invocations += n.invocations;
-                    into.errors += n.errors;
-                }
-                acc
-            }
-        });
-    }
-    (builder.finish().view(), truth.unwrap())
-}
 
 /// Every check, collecting failures so a run reports all of them at once.
 #[derive(Default)]

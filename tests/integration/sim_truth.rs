@@ -5,31 +5,12 @@
 
 use std::collections::BTreeSet;
 
-use augur_datasets::{Generator, RandomWorldParams, World};
-use augur_ingest::SpanBatch;
-use augur_model::{ModelBuilder, View};
+use augur_datasets::{GraphTruth, RandomWorldParams, World};
+use augur_model::View;
 use augur_simulator::{simulate, FaultSpec, SimOptions};
 
-fn learn(
-    world: &World,
-    seed: u64,
-    traces: usize,
-    fault: Option<&str>,
-) -> (View, augur_datasets::GraphTruth) {
-    let mut gen = Generator::new(world, seed).unwrap();
-    if let Some(f) = fault {
-        gen = gen.with_fault(f.parse().unwrap()).unwrap();
-    }
-    let mut builder = ModelBuilder::default();
-    let mut left = traces;
-    while left > 0 {
-        let n = left.min(2_000);
-        let mut batch = SpanBatch::new();
-        gen.emit(n, &mut batch);
-        builder.add_batch(&batch);
-        left -= n;
-    }
-    (builder.finish().view(), gen.truth())
+fn learn(world: &World, seed: u64, traces: usize, fault: Option<&str>) -> (View, GraphTruth) {
+    crate::common::learn_runs(world, seed, &[(fault, traces)])
 }
 
 /// Accuracy over every (fault, endpoint) pair.

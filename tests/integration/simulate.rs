@@ -4,26 +4,7 @@
 use crate::common::{fails, ok};
 
 fn shop_model(dir: &tempfile::TempDir) -> String {
-    let traces = dir.path().join("shop.jsonl");
-    let model = dir.path().join("shop.json");
-    ok(&[
-        "generate",
-        "--world",
-        "shop",
-        "--traces",
-        "3000",
-        "--seed",
-        "4",
-        "--out",
-        traces.to_str().unwrap(),
-    ]);
-    ok(&[
-        "learn",
-        traces.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
-    model.to_str().unwrap().to_string()
+    crate::common::shop_model(dir, "3000", "4")
 }
 
 #[test]
