@@ -539,14 +539,8 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let opts = exp.options(scope, error_budget)?;
-            let view = Model::load(&model)?.view();
-            let intents = match &intents {
-                Some(p) => augur_recommender::intents::load(p, &view)?,
-                None => Vec::new(),
-            };
-            let progress = Progress::spinner("simulating every candidate experiment");
-            let mut rec = augur_recommender::recommend::recommend(&view, &intents, &opts)?;
-            progress.finish();
+            let (view, intents) = model_and_intents(&model, intents.as_deref())?;
+            let mut rec = recommend_all(&view, &intents, &opts)?;
             rec.experiments.truncate(top);
             if json {
                 write_stdout(&(serde_json::to_string_pretty(&rec)? + "\n"))
@@ -569,14 +563,8 @@ fn run(cli: Cli) -> Result<()> {
             // Each experiment is fitted (by traffic share) to an equal part of the budget, so
             // that up to --max of them fit together; the plan then picks among them.
             let opts = exp.options(scope, Some(budget / max as f64))?;
-            let view = Model::load(&model)?.view();
-            let intents = match &intents {
-                Some(p) => augur_recommender::intents::load(p, &view)?,
-                None => Vec::new(),
-            };
-            let progress = Progress::spinner("simulating every candidate experiment");
-            let rec = augur_recommender::recommend::recommend(&view, &intents, &opts)?;
-            progress.finish();
+            let (view, intents) = model_and_intents(&model, intents.as_deref())?;
+            let rec = recommend_all(&view, &intents, &opts)?;
             let endpoints =
                 augur_recommender::recommend::requests_per_endpoint(&view, opts.duration_s);
             let plan =
@@ -597,11 +585,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let opts = exp.options(ScopeArg::Service, error_budget)?;
             let spec: augur_simulator::FaultSpec = fault.parse()?;
-            let view = Model::load(&model)?.view();
-            let intents = match &intents {
-                Some(p) => augur_recommender::intents::load(p, &view)?,
-                None => Vec::new(),
-            };
+            let (view, intents) = model_and_intents(&model, intents.as_deref())?;
             let e = augur_recommender::value_of(&view, &intents, &spec, &opts)?;
             if json {
                 write_stdout(&(serde_json::to_string_pretty(&e)? + "\n"))
@@ -633,6 +617,31 @@ fn run(cli: Cli) -> Result<()> {
             truth,
         }),
     }
+}
+
+/// Reads a model and (optionally) the intents file validated against it.
+fn model_and_intents(
+    model: &std::path::Path,
+    intents: Option<&std::path::Path>,
+) -> Result<(augur_model::View, Vec<augur_recommender::Intent>)> {
+    let view = Model::load(model)?.view();
+    let intents = match intents {
+        Some(p) => augur_recommender::intents::load(p, &view)?,
+        None => Vec::new(),
+    };
+    Ok((view, intents))
+}
+
+/// Simulates and ranks every candidate, with a spinner on a terminal.
+fn recommend_all(
+    view: &augur_model::View,
+    intents: &[augur_recommender::Intent],
+    opts: &augur_recommender::Options,
+) -> Result<augur_recommender::Recommendation> {
+    let progress = Progress::spinner("simulating every candidate experiment");
+    let rec = augur_recommender::recommend::recommend(view, intents, opts);
+    progress.finish();
+    Ok(rec?)
 }
 
 /// Writes to stdout, treating a closed pipe (`augur graph m | head`) as success.
