@@ -452,11 +452,7 @@ fn run(cli: Cli) -> Result<()> {
             command: ModelCommand::Show { model, json },
         } => {
             let view = Model::load(&model)?.view();
-            if json {
-                write_stdout(&(serde_json::to_string_pretty(&view)? + "\n"))
-            } else {
-                write_stdout(&show::model_text(&view))
-            }
+            emit(json, &view, || show::model_text(&view))
         }
         Command::Merge { models, out } => {
             let mut merged: Option<Model> = None;
@@ -486,11 +482,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Diff { old, new, json } => {
             let (old, new) = (Model::load(&old)?.view(), Model::load(&new)?.view());
             let report = augur_model::diff(&old, &new);
-            if json {
-                write_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))
-            } else {
-                write_stdout(&report.to_text())
-            }
+            emit(json, &report, || report.to_text())
         }
         Command::Simulate {
             model,
@@ -523,11 +515,7 @@ fn run(cli: Cli) -> Result<()> {
                 seconds = started.elapsed().as_secs_f64(),
                 "simulated"
             );
-            if json {
-                write_stdout(&(serde_json::to_string_pretty(&prediction)? + "\n"))
-            } else {
-                write_stdout(&prediction.to_table(10))
-            }
+            emit(json, &prediction, || prediction.to_table(10))
         }
         Command::Recommend {
             model,
@@ -542,11 +530,7 @@ fn run(cli: Cli) -> Result<()> {
             let (view, intents) = model_and_intents(&model, intents.as_deref())?;
             let mut rec = recommend_all(&view, &intents, &opts)?;
             rec.experiments.truncate(top);
-            if json {
-                write_stdout(&(serde_json::to_string_pretty(&rec)? + "\n"))
-            } else {
-                write_stdout(&show::recommendation_text(&rec))
-            }
+            emit(json, &rec, || show::recommendation_text(&rec))
         }
         Command::Plan {
             model,
@@ -569,11 +553,7 @@ fn run(cli: Cli) -> Result<()> {
                 augur_recommender::recommend::requests_per_endpoint(&view, opts.duration_s);
             let plan =
                 augur_recommender::plan::plan(&rec, &endpoints, budget, max, opts.sim.requests);
-            if json {
-                write_stdout(&(serde_json::to_string_pretty(&plan)? + "\n"))
-            } else {
-                write_stdout(&show::plan_text(&plan))
-            }
+            emit(json, &plan, || show::plan_text(&plan))
         }
         Command::Value {
             model,
@@ -642,6 +622,15 @@ fn recommend_all(
     let rec = augur_recommender::recommend::recommend(view, intents, opts);
     progress.finish();
     Ok(rec?)
+}
+
+/// Prints a result on stdout: as pretty JSON with `--json`, else as the text `text` makes.
+fn emit<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        write_stdout(&(serde_json::to_string_pretty(value)? + "\n"))
+    } else {
+        write_stdout(&text())
+    }
 }
 
 /// Writes to stdout, treating a closed pipe (`augur graph m | head`) as success.
