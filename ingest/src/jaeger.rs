@@ -677,7 +677,7 @@ mod tests {
             batches.push(b.to_owned_spans());
             Ok(())
         };
-        let mut ctx = Ctx::new_for_test(Path::new("j.json"), &opts, &mut report, &mut sink);
+        let mut ctx = Ctx::new(Path::new("j.json"), &opts, &mut report, &mut sink);
         let res = read(input, &mut ctx).and_then(|()| ctx.flush());
         Read {
             res,

@@ -137,6 +137,9 @@ impl LakeWriter {
             .unwrap_or_else(unique_part_name);
         let fin = o.tmp.with_file_name(name);
         std::fs::rename(&tmp, &fin).map_err(|e| IngestError::io(&fin, e))?;
+        if let Some(dir) = fin.parent() {
+            crate::wal::sync_dir(dir)?;
+        }
         self.written.push(fin);
         Ok(())
     }
@@ -149,6 +152,36 @@ impl LakeWriter {
         }
         Ok((self.written, self.rows))
     }
+}
+
+/// Removes the parts a crashed writer left unfinished (hidden `.part-….tmp` files, which readers
+/// skip anyway); returns how many. The live receiver calls this before replaying its log, whose
+/// records those parts held.
+pub fn remove_unfinished(dir: &Path) -> Result<usize, IngestError> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(IngestError::io(dir, e)),
+    };
+    for partition in entries {
+        let partition = partition.map_err(|e| IngestError::io(dir, e))?.path();
+        if !partition.is_dir() {
+            continue;
+        }
+        for part in std::fs::read_dir(&partition).map_err(|e| IngestError::io(&partition, e))? {
+            let part = part.map_err(|e| IngestError::io(&partition, e))?.path();
+            let hidden_tmp = part
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".part-") && n.ends_with(".tmp"));
+            if hidden_tmp {
+                std::fs::remove_file(&part).map_err(|e| IngestError::io(&part, e))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 fn unique_part_name() -> String {

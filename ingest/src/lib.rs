@@ -16,6 +16,13 @@
 //! strings: compact, and cheap for the model to fold); at the boundary it is the Arrow record batch
 //! of [`schema`], converted losslessly both ways.
 //!
+//! ## Live OTLP
+//! The live receiver (`augur serve`) uses two modules of this crate: [`live`] decodes one export
+//! request body into a batch (counting rejected spans for OTLP's partial success) and [`wal`] is
+//! the write-ahead log that makes an export durable before it is acknowledged. The gRPC and HTTP
+//! servers themselves (tonic, axum, tokio) are wired in the binary's `serve` module, so that the
+//! library crates, and every command that does not serve, stay free of the async stack.
+//!
 //! ## Guarantees
 //! - No panic on any input. A bad record (a span without a valid id, a line that is not JSON) is
 //!   skipped, counted and located in the [`IngestReport`] (file, line or byte offset, reason), or is
@@ -47,6 +54,7 @@ mod fuzz_tests;
 mod jaeger;
 pub mod lake;
 mod lenient;
+pub mod live;
 mod otlp_json;
 mod otlp_proto;
 mod otlp_wire;
@@ -55,6 +63,7 @@ mod read;
 mod report;
 pub mod schema;
 mod span;
+pub mod wal;
 mod zipkin;
 
 pub use error::IngestError;

@@ -134,6 +134,16 @@ pub(crate) fn read_document(
     reader: &mut dyn BufRead,
     ctx: &mut Ctx<'_>,
 ) -> Result<(), IngestError> {
+    read_document_with(reader, ctx, true)
+}
+
+/// [`read_document`]; with `require_spans` false, a request without `resourceSpans` is an empty
+/// request (live OTLP/HTTP may send one) rather than a file that is not OTLP.
+pub(crate) fn read_document_with(
+    reader: &mut dyn BufRead,
+    ctx: &mut Ctx<'_>,
+    require_spans: bool,
+) -> Result<(), IngestError> {
     let mut state = DocState::new(Loc::Path);
     let mut de = serde_json::Deserializer::from_reader(reader);
     let parsed = RequestSeed {
@@ -154,7 +164,7 @@ pub(crate) fn read_document(
         }
         return Err(ctx.unreadable(Format::OtlpJson, format!("{e}")));
     }
-    if !state.saw_resource_spans {
+    if !state.saw_resource_spans && require_spans {
         return Err(ctx.unreadable(
             Format::OtlpJson,
             "the document has no resourceSpans: not an OTLP trace request",
@@ -901,7 +911,7 @@ mod tests {
             out.push(b);
             Ok(())
         };
-        let mut ctx = Ctx::new_for_test(Path::new("t.json"), &opts, &mut report, &mut sink);
+        let mut ctx = Ctx::new(Path::new("t.json"), &opts, &mut report, &mut sink);
         let mut r = std::io::Cursor::new(text.as_bytes().to_vec());
         let res = if lines {
             read_lines(&mut r, &mut ctx)

@@ -108,7 +108,11 @@ fn read_full(r: &mut dyn BufRead, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Pushes every span of a request read from the wire.
-fn push_wire(req: &WireRequest<'_>, ctx: &mut Ctx<'_>, prefix: &str) -> Result<(), IngestError> {
+pub(crate) fn push_wire(
+    req: &WireRequest<'_>,
+    ctx: &mut Ctx<'_>,
+    prefix: &str,
+) -> Result<(), IngestError> {
     for (ri, rs) in req.resources.iter().enumerate() {
         let service = ctx
             .batch
@@ -300,7 +304,7 @@ mod tests {
         let opts = ReadOptions::default();
         let mut report = IngestReport::default();
         let mut sink = |_| Ok(());
-        let mut ctx = Ctx::new_for_test(Path::new("t.pb"), &opts, &mut report, &mut sink);
+        let mut ctx = Ctx::new(Path::new("t.pb"), &opts, &mut report, &mut sink);
         let read = if wire {
             WireRequest::decode(bytes, WireRequest::default())
                 .ok()
@@ -782,7 +786,7 @@ mod tests {
         let opts = ReadOptions::default();
         let mut report = IngestReport::default();
         let mut sink = |_| Ok(());
-        let mut ctx = Ctx::new_for_test(Path::new("t.pb"), &opts, &mut report, &mut sink);
+        let mut ctx = Ctx::new(Path::new("t.pb"), &opts, &mut report, &mut sink);
         read_stream(&mut stream.as_slice(), &mut ctx).unwrap();
         assert_eq!(ctx.batch.spans.len(), 4);
         drop(ctx);
@@ -802,7 +806,7 @@ mod tests {
         let opts = ReadOptions::default();
         let mut report = IngestReport::default();
         let mut sink = |_| Ok(());
-        let mut ctx = Ctx::new_for_test(Path::new("t.pb"), &opts, &mut report, &mut sink);
+        let mut ctx = Ctx::new(Path::new("t.pb"), &opts, &mut report, &mut sink);
         let mut bytes = varied_request().encode_to_vec();
         bytes.truncate(bytes.len() / 2);
         let e = read_bare(&mut bytes.as_slice(), &mut ctx).unwrap_err();

@@ -433,9 +433,9 @@ fn first_key(body: &[u8]) -> Option<String> {
     std::str::from_utf8(&key[..end]).ok().map(str::to_string)
 }
 
-#[cfg(test)]
 impl<'a> Ctx<'a> {
-    pub(crate) fn new_for_test(
+    /// A context filling a fresh batch (for readers of something other than a file).
+    pub(crate) fn new(
         path: &'a Path,
         opts: &'a ReadOptions,
         report: &'a mut IngestReport,

@@ -671,7 +671,7 @@ mod tests {
             out.push(b);
             Ok(())
         };
-        let mut ctx = Ctx::new_for_test(Path::new("z.json"), &opts, &mut report, &mut sink);
+        let mut ctx = Ctx::new(Path::new("z.json"), &opts, &mut report, &mut sink);
         let res = read(input, &mut ctx).and_then(|()| ctx.flush());
         let spans = out.iter().flat_map(|b| b.to_owned_spans()).collect();
         (res, spans, report)

@@ -369,6 +369,79 @@ impl ModelBuilder {
         self.gathered = spans;
     }
 
+    /// How many spans were added so far: a clock for [`ModelBuilder::finish_idle`].
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// Spans buffered in traces not yet finished.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// Finishes the traces, oldest first, whose last span arrived when [`ModelBuilder::seen`]
+    /// was at most `seen`: a live receiver calls this with the clock of some seconds ago, so a
+    /// trace is folded once it has been quiet that long even when little traffic follows it.
+    /// Returns how many traces were finished.
+    pub fn finish_idle(&mut self, seen: u64) -> usize {
+        let mut n = 0;
+        while let Some(&front) = self.fifo.front() {
+            let Some(t) = self.open.get(&front) else {
+                self.fifo.pop_front();
+                continue;
+            };
+            if t.last_seen > seen {
+                break;
+            }
+            self.fifo.pop_front();
+            if let Some(t) = self.open.remove(&front) {
+                self.close(&t);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The model of the traces finished so far (spans still buffered are not counted in it; see
+    /// [`ModelBuilder::pending`]).
+    pub fn model(&self) -> Model {
+        self.model_of()
+    }
+
+    /// The spans buffered in traces not yet finished, in arrival order of their traces. A
+    /// builder fed [`ModelBuilder::model`]'s traces and then these ends where this one would.
+    pub fn pending(&self) -> SpanBatch {
+        let mut out = SpanBatch::with_capacity(self.buffered);
+        let mut remap: FxHashMap<Sym, Sym> = FxHashMap::default();
+        for id in &self.fifo {
+            let Some(t) = self.open.get(id) else { continue };
+            let mut left = t.len as usize;
+            let mut b = t.head;
+            while left > 0 {
+                let n = left.min(BLOCK);
+                let start = b as usize * BLOCK;
+                let Some(block) = self.slab.get(start..start + n) else {
+                    break;
+                };
+                for s in block {
+                    let mut s = *s;
+                    let mut map = |sym: Sym| {
+                        *remap
+                            .entry(sym)
+                            .or_insert_with(|| out.strings.intern(self.strings.resolve(sym)))
+                    };
+                    s.service = map(s.service);
+                    s.name = map(s.name);
+                    s.peer = s.peer.map(&mut map);
+                    out.spans.push(s);
+                }
+                left -= n;
+                b = self.next_block.get(b as usize).copied().unwrap_or(NONE);
+            }
+        }
+        out
+    }
+
     /// Finishes every open trace and returns the model.
     pub fn finish(mut self) -> Model {
         let mut open: Vec<(TraceId, OpenTrace)> =
@@ -782,6 +855,10 @@ impl ModelBuilder {
     }
 
     fn into_model(self) -> Model {
+        self.model_of()
+    }
+
+    fn model_of(&self) -> Model {
         let id = |key: &NodeKey| -> String {
             format!(
                 "{} {}",
@@ -838,9 +915,11 @@ impl ModelBuilder {
             })
             .collect();
         unarrived.sort_by(|a, b| (&a.from, &a.peer, &a.name).cmp(&(&b.from, &b.peer, &b.name)));
+        let mut quality = self.quality.clone();
+        quality.spans -= self.buffered as u64;
         Model {
             schema_version: SCHEMA_VERSION,
-            quality: self.quality,
+            quality,
             window: self.window,
             operations,
             calls,
@@ -1115,6 +1194,62 @@ mod tests {
         assert_eq!(q.clock_skew, 1);
         let orphan = m.nodes.iter().find(|n| n.id == "a orphan").unwrap();
         assert!(!orphan.endpoint);
+    }
+
+    /// Traces of three spans each (root, client call, server), trace `t` in service pair `t % 3`,
+    /// interleaved so that a checkpoint falls in the middle of open traces.
+    fn interleaved(traces: u8) -> Vec<OwnedSpan> {
+        use SpanKind::*;
+        let mut out = Vec::new();
+        for t in 1..=traces {
+            let callee = ["b", "c", "d"][t as usize % 3];
+            let mut root: OwnedSpan = span(t, 1, None, "a", "root", Server, 0, 10 + t as i64);
+            root.status = (t % 4 == 0) as u8 * 2;
+            let mut call = span(t, 2, Some(1), "a", "call", Client, 1, 9);
+            call.peer = Some(callee.into());
+            // Server span first, then root, then client: each trace's spans spread over about
+            // ten places of the stream, mixed with those of the traces around it.
+            let key = |k: usize| t as usize * 3 + k * 5;
+            out.push((key(2), root));
+            out.push((key(1), call));
+            out.push((key(0), span(t, 3, Some(2), callee, "y", Server, 2, 8)));
+        }
+        out.sort_by_key(|(k, _)| *k);
+        out.into_iter().map(|(_, s)| s).collect()
+    }
+
+    #[test]
+    fn a_checkpoint_and_its_pending_spans_resume_to_the_same_model() {
+        let spans = interleaved(40);
+        assert_eq!(spans.len(), 120);
+        let feed = |b: &mut ModelBuilder, spans: &[OwnedSpan]| {
+            for s in spans {
+                let mut batch = SpanBatch::new();
+                batch.push_owned(s);
+                b.add_batch(&batch);
+            }
+        };
+        let opts = BuildOptions { trace_window: 1000 };
+        let mut whole = ModelBuilder::new(opts.clone());
+        feed(&mut whole, &spans);
+        let whole = whole.finish();
+
+        let mut first = ModelBuilder::new(opts.clone());
+        feed(&mut first, &spans[..70]);
+        // Fold what has been quiet for 20 spans, then checkpoint.
+        let folded = first.finish_idle(first.seen() - 20);
+        assert!(folded > 0 && first.buffered() > 0);
+        let base = first.model();
+        assert_eq!(base.quality.spans + first.buffered() as u64, 70);
+        let pending = first.pending();
+        assert_eq!(pending.len(), first.buffered());
+
+        let mut resumed = ModelBuilder::new(opts);
+        resumed.add_batch(&pending);
+        feed(&mut resumed, &spans[70..]);
+        let mut merged = base;
+        merged.merge(&resumed.finish());
+        assert_eq!(merged, whole);
     }
 
     #[test]

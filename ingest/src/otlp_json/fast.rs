@@ -543,7 +543,7 @@ mod tests {
             out.extend(b.to_owned_spans());
             Ok(())
         };
-        let mut ctx = Ctx::new_for_test(Path::new("t.jsonl"), &opts, &mut report, &mut sink);
+        let mut ctx = Ctx::new(Path::new("t.jsonl"), &opts, &mut report, &mut sink);
         let mut r = std::io::Cursor::new(text.as_bytes().to_vec());
         let ok = super::super::read_lines_with(&mut r, &mut ctx, fast)
             .and_then(|()| ctx.flush())
@@ -640,7 +640,7 @@ mod tests {
         let opts = ReadOptions::default();
         let mut report = IngestReport::default();
         let mut sink = |_: SpanBatch| Ok(());
-        let mut ctx = Ctx::new_for_test(Path::new("t.jsonl"), &opts, &mut report, &mut sink);
+        let mut ctx = Ctx::new(Path::new("t.jsonl"), &opts, &mut report, &mut sink);
         assert_eq!(super::read_line(line, &mut ctx), Some(true));
         assert_eq!(ctx.batch.spans.len(), 1);
         // An escape sends the line to the general path.
