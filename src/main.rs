@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod demo;
 mod progress;
+mod serve;
 mod show;
 
 use progress::Progress;
@@ -239,6 +240,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Receive traces live over OTLP (gRPC and HTTP), keep the model current, answer queries.
+    ///
+    /// Point an OpenTelemetry Collector's `otlp` exporter (gRPC, default port 4317) or
+    /// `otlphttp` exporter (port 4318) at it. Every accepted export is written to a write-ahead
+    /// log and synced to disk before it is acknowledged; spans go to the Parquet lake under
+    /// STATE/lake and into the model, snapshotted every --snapshot-every seconds and on
+    /// SIGTERM/SIGINT to STATE/model.json. A restart resumes from the snapshot and the log.
+    /// The API (JSON): GET /api/graph, POST /api/simulate {"faults":[..]}, GET
+    /// /api/recommendations?top=K&scope=.., POST /api/value {"fault":".."}, GET /healthz,
+    /// GET /metrics (Prometheus). See docs/SERVE.md.
+    Serve(serve::ServeArgs),
     /// Run every stage on a built-in demo shop: generate its traces, learn, show what was learned
     /// and check it against the demo's known truth.
     Demo {
@@ -282,7 +294,7 @@ enum Command {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum ScopeArg {
+pub(crate) enum ScopeArg {
     /// Whole services and uninstrumented peers.
     Service,
     /// Also single operations.
@@ -313,30 +325,62 @@ impl ExperimentArgs {
         scope: ScopeArg,
         error_budget: Option<f64>,
     ) -> Result<augur_recommender::Options> {
-        if self.duration.is_nan() || self.duration <= 0.0 {
-            bail!("--duration must be a positive number of minutes");
-        }
-        if self.requests == 0 || self.samples < 2 {
-            bail!("--requests must be at least 1 and --samples at least 2");
-        }
-        if error_budget.is_some_and(|b| b.is_nan() || b < 0.0) {
-            bail!("--error-budget is a number of failed requests (>= 0)");
-        }
-        Ok(augur_recommender::Options {
-            scope: match scope {
-                ScopeArg::Service => augur_recommender::Scope::Service,
-                ScopeArg::Operation => augur_recommender::Scope::Operation,
-                ScopeArg::Edge => augur_recommender::Scope::Edge,
-            },
-            duration_s: self.duration * 60.0,
+        experiment_options(
+            scope,
+            self.duration,
+            self.requests,
+            self.samples,
+            self.seed,
             error_budget,
-            sim: augur_simulator::SimOptions {
-                requests: self.requests,
-                samples: self.samples,
-                seed: self.seed,
-            },
-        })
+        )
+        .map_err(|e| anyhow::anyhow!("--{e}"))
     }
+}
+
+/// The recommender's options, checked (shared by the commands and the serve API).
+pub(crate) fn experiment_options(
+    scope: ScopeArg,
+    duration_min: f64,
+    requests: usize,
+    samples: usize,
+    seed: u64,
+    error_budget: Option<f64>,
+) -> Result<augur_recommender::Options> {
+    // Messages start with the option's name; the command line puts `--` before it.
+    if duration_min.is_nan() || duration_min <= 0.0 {
+        bail!("duration must be a positive number of minutes");
+    }
+    check_sim_options(requests, samples).map_err(anyhow::Error::msg)?;
+    if error_budget.is_some_and(|b| b.is_nan() || b < 0.0) {
+        bail!("error-budget is a number of failed requests (>= 0)");
+    }
+    Ok(augur_recommender::Options {
+        scope: match scope {
+            ScopeArg::Service => augur_recommender::Scope::Service,
+            ScopeArg::Operation => augur_recommender::Scope::Operation,
+            ScopeArg::Edge => augur_recommender::Scope::Edge,
+        },
+        duration_s: duration_min * 60.0,
+        error_budget,
+        sim: augur_simulator::SimOptions {
+            requests,
+            samples,
+            seed,
+        },
+    })
+}
+
+/// Checks the simulation sizes; the reason when they are unusable.
+pub(crate) fn check_sim_options(requests: usize, samples: usize) -> Result<(), String> {
+    if requests == 0 {
+        return Err("requests must be at least 1".into());
+    }
+    if samples < 2 {
+        return Err(
+            "samples must be at least 2 (intervals come from the spread across draws)".into(),
+        );
+    }
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -492,12 +536,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             json,
         } => {
-            if requests == 0 {
-                bail!("--requests must be at least 1");
-            }
-            if samples < 2 {
-                bail!("--samples must be at least 2 (intervals come from the spread across draws)");
-            }
+            check_sim_options(requests, samples).map_err(|m| anyhow::anyhow!("--{m}"))?;
             let specs = faults
                 .iter()
                 .map(|f| f.parse::<augur_simulator::FaultSpec>())
@@ -576,6 +615,7 @@ fn run(cli: Cli) -> Result<()> {
                 write_stdout(&show::recommendation_text(&rec))
             }
         }
+        Command::Serve(args) => serve::run(args),
         Command::Demo { dir, traces, seed } => demo::run_demo(&dir, traces, seed),
         Command::Generate {
             world,

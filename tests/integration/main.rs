@@ -13,5 +13,6 @@ mod model_ops;
 mod model_truth;
 mod progress;
 mod recommend;
+mod serve;
 mod sim_truth;
 mod simulate;

@@ -1,0 +1,109 @@
+//! OTLP/gRPC: the TraceService of opentelemetry-proto, served by tonic.
+
+use std::sync::Arc;
+
+use augur_ingest::live::Encoding;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::encoding::{encode_key, encode_varint, WireType};
+use prost::Message;
+use tonic::{Code, Request, Response, Status};
+
+use super::live::{Live, Refusal};
+
+/// How long a refused client is asked to wait before retrying.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+pub struct Otlp {
+    pub live: Arc<Live>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Otlp {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        // The log keeps the request as protobuf bytes, which the receiver decodes the same way
+        // for gRPC and HTTP (and on replay).
+        let body = request.into_inner().encode_to_vec();
+        let live = Arc::clone(&self.live);
+        let answer = tokio::task::spawn_blocking(move || live.accept(&body, Encoding::Protobuf))
+            .await
+            .map_err(|e| Status::internal(format!("the request handler failed: {e}")))?;
+        match answer {
+            Ok(a) => Ok(Response::new(ExportTraceServiceResponse {
+                partial_success: (a.rejected > 0).then(|| ExportTracePartialSuccess {
+                    rejected_spans: a.rejected as i64,
+                    error_message: a.first_problem.unwrap_or_default(),
+                }),
+            })),
+            Err(Refusal::Invalid(m)) => Err(Status::invalid_argument(m)),
+            Err(Refusal::Busy { queued, limit }) => Err(unavailable_with_retry(format!(
+                "augur is busy: {queued} spans queued (limit {limit}, --queue-spans); retry later"
+            ))),
+            Err(Refusal::Failed(m)) => Err(Status::internal(m)),
+        }
+    }
+}
+
+/// UNAVAILABLE with a `google.rpc.RetryInfo` detail, which OTLP exporters honour as the delay
+/// before retrying.
+pub fn unavailable_with_retry(message: String) -> Status {
+    // google.protobuf.Duration { seconds = 1 }
+    let mut duration = Vec::new();
+    encode_key(1, WireType::Varint, &mut duration);
+    encode_varint(RETRY_AFTER_SECS, &mut duration);
+    // google.rpc.RetryInfo { retry_delay = 1 }
+    let mut retry_info = Vec::new();
+    encode_key(1, WireType::LengthDelimited, &mut retry_info);
+    encode_varint(duration.len() as u64, &mut retry_info);
+    retry_info.extend_from_slice(&duration);
+    // google.protobuf.Any { type_url = 1, value = 2 }
+    let type_url = b"type.googleapis.com/google.rpc.RetryInfo";
+    let mut any = Vec::new();
+    encode_key(1, WireType::LengthDelimited, &mut any);
+    encode_varint(type_url.len() as u64, &mut any);
+    any.extend_from_slice(type_url);
+    encode_key(2, WireType::LengthDelimited, &mut any);
+    encode_varint(retry_info.len() as u64, &mut any);
+    any.extend_from_slice(&retry_info);
+    // google.rpc.Status { code = 1, message = 2, details = 3 }
+    let mut status = Vec::new();
+    encode_key(1, WireType::Varint, &mut status);
+    encode_varint(Code::Unavailable as u64, &mut status);
+    encode_key(2, WireType::LengthDelimited, &mut status);
+    encode_varint(message.len() as u64, &mut status);
+    status.extend_from_slice(message.as_bytes());
+    encode_key(3, WireType::LengthDelimited, &mut status);
+    encode_varint(any.len() as u64, &mut status);
+    status.extend_from_slice(&any);
+    Status::with_details(Code::Unavailable, message, status.into())
+}
+
+/// Checks `authorization: Bearer TOKEN` when a token is set.
+#[derive(Clone)]
+pub struct Auth {
+    pub token: Option<Arc<String>>,
+}
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(token) = &self.token else {
+            return Ok(request);
+        };
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if super::bearer_matches(given, token) {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated(
+                "a bearer token is required (authorization: Bearer <token>)",
+            ))
+        }
+    }
+}

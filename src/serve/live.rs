@@ -1,0 +1,635 @@
+//! The live state behind `augur serve`: the write-ahead log and queue in front, the worker that
+//! folds spans into the model and the lake behind, and the snapshots that bound the log.
+//!
+//! ```text
+//! request ─► decode ─► room in queue? ─no─► refuse (retryable)
+//!                          │ yes
+//!                          ▼
+//!              WAL append (+ queue, in log order) ─► fdatasync (grouped) ─► acknowledge
+//!                          │
+//!   worker: queue ─► lake (Parquet parts) + model builder ─► every --trace-idle: fold quiet traces
+//!           every --snapshot-every, and on shutdown: rotate WAL (segment B closed) ─► apply all of
+//!           ≤ B ─► finish lake parts (fsync) ─► write snapshots/B {model.json, pending.pb} ─►
+//!           delete WAL ≤ B
+//! restart: newest snapshots/B ─► model + pending spans ─► drop unfinished lake parts ─►
+//!          replay WAL > B into lake and model
+//! ```
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use augur_ingest::lake::LakeWriter;
+use augur_ingest::live::{decode_body, encode_batch, Decoded, Encoding};
+use augur_ingest::wal::{self, Wal};
+use augur_ingest::SpanBatch;
+use augur_model::{Model, ModelBuilder};
+
+/// Record kinds in the log.
+const KIND_PROTOBUF: u8 = 1;
+const KIND_JSON: u8 = 2;
+
+fn kind_of(enc: Encoding) -> u8 {
+    match enc {
+        Encoding::Protobuf => KIND_PROTOBUF,
+        Encoding::Json => KIND_JSON,
+    }
+}
+
+fn encoding_of(kind: u8) -> Option<Encoding> {
+    match kind {
+        KIND_PROTOBUF => Some(Encoding::Protobuf),
+        KIND_JSON => Some(Encoding::Json),
+        _ => None,
+    }
+}
+
+/// Settings of the live state.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// Spans that may wait in the queue before requests are refused.
+    pub queue_spans: u64,
+    /// A trace with no new span for this long is folded into the model.
+    pub trace_idle: Duration,
+    /// How often the model is snapshotted (and the log truncated).
+    pub snapshot_every: Duration,
+    /// How often the model the API answers from is refreshed.
+    pub publish_every: Duration,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    pub spans_accepted: AtomicU64,
+    pub spans_rejected: AtomicU64,
+    pub requests_accepted: AtomicU64,
+    pub requests_refused: AtomicU64,
+    pub requests_invalid: AtomicU64,
+    pub queued_spans: AtomicU64,
+    pub snapshots: AtomicU64,
+    pub model_spans: AtomicU64,
+    pub model_operations: AtomicU64,
+    pub model_call_sites: AtomicU64,
+}
+
+/// The model the API answers from, refreshed by the worker.
+pub struct Published {
+    pub model: Model,
+    pub view: augur_model::View,
+}
+
+/// What an accepted request gives back.
+pub struct Accepted {
+    pub rejected: u64,
+    pub first_problem: Option<String>,
+}
+
+/// Why a request was not accepted.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The body is not an OTLP trace request.
+    Invalid(String),
+    /// The queue is full: retry later.
+    Busy { queued: u64, limit: u64 },
+    /// The log could not be written: nothing was acknowledged.
+    Failed(String),
+}
+
+enum Item {
+    Spans { segment: u64, batch: SpanBatch },
+    Shutdown,
+}
+
+/// The shared front: what request handlers use.
+pub struct Live {
+    wal: Wal,
+    tx: Mutex<Sender<Item>>,
+    pub counters: Counters,
+    pub opts: LiveOptions,
+    closing: AtomicBool,
+    published: RwLock<Arc<Published>>,
+    pub started: Instant,
+}
+
+impl Live {
+    /// Decodes, logs and queues one request; returns once it is durable.
+    pub fn accept(&self, body: &[u8], encoding: Encoding) -> Result<Accepted, Refusal> {
+        let decoded = match decode_body(body, encoding) {
+            Ok(d) => d,
+            Err(e) => {
+                self.counters
+                    .requests_invalid
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(Refusal::Invalid(e.to_string()));
+            }
+        };
+        self.accept_decoded(body, encoding, decoded)
+    }
+
+    fn accept_decoded(
+        &self,
+        body: &[u8],
+        encoding: Encoding,
+        decoded: Decoded,
+    ) -> Result<Accepted, Refusal> {
+        let n = decoded.batch.len() as u64;
+        let c = &self.counters;
+        c.spans_rejected
+            .fetch_add(decoded.rejected, Ordering::Relaxed);
+        let answer = Accepted {
+            rejected: decoded.rejected,
+            first_problem: decoded.first_problem,
+        };
+        if n == 0 {
+            c.requests_accepted.fetch_add(1, Ordering::Relaxed);
+            return Ok(answer);
+        }
+        // A request larger than the whole queue is still taken when the queue is empty, so a
+        // big batch is slow rather than refused for ever.
+        let queued = c.queued_spans.load(Ordering::Relaxed);
+        let limit = self.opts.queue_spans;
+        if self.closing.load(Ordering::Relaxed) || (queued > 0 && queued + n > limit) {
+            c.requests_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::Busy { queued, limit });
+        }
+        let batch = decoded.batch;
+        let (position, sent) = self
+            .wal
+            .append(kind_of(encoding), body, |segment| {
+                c.queued_spans.fetch_add(n, Ordering::Relaxed);
+                let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+                tx.send(Item::Spans { segment, batch }).is_ok()
+            })
+            .map_err(|e| Refusal::Failed(e.to_string()))?;
+        if !sent {
+            // The worker is gone (it failed): the record is in the log and will be replayed on
+            // restart, but this process can no longer apply it.
+            return Err(Refusal::Failed(
+                "the model worker stopped; the request is logged and will be applied on restart"
+                    .into(),
+            ));
+        }
+        self.wal
+            .sync(position)
+            .map_err(|e| Refusal::Failed(e.to_string()))?;
+        c.spans_accepted.fetch_add(n, Ordering::Relaxed);
+        c.requests_accepted.fetch_add(1, Ordering::Relaxed);
+        Ok(answer)
+    }
+
+    /// The model the API answers from.
+    pub fn published(&self) -> Arc<Published> {
+        Arc::clone(&self.published.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Stops accepting, lets the worker drain the queue and write a final snapshot.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = tx.send(Item::Shutdown);
+    }
+}
+
+/// Paths under the state directory.
+pub struct StatePaths {
+    pub root: PathBuf,
+    pub wal: PathBuf,
+    pub lake: PathBuf,
+    pub snapshots: PathBuf,
+    pub model: PathBuf,
+}
+
+impl StatePaths {
+    pub fn new(root: &Path) -> StatePaths {
+        StatePaths {
+            root: root.to_path_buf(),
+            wal: root.join("wal"),
+            lake: root.join("lake"),
+            snapshots: root.join("snapshots"),
+            model: root.join("model.json"),
+        }
+    }
+}
+
+/// What was recovered at start.
+pub struct Recovered {
+    pub snapshot: Option<u64>,
+    pub model_spans: u64,
+    pub pending_spans: usize,
+    pub replayed: wal::Replayed,
+    pub replayed_spans: u64,
+    pub unfinished_parts: usize,
+}
+
+struct Worker {
+    rx: Receiver<Item>,
+    live: Arc<Live>,
+    paths: StatePaths,
+    base: Model,
+    builder: ModelBuilder,
+    lake: Option<LakeWriter>,
+    dirty: bool,
+}
+
+/// Opens the state directory: recovers the model and lake, opens the log, starts the worker.
+/// Returns the shared front, the worker's handle and what was recovered.
+pub fn start(
+    root: &Path,
+    opts: LiveOptions,
+) -> Result<(Arc<Live>, std::thread::JoinHandle<Result<()>>, Recovered)> {
+    let paths = StatePaths::new(root);
+    let (mut base, mut builder, mut lake, rec) = recover(&paths)?;
+    let wal = Wal::open(&paths.wal)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let live = Arc::new(Live {
+        wal,
+        tx: Mutex::new(tx),
+        counters: Counters::default(),
+        opts,
+        closing: AtomicBool::new(false),
+        published: RwLock::new(Arc::new(Published {
+            model: empty_model(),
+            view: empty_model().view(),
+        })),
+        started: Instant::now(),
+    });
+    let mut worker = Worker {
+        rx,
+        live: Arc::clone(&live),
+        paths,
+        base: std::mem::replace(&mut base, empty_model()),
+        builder: std::mem::take(&mut builder),
+        lake: lake.take(),
+        dirty: true,
+    };
+    worker.publish();
+    let handle = std::thread::Builder::new()
+        .name("augur-model".into())
+        .spawn(move || worker.run())
+        .context("starting the model worker")?;
+    Ok((live, handle, rec))
+}
+
+fn empty_model() -> Model {
+    ModelBuilder::default().finish()
+}
+
+type RecoveredState = (Model, ModelBuilder, Option<LakeWriter>, Recovered);
+
+fn recover(paths: &StatePaths) -> Result<RecoveredState> {
+    std::fs::create_dir_all(&paths.snapshots)
+        .with_context(|| format!("creating {}", paths.snapshots.display()))?;
+    let snapshot = latest_snapshot(&paths.snapshots)?;
+    let mut builder = ModelBuilder::default();
+    let (base, after, pending_spans) = match &snapshot {
+        Some((b, dir)) => {
+            let model_path = dir.join("model.json");
+            let model = Model::load(&model_path)
+                .with_context(|| format!("reading the snapshot {}", dir.display()))?;
+            let pending_path = dir.join("pending.pb");
+            let bytes = std::fs::read(&pending_path)
+                .with_context(|| format!("reading {}", pending_path.display()))?;
+            let pending = decode_body(&bytes, Encoding::Protobuf)
+                .with_context(|| format!("reading {}", pending_path.display()))?;
+            let n = pending.batch.len();
+            builder.add_batch(&pending.batch);
+            (model, *b, n)
+        }
+        None => (empty_model(), 0, 0),
+    };
+    let unfinished_parts = augur_ingest::lake::remove_unfinished(&paths.lake)?;
+    let mut lake = LakeWriter::new(&paths.lake)?;
+    let mut replayed_spans = 0u64;
+    let replayed = wal::replay(&paths.wal, after, &mut |segment, kind, payload| {
+        let Some(enc) = encoding_of(kind) else {
+            tracing::warn!(segment, kind, "skipped a log record of an unknown kind");
+            return Ok(());
+        };
+        match decode_body(payload, enc) {
+            Ok(d) => {
+                replayed_spans += d.batch.len() as u64;
+                lake.append(&d.batch)?;
+                builder.add_batch(&d.batch);
+            }
+            // It decoded when it was accepted; a record that no longer does is damage.
+            Err(e) => tracing::warn!(segment, "skipped a log record that does not decode: {e}"),
+        }
+        Ok(())
+    })?;
+    Ok((
+        base.clone(),
+        builder,
+        Some(lake),
+        Recovered {
+            snapshot: snapshot.map(|(b, _)| b),
+            model_spans: base.quality.spans,
+            pending_spans,
+            replayed,
+            replayed_spans,
+            unfinished_parts,
+        },
+    ))
+}
+
+/// The newest complete snapshot: the highest-numbered directory `snapshots/<B>`.
+fn latest_snapshot(dir: &Path) -> Result<Option<(u64, PathBuf)>> {
+    let mut best: Option<(u64, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(b) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(x, _)| b > *x) {
+            best = Some((b, entry.path()));
+        }
+    }
+    Ok(best)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+impl Worker {
+    fn run(mut self) -> Result<()> {
+        let tick = Duration::from_millis(100);
+        let mut clock: VecDeque<(Instant, u64)> = VecDeque::new();
+        let mut last_snapshot = Instant::now();
+        let mut last_publish = Instant::now();
+        let result = loop {
+            match self.rx.recv_timeout(tick) {
+                Ok(Item::Spans { batch, .. }) => {
+                    if let Err(e) = self.apply(&batch) {
+                        break Err(e);
+                    }
+                }
+                Ok(Item::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    break self.shutdown();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let now = Instant::now();
+            if clock.back().is_none_or(|(t, _)| now - *t >= tick) {
+                clock.push_back((now, self.builder.seen()));
+            }
+            let mut quiet_since = None;
+            while let Some(&(t, seen)) = clock.front() {
+                if now - t < self.live.opts.trace_idle {
+                    break;
+                }
+                quiet_since = Some(seen);
+                clock.pop_front();
+            }
+            if let Some(seen) = quiet_since {
+                if self.builder.finish_idle(seen) > 0 {
+                    self.dirty = true;
+                }
+            }
+            if self.dirty && now - last_publish >= self.live.opts.publish_every {
+                self.publish();
+                last_publish = now;
+            }
+            if now - last_snapshot >= self.live.opts.snapshot_every {
+                if let Err(e) = self.snapshot() {
+                    break Err(e);
+                }
+                last_snapshot = Instant::now();
+            }
+        };
+        if let Err(e) = &result {
+            tracing::error!("the model worker stopped: {e:#}");
+        }
+        result
+    }
+
+    fn apply(&mut self, batch: &SpanBatch) -> Result<()> {
+        if let Some(lake) = &mut self.lake {
+            lake.append(batch)?;
+        }
+        self.builder.add_batch(batch);
+        self.live
+            .counters
+            .queued_spans
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn current_model(&self) -> Model {
+        let mut m = self.base.clone();
+        m.merge(&self.builder.model());
+        m
+    }
+
+    fn publish(&mut self) {
+        let model = self.current_model();
+        let c = &self.live.counters;
+        c.model_spans.store(model.quality.spans, Ordering::Relaxed);
+        c.model_operations
+            .store(model.operations.len() as u64, Ordering::Relaxed);
+        c.model_call_sites.store(
+            (model.calls.len() + model.unarrived.len()) as u64,
+            Ordering::Relaxed,
+        );
+        let view = model.view();
+        *self
+            .live
+            .published
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(Published { model, view });
+        self.dirty = false;
+    }
+
+    /// Drains what is queued and writes the final snapshot (traces still open stay open in it:
+    /// a restart resumes them).
+    fn shutdown(&mut self) -> Result<()> {
+        self.snapshot()?;
+        self.publish();
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<()> {
+        let closed = self.live.wal.rotate()?;
+        // Everything logged in segments up to `closed` was queued before the rotation.
+        let mut later = Vec::new();
+        loop {
+            match self.rx.try_recv() {
+                Ok(Item::Spans { segment, batch }) if segment <= closed => self.apply(&batch)?,
+                Ok(Item::Spans { segment, batch }) => {
+                    later.push(Item::Spans { segment, batch });
+                    break;
+                }
+                Ok(Item::Shutdown) => later.push(Item::Shutdown),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        if let Some(lake) = self.lake.take() {
+            lake.finish()?;
+        }
+        self.lake = Some(LakeWriter::new(&self.paths.lake)?);
+        let model = self.current_model();
+        let pending_batch = self.builder.pending();
+        let pending = encode_batch(&pending_batch);
+        let tmp = self.paths.snapshots.join(format!(".tmp-{closed}"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        let json = serde_json::to_vec(&model)?;
+        write_synced(&tmp.join("model.json"), &json)?;
+        write_synced(&tmp.join("pending.pb"), &pending)?;
+        wal::sync_dir(&tmp)?;
+        let fin = self.paths.snapshots.join(format!("{closed:020}"));
+        std::fs::rename(&tmp, &fin)
+            .with_context(|| format!("renaming the snapshot to {}", fin.display()))?;
+        wal::sync_dir(&self.paths.snapshots)?;
+        // Older snapshots and the log they needed are no longer needed.
+        for entry in std::fs::read_dir(&self.paths.snapshots)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_str().unwrap_or("");
+            if name.parse::<u64>().is_ok_and(|b| b < closed) {
+                std::fs::remove_dir_all(entry.path())?;
+            }
+        }
+        wal::remove_through(&self.paths.wal, closed)?;
+        // The user-facing copy, for `augur graph STATE/model.json` and the other commands: every
+        // span received so far, the open traces folded as they stand.
+        let mut everything = model.clone();
+        let mut open = ModelBuilder::default();
+        open.add_batch(&pending_batch);
+        everything.merge(&open.finish());
+        let tmp_model = self.paths.root.join(".model.json.tmp");
+        write_synced(&tmp_model, &serde_json::to_vec(&everything)?)?;
+        std::fs::rename(&tmp_model, &self.paths.model)?;
+        self.live.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            segment = closed,
+            spans = model.quality.spans,
+            "snapshot written"
+        );
+        // Put back what belongs after the snapshot: it is applied next.
+        for item in later {
+            match item {
+                Item::Spans { batch, .. } => self.apply(&batch)?,
+                Item::Shutdown => {
+                    let tx = self.live.tx.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = tx.send(Item::Shutdown);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> LiveOptions {
+        LiveOptions {
+            queue_spans: 5,
+            trace_idle: Duration::from_secs(3600),
+            snapshot_every: Duration::from_secs(3600),
+            publish_every: Duration::from_millis(10),
+        }
+    }
+
+    fn request(traces: u8) -> Vec<u8> {
+        let mut b = SpanBatch::new();
+        let svc = b.strings.intern("shop");
+        let name = b.strings.intern("GET /");
+        for t in 1..=traces {
+            b.spans.push(augur_ingest::Span {
+                trace_id: [t; 16],
+                span_id: [1; 8],
+                parent_span_id: None,
+                service: svc,
+                name,
+                kind: augur_ingest::SpanKind::Server,
+                start_ns: 1_700_000_000_000_000_000,
+                end_ns: 1_700_000_000_001_000_000,
+                status: augur_ingest::StatusCode::Ok,
+                peer: None,
+                http_route: None,
+                rpc_method: None,
+                error_type: None,
+                experiment: None,
+            });
+        }
+        encode_batch(&b)
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_garbage_is_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::new(dir.path());
+        let (tx, _rx) = std::sync::mpsc::channel();
+        // No worker: nothing leaves the queue.
+        let live = Live {
+            wal: Wal::open(&paths.wal).unwrap(),
+            tx: Mutex::new(tx),
+            counters: Counters::default(),
+            opts: opts(),
+            closing: AtomicBool::new(false),
+            published: RwLock::new(Arc::new(Published {
+                model: empty_model(),
+                view: empty_model().view(),
+            })),
+            started: Instant::now(),
+        };
+        assert!(live.accept(&request(4), Encoding::Protobuf).is_ok());
+        assert!(matches!(
+            live.accept(&request(2), Encoding::Protobuf),
+            Err(Refusal::Busy {
+                queued: 4,
+                limit: 5
+            })
+        ));
+        assert!(live.accept(&request(1), Encoding::Protobuf).is_ok());
+        assert!(matches!(
+            live.accept(b"\xff\xff", Encoding::Protobuf),
+            Err(Refusal::Invalid(_))
+        ));
+        assert_eq!(live.counters.requests_refused.load(Ordering::Relaxed), 1);
+        assert_eq!(live.counters.spans_accepted.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn acknowledged_spans_survive_a_crash_and_a_snapshot_truncates_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (live, _worker, rec) = start(dir.path(), opts()).unwrap();
+            assert!(rec.snapshot.is_none());
+            live.accept(&request(3), Encoding::Protobuf).unwrap();
+            // A crash: the worker is never told to stop, and nothing was snapshotted.
+            std::mem::forget(live);
+        }
+        let (live, worker, rec) = start(dir.path(), opts()).unwrap();
+        assert_eq!((rec.replayed.records, rec.replayed_spans), (1, 3));
+        live.accept(&request(2), Encoding::Protobuf).unwrap();
+        live.close();
+        worker.join().unwrap().unwrap();
+        let paths = StatePaths::new(dir.path());
+        assert_eq!(
+            wal::segments(&paths.wal).unwrap().len(),
+            1,
+            "older segments removed"
+        );
+        assert!(paths.model.exists());
+        let (_live, _w, rec) = start(dir.path(), opts()).unwrap();
+        assert!(rec.snapshot.is_some());
+        assert_eq!(rec.replayed.records, 0);
+        assert_eq!(rec.model_spans + rec.pending_spans as u64, 5);
+    }
+}

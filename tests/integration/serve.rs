@@ -1,0 +1,545 @@
+//! `augur serve`: a real server process, fed by real OTLP clients (a plain HTTP/1.1 client, a
+//! tonic gRPC client, and the OpenTelemetry Python SDK when `.ci/run` made its venv), then
+//! checked through its API, its state directory and the other commands.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use augur_ingest::live::encode_batch;
+use augur_ingest::{read_paths, ReadOptions};
+
+use crate::common::{augur, ok};
+
+/// A running `augur serve`.
+struct Server {
+    child: Child,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(state: &Path, extra: &[&str]) -> Server {
+        let mut child = augur()
+            .arg("serve")
+            .arg("--state")
+            .arg(state)
+            .args([
+                "--grpc",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--trace-idle",
+                "0.5",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("augur serve starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let log = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("augur serve: OTLP/gRPC on ") {
+                    let grpc = rest.split(',').next().unwrap_or("").to_string();
+                    let http = rest
+                        .split("http://")
+                        .nth(1)
+                        .and_then(|r| r.split(' ').next())
+                        .unwrap_or("")
+                        .to_string();
+                    let _ = tx.send((grpc, http));
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let Ok((grpc, http)) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!("augur serve did not start:\n{}", stderr.lock().unwrap());
+        };
+        Server {
+            child,
+            grpc: grpc.parse().unwrap(),
+            http: http.parse().unwrap(),
+            stderr,
+        }
+    }
+
+    /// SIGTERM, and waits for the graceful stop.
+    fn stop(mut self) -> String {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                let log = self.stderr.lock().unwrap().clone();
+                assert!(s.success(), "augur serve exited with {s}:\n{log}");
+                assert!(!log.contains("panicked"), "{log}");
+                return log;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "augur serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9.
+    fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let (s, _, b) = http(self.http, "GET", path, &[], &[]);
+        (s, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    fn post_json(&self, path: &str, body: &str) -> (u16, String) {
+        let (s, _, b) = http(
+            self.http,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        (s, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Waits until the model the API answers from holds `spans` spans.
+    fn wait_for_model_spans(&self, spans: u64) {
+        let started = Instant::now();
+        loop {
+            let (_, m) = self.get("/metrics");
+            if metric(&m, "augur_model_spans") == Some(spans as f64) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the model never reached {spans} spans; metrics:\n{m}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A minimal HTTP/1.1 client: one request per connection. Returns status, headers, body.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, raw[split + 4..].to_vec())
+}
+
+/// The shop's traces as protobuf export requests of about `per_request` spans each.
+fn requests(file: &Path, per_request: usize) -> (Vec<Vec<u8>>, u64) {
+    let opts = ReadOptions {
+        strict: true,
+        batch_size: per_request,
+    };
+    let mut out = Vec::new();
+    let mut spans = 0;
+    read_paths(&[file.to_path_buf()], &opts, &mut |b| {
+        spans += b.len() as u64;
+        // Readers batch by their own units (a JSON line is one batch), so split further.
+        for chunk in b.spans.chunks(per_request) {
+            out.push(encode_batch(&augur_ingest::SpanBatch {
+                spans: chunk.to_vec(),
+                strings: b.strings.clone(),
+            }));
+        }
+        Ok(())
+    })
+    .unwrap();
+    (out, spans)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn shop(dir: &Path, traces: &str) -> PathBuf {
+    let file = dir.join("shop.jsonl");
+    ok(&[
+        "generate",
+        "--world",
+        "shop",
+        "--traces",
+        traces,
+        "--seed",
+        "5",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    file
+}
+
+fn post_proto(
+    server: &Server,
+    body: &[u8],
+    gzipped: bool,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut headers = vec![("Content-Type", "application/x-protobuf")];
+    let body = if gzipped {
+        headers.push(("Content-Encoding", "gzip"));
+        gzip(body)
+    } else {
+        body.to_vec()
+    };
+    http(server.http, "POST", "/v1/traces", &headers, &body)
+}
+
+#[test]
+fn live_exports_build_the_model_learn_builds_and_the_api_answers_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = shop(dir.path(), "1500");
+    let state = dir.path().join("state");
+    let server = Server::start(&state, &[]);
+    let (bodies, spans) = requests(&file, 700);
+    for (i, body) in bodies.iter().enumerate() {
+        let (status, _, resp) = post_proto(&server, body, i % 2 == 1);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+        // A full success is an empty ExportTraceServiceResponse.
+        assert!(resp.is_empty(), "no partial success expected");
+    }
+    // A JSON request with one good and one bad span: partial success, in JSON.
+    let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"extra"}}]},"scopeSpans":[{"spans":[
+        {"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"GET /x","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000001000000"},
+        {"traceId":"","spanId":"b7ad6b7169203332","name":"bad"}]}]}]}"#;
+    let (status, body) = server.post_json("/v1/traces", json);
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["partialSuccess"]["rejectedSpans"], "1", "{body}");
+    let spans = spans + 1;
+
+    server.wait_for_model_spans(spans);
+    let (status, graph) = server.get("/api/graph");
+    assert_eq!(status, 200);
+    let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();
+    assert!(
+        graph["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == "payment Charge"),
+        "{graph}"
+    );
+
+    let (status, sim) = server.post_json(
+        "/api/simulate",
+        r#"{"faults":["payment:down"],"requests":500,"samples":4}"#,
+    );
+    assert_eq!(status, 200, "{sim}");
+    let sim: serde_json::Value = serde_json::from_str(&sim).unwrap();
+    assert_eq!(sim["faults"][0], "payment:down");
+    assert!(sim["endpoints"][0]["predicted"]["error_rate"]["hi"].is_number());
+    let (status, err) = server.post_json("/api/simulate", r#"{"faults":["paymnt:down"]}"#);
+    assert_eq!(status, 400);
+    assert!(err.contains("did you mean payment"), "{err}");
+    let (status, rec) =
+        server.get("/api/recommendations?top=2&scope=service&requests=300&samples=4");
+    assert_eq!(status, 200, "{rec}");
+    let rec: serde_json::Value = serde_json::from_str(&rec).unwrap();
+    assert_eq!(rec["experiments"].as_array().unwrap().len(), 2);
+    let (status, value) = server.post_json(
+        "/api/value",
+        r#"{"fault":"payment:error=0.5","requests":300,"samples":4}"#,
+    );
+    assert_eq!(status, 200, "{value}");
+    assert!(serde_json::from_str::<serde_json::Value>(&value).unwrap()["value_bits"].is_number());
+    assert_eq!(server.get("/api/ledger").0, 501);
+    assert_eq!(server.get("/api/nothing").0, 404);
+    let (_, metrics) = server.get("/metrics");
+    assert_eq!(
+        metric(&metrics, "augur_spans_received_total"),
+        Some(spans as f64)
+    );
+    assert_eq!(metric(&metrics, "augur_spans_rejected_total"), Some(1.0));
+    assert!(metrics.contains("augur_http_request_duration_seconds_bucket{route=\"/api/simulate\""));
+
+    let log = server.stop();
+    assert!(log.contains("stopped"), "{log}");
+    // The model kept in the state directory is the model `augur learn` makes of the same spans.
+    let extra = dir.path().join("extra.json");
+    std::fs::write(&extra, json).unwrap();
+    let learned = dir.path().join("learned.json");
+    ok(&[
+        "learn",
+        file.to_str().unwrap(),
+        extra.to_str().unwrap(),
+        "--out",
+        learned.to_str().unwrap(),
+    ]);
+    let load = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    assert_eq!(load(&state.join("model.json")), load(&learned));
+    // And the lake holds every accepted span.
+    let from_lake = dir.path().join("lake.json");
+    ok(&[
+        "learn",
+        state.join("lake").to_str().unwrap(),
+        "--out",
+        from_lake.to_str().unwrap(),
+    ]);
+    assert_eq!(load(&from_lake), load(&learned));
+}
+
+#[test]
+fn acknowledged_spans_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = shop(dir.path(), "400");
+    let state = dir.path().join("state");
+    let (bodies, spans) = requests(&file, 300);
+    let server = Server::start(&state, &["--snapshot-every", "3600"]);
+    let (first, second) = bodies.split_at(bodies.len() / 2);
+    for body in first {
+        assert_eq!(post_proto(&server, body, false).0, 200);
+    }
+    // Killed right after the last acknowledgement: no snapshot was ever written.
+    server.crash();
+    let server = Server::start(&state, &[]);
+    for body in second {
+        assert_eq!(post_proto(&server, body, false).0, 200);
+    }
+    server.wait_for_model_spans(spans);
+    let log = server.stop();
+    assert!(log.contains("replayed"), "{log}");
+    let learned = dir.path().join("learned.json");
+    ok(&[
+        "learn",
+        file.to_str().unwrap(),
+        "--out",
+        learned.to_str().unwrap(),
+    ]);
+    let from_lake = dir.path().join("lake.json");
+    ok(&[
+        "learn",
+        state.join("lake").to_str().unwrap(),
+        "--out",
+        from_lake.to_str().unwrap(),
+    ]);
+    let load = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    assert_eq!(load(&state.join("model.json")), load(&learned), "model");
+    assert_eq!(load(&from_lake), load(&learned), "lake: every span once");
+    // A second server on the same state directory is refused while the first runs.
+    let server = Server::start(&state, &[]);
+    let out = augur()
+        .args([
+            "serve",
+            "--state",
+            state.to_str().unwrap(),
+            "--grpc",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another augur serve"));
+    server.stop();
+}
+
+#[test]
+fn grpc_exports_from_a_tonic_client_and_bearer_tokens() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = shop(dir.path(), "200");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let state = dir.path().join("state");
+    let server = Server::start(
+        &state,
+        &[
+            "--token-file",
+            token.to_str().unwrap(),
+            "--max-message-bytes",
+            "200000",
+        ],
+    );
+    let (bodies, spans) = requests(&file, 100);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let endpoint = format!("http://{}", server.grpc);
+    rt.block_on(async {
+        let mut client = TraceServiceClient::connect(endpoint.clone()).await.unwrap();
+        let req = ExportTraceServiceRequest::decode(&bodies[0][..]).unwrap();
+        let denied = client.export(req.clone()).await.unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::Unauthenticated);
+        for body in &bodies {
+            let mut req =
+                tonic::Request::new(ExportTraceServiceRequest::decode(&body[..]).unwrap());
+            req.metadata_mut()
+                .insert("authorization", "Bearer s3cret-token".parse().unwrap());
+            let resp = client.export(req).await.unwrap().into_inner();
+            assert!(resp.partial_success.is_none());
+        }
+        // Larger than --max-message-bytes: refused with a clear status.
+        let all = ExportTraceServiceRequest {
+            resource_spans: bodies
+                .iter()
+                .flat_map(|b| {
+                    ExportTraceServiceRequest::decode(&b[..])
+                        .unwrap()
+                        .resource_spans
+                })
+                .collect(),
+        };
+        let mut req = tonic::Request::new(all);
+        req.metadata_mut()
+            .insert("authorization", "Bearer s3cret-token".parse().unwrap());
+        let too_big = client.export(req).await.unwrap_err();
+        assert_eq!(too_big.code(), tonic::Code::OutOfRange, "{too_big:?}");
+    });
+    // HTTP needs the token too, except /healthz.
+    assert_eq!(server.get("/healthz").0, 200);
+    assert_eq!(server.get("/api/graph").0, 401);
+    let (status, _, _) = http(
+        server.http,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer s3cret-token")],
+        &[],
+    );
+    assert_eq!(status, 200);
+    let (status, _, body) = http(
+        server.http,
+        "POST",
+        "/v1/traces",
+        &[
+            ("Authorization", "Bearer s3cret-token"),
+            ("Content-Type", "application/x-protobuf"),
+        ],
+        &vec![0u8; 300_000],
+    );
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = http(
+        server.http,
+        "POST",
+        "/v1/traces",
+        &[
+            ("Authorization", "Bearer s3cret-token"),
+            ("Content-Type", "application/x-protobuf"),
+        ],
+        b"\xff\xff\xff",
+    );
+    assert_eq!(status, 400);
+    let log = server.stop();
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("model.json")).unwrap()).unwrap();
+    assert_eq!(model["quality"]["spans"], spans, "{log}");
+}
+
+/// The OpenTelemetry Python SDK's own OTLP exporters (gRPC and HTTP/protobuf) against a running
+/// server. Needs AUGUR_OTEL_PYTHON: a Python with opentelemetry-sdk and both exporters (`.ci/run`
+/// makes that venv and sets it).
+#[test]
+fn the_opentelemetry_python_sdk_exports_to_augur() {
+    let Ok(python) = std::env::var("AUGUR_OTEL_PYTHON") else {
+        eprintln!("SKIPPED: AUGUR_OTEL_PYTHON is not set (a Python with the OpenTelemetry SDK and OTLP exporters; .ci/run makes one)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let server = Server::start(&state, &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/otel_export.py");
+    for (protocol, endpoint) in [
+        ("grpc", format!("http://{}", server.grpc)),
+        ("http", format!("http://{}/v1/traces", server.http)),
+    ] {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .args([protocol, &endpoint, "20"])
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "the {protocol} exporter failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // 20 requests × 3 spans, by each exporter.
+    server.wait_for_model_spans(120);
+    let (_, graph) = server.get("/api/graph");
+    let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();
+    let edges = graph["edges"].as_array().unwrap();
+    for protocol in ["grpc", "http"] {
+        let from = format!("py-frontend-{protocol} GET /checkout");
+        let to = format!("py-payment-{protocol} Charge");
+        let edge = edges
+            .iter()
+            .find(|e| e["from"] == from.as_str() && e["to"] == to.as_str())
+            .unwrap_or_else(|| panic!("no edge {from} -> {to} in {graph}"));
+        assert_eq!(edge["calls"], 20, "{edge}");
+    }
+    server.stop();
+}
