@@ -73,39 +73,54 @@ impl LakeWriter {
 
     /// Appends a batch, splitting it by hour.
     pub fn append(&mut self, batch: &SpanBatch) -> Result<(), IngestError> {
-        let mut by_hour: BTreeMap<String, Vec<Span>> = BTreeMap::new();
-        for s in &batch.spans {
-            by_hour.entry(hour_of(s.start_ns)).or_default().push(*s);
+        const HOUR_NS: i64 = 3_600_000_000_000;
+        let hour_index = |s: &Span| s.start_ns.div_euclid(HOUR_NS);
+        // Usually every span of a batch is in one hour: no split, no copy.
+        let first = batch.spans.first().map(hour_index);
+        if let Some(h) = first {
+            if batch.spans.iter().all(|s| hour_index(s) == h) {
+                return self.append_hour(&hour_of(h * HOUR_NS), batch);
+            }
         }
-        for (hour, spans) in by_hour {
-            self.tick += 1;
-            if !self.open.contains_key(&hour) {
-                if self.open.len() >= MAX_OPEN_PARTITIONS {
-                    self.close_oldest()?;
-                }
-                let part_dir = self.dir.join(format!("hour={hour}"));
-                std::fs::create_dir_all(&part_dir).map_err(|e| IngestError::io(&part_dir, e))?;
-                let name = unique_part_name();
-                let tmp = part_dir.join(format!(".{name}.tmp"));
-                let writer = ParquetSpanWriter::create_new(&tmp)?;
-                self.open.insert(
-                    hour.clone(),
-                    Open {
-                        writer,
-                        tmp,
-                        last_used: 0,
-                    },
-                );
+        let mut by_hour: BTreeMap<i64, Vec<Span>> = BTreeMap::new();
+        for s in &batch.spans {
+            by_hour.entry(hour_index(s)).or_default().push(*s);
+        }
+        for (h, spans) in by_hour {
+            let part = SpanBatch {
+                spans,
+                strings: batch.strings.clone(),
+            };
+            self.append_hour(&hour_of(h * HOUR_NS), &part)?;
+        }
+        Ok(())
+    }
+
+    /// Appends spans that all start in `hour`.
+    fn append_hour(&mut self, hour: &str, part: &SpanBatch) -> Result<(), IngestError> {
+        self.tick += 1;
+        if !self.open.contains_key(hour) {
+            if self.open.len() >= MAX_OPEN_PARTITIONS {
+                self.close_oldest()?;
             }
-            if let Some(open) = self.open.get_mut(&hour) {
-                open.last_used = self.tick;
-                self.rows += spans.len() as u64;
-                let part = SpanBatch {
-                    spans,
-                    strings: batch.strings.clone(),
-                };
-                open.writer.write(&part)?;
-            }
+            let part_dir = self.dir.join(format!("hour={hour}"));
+            std::fs::create_dir_all(&part_dir).map_err(|e| IngestError::io(&part_dir, e))?;
+            let name = unique_part_name();
+            let tmp = part_dir.join(format!(".{name}.tmp"));
+            let writer = ParquetSpanWriter::create_new(&tmp)?;
+            self.open.insert(
+                hour.to_string(),
+                Open {
+                    writer,
+                    tmp,
+                    last_used: 0,
+                },
+            );
+        }
+        if let Some(open) = self.open.get_mut(hour) {
+            open.last_used = self.tick;
+            self.rows += part.spans.len() as u64;
+            open.writer.write(part)?;
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::read::{Ctx, Format};
 use crate::schema::span_table_schema;
@@ -278,8 +279,22 @@ impl ParquetSpanWriter {
             .map_err(|e| IngestError::io(path, e))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-            .set_max_row_group_row_count(Some(256 * 1024))
-            .build();
+            .set_max_row_group_row_count(Some(256 * 1024));
+        // Ids and times are (nearly) unique per span: a dictionary for them is pure cost (its
+        // hashing and comparing was a quarter of lake writing, perf 2026-11-25); zstd still
+        // compresses a trace id's repeats.
+        let props = [
+            "trace_id",
+            "span_id",
+            "parent_span_id",
+            "start_ns",
+            "end_ns",
+        ]
+        .into_iter()
+        .fold(props, |p, c| {
+            p.set_column_dictionary_enabled(ColumnPath::from(c), false)
+        })
+        .build();
         let writer = ArrowWriter::try_new(file, span_table_schema(), Some(props)).map_err(|e| {
             IngestError::Write {
                 path: path.to_path_buf(),

@@ -7,7 +7,9 @@
 //!                          ▼
 //!              WAL append (+ queue, in log order) ─► fdatasync (grouped) ─► acknowledge
 //!                          │
-//!   worker: queue ─► lake (Parquet parts) + model builder ─► every --trace-idle: fold quiet traces
+//!   worker: queue ─► model builder ─► every --trace-idle: fold quiet traces
+//!             └─► lake thread: Parquet parts (writing Parquet costs more than the model, so the
+//!                 two run on their own threads)
 //!           every --snapshot-every, and on shutdown: rotate WAL (segment B closed) ─► apply all of
 //!           ≤ B ─► finish lake parts (fsync) ─► write snapshots/B {model.json, pending.pb} ─►
 //!           delete WAL ≤ B
@@ -233,7 +235,7 @@ struct Worker {
     paths: StatePaths,
     base: Model,
     builder: ModelBuilder,
-    lake: Option<LakeWriter>,
+    lake: Lake,
     dirty: bool,
 }
 
@@ -244,7 +246,8 @@ pub fn start(
     opts: LiveOptions,
 ) -> Result<(Arc<Live>, std::thread::JoinHandle<Result<()>>, Recovered)> {
     let paths = StatePaths::new(root);
-    let (mut base, mut builder, mut lake, rec) = recover(&paths)?;
+    let (mut base, mut builder, lake, rec) = recover(&paths)?;
+    let paths_lake = paths.lake.clone();
     let wal = Wal::open(&paths.wal)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let live = Arc::new(Live {
@@ -265,7 +268,7 @@ pub fn start(
         paths,
         base: std::mem::replace(&mut base, empty_model()),
         builder: std::mem::take(&mut builder),
-        lake: lake.take(),
+        lake: Lake::start(lake, paths_lake)?,
         dirty: true,
     };
     worker.publish();
@@ -280,7 +283,7 @@ fn empty_model() -> Model {
     ModelBuilder::default().finish()
 }
 
-type RecoveredState = (Model, ModelBuilder, Option<LakeWriter>, Recovered);
+type RecoveredState = (Model, ModelBuilder, LakeWriter, Recovered);
 
 fn recover(paths: &StatePaths) -> Result<RecoveredState> {
     std::fs::create_dir_all(&paths.snapshots)
@@ -325,7 +328,7 @@ fn recover(paths: &StatePaths) -> Result<RecoveredState> {
     Ok((
         base.clone(),
         builder,
-        Some(lake),
+        lake,
         Recovered {
             snapshot: snapshot.map(|(b, _)| b),
             model_spans: base.quality.spans,
@@ -353,6 +356,78 @@ fn latest_snapshot(dir: &Path) -> Result<Option<(u64, PathBuf)>> {
     Ok(best)
 }
 
+enum LakeMsg {
+    Batch(Arc<SpanBatch>),
+    /// Finish the open parts (durable, visible) and start new ones; answer when done.
+    Finish(std::sync::mpsc::Sender<Result<()>>),
+}
+
+/// The lake writer, on its own thread.
+struct Lake {
+    tx: std::sync::mpsc::SyncSender<LakeMsg>,
+}
+
+impl Lake {
+    fn start(mut writer: LakeWriter, dir: PathBuf) -> Result<Lake> {
+        // A few batches in flight: enough to overlap with the model, bounded in memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<LakeMsg>(8);
+        std::thread::Builder::new()
+            .name("augur-lake".into())
+            .spawn(move || {
+                let mut failed: Option<String> = None;
+                for msg in rx {
+                    match msg {
+                        LakeMsg::Batch(b) => {
+                            if failed.is_none() {
+                                if let Err(e) = writer.append(&b) {
+                                    failed = Some(e.to_string());
+                                }
+                            }
+                        }
+                        LakeMsg::Finish(reply) => {
+                            let result = match failed.take() {
+                                Some(e) => Err(anyhow::anyhow!("writing the lake: {e}")),
+                                None => {
+                                    let old = std::mem::replace(
+                                        &mut writer,
+                                        match LakeWriter::new(&dir) {
+                                            Ok(w) => w,
+                                            Err(e) => {
+                                                let _ = reply.send(Err(e.into()));
+                                                return;
+                                            }
+                                        },
+                                    );
+                                    old.finish().map(|_| ()).map_err(anyhow::Error::from)
+                                }
+                            };
+                            let _ = reply.send(result);
+                        }
+                    }
+                }
+            })
+            .context("starting the lake writer")?;
+        Ok(Lake { tx })
+    }
+
+    fn append(&self, batch: Arc<SpanBatch>) -> Result<()> {
+        self.tx
+            .send(LakeMsg::Batch(batch))
+            .map_err(|_| anyhow::anyhow!("the lake writer stopped"))
+    }
+
+    /// Everything sent so far is in finished, durable parts when this returns.
+    fn finish_parts(&self) -> Result<()> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.tx
+            .send(LakeMsg::Finish(reply))
+            .map_err(|_| anyhow::anyhow!("the lake writer stopped"))?;
+        answer
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the lake writer stopped"))?
+    }
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     f.write_all(bytes)
@@ -369,7 +444,7 @@ impl Worker {
         let result = loop {
             match self.rx.recv_timeout(tick) {
                 Ok(Item::Spans { batch, .. }) => {
-                    if let Err(e) = self.apply(&batch) {
+                    if let Err(e) = self.apply(batch) {
                         break Err(e);
                     }
                 }
@@ -412,11 +487,10 @@ impl Worker {
         result
     }
 
-    fn apply(&mut self, batch: &SpanBatch) -> Result<()> {
-        if let Some(lake) = &mut self.lake {
-            lake.append(batch)?;
-        }
-        self.builder.add_batch(batch);
+    fn apply(&mut self, batch: SpanBatch) -> Result<()> {
+        let batch = Arc::new(batch);
+        self.lake.append(Arc::clone(&batch))?;
+        self.builder.add_batch(&batch);
         self.live
             .counters
             .queued_spans
@@ -464,7 +538,7 @@ impl Worker {
         let mut later = Vec::new();
         loop {
             match self.rx.try_recv() {
-                Ok(Item::Spans { segment, batch }) if segment <= closed => self.apply(&batch)?,
+                Ok(Item::Spans { segment, batch }) if segment <= closed => self.apply(batch)?,
                 Ok(Item::Spans { segment, batch }) => {
                     later.push(Item::Spans { segment, batch });
                     break;
@@ -473,10 +547,7 @@ impl Worker {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        if let Some(lake) = self.lake.take() {
-            lake.finish()?;
-        }
-        self.lake = Some(LakeWriter::new(&self.paths.lake)?);
+        self.lake.finish_parts()?;
         let model = self.current_model();
         let pending_batch = self.builder.pending();
         let pending = encode_batch(&pending_batch);
@@ -521,7 +592,7 @@ impl Worker {
         // Put back what belongs after the snapshot: it is applied next.
         for item in later {
             match item {
-                Item::Spans { batch, .. } => self.apply(&batch)?,
+                Item::Spans { batch, .. } => self.apply(batch)?,
                 Item::Shutdown => {
                     let tx = self.live.tx.lock().unwrap_or_else(|p| p.into_inner());
                     let _ = tx.send(Item::Shutdown);
