@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::future::IntoFuture;
+
 use anyhow::{bail, Context, Result};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
 use tonic::codec::CompressionEncoding;
@@ -48,6 +50,117 @@ pub struct ServeArgs {
     /// Seconds between model snapshots (each also truncates the write-ahead log).
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     pub snapshot_every: f64,
+    /// Serve both listeners over TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The certificate chain and key of `--tls-cert/--tls-key`, read and checked.
+struct Tls {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+fn load_tls(cert: &Path, key: &Path) -> Result<Tls> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert_pem = std::fs::read(cert)
+        .with_context(|| format!("reading the certificate {}", cert.display()))?;
+    let key_pem =
+        std::fs::read(key).with_context(|| format!("reading the private key {}", key.display()))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate chain: {e}", cert.display()))?;
+    if chain.is_empty() {
+        bail!("{}: no certificate in it (expected PEM)", cert.display());
+    }
+    let private = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| anyhow::anyhow!("{}: not a PEM private key: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .with_context(|| {
+            format!(
+                "{} and {} do not make a usable TLS identity",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    let mut config = config;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Tls {
+        cert_pem,
+        key_pem,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    })
+}
+
+/// An axum listener that completes TLS handshakes off the accept path (a slow or broken client
+/// cannot hold up the others) and hands over only the connections that finished theirs.
+struct TlsListener {
+    rx: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    addr: SocketAddr,
+}
+
+/// How long a client gets to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl TlsListener {
+    fn new(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> Result<Self> {
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("accepting a connection failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { rx, addr })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The accept loop never ends while the listener lives.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
 }
 
 /// True when `given` (an `Authorization` value) is `Bearer <token>`, compared in constant time.
@@ -121,6 +234,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         snapshot_every: seconds("--snapshot-every", args.snapshot_every)?,
         publish_every: Duration::from_secs(1),
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(load_tls(c, k)?),
+        _ => None,
+    };
     let _lock = lock_state(&args.state)?;
     let (live, worker, rec) = live::start(&args.state, opts)?;
     if rec.unfinished_parts > 0 {
@@ -150,7 +267,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let served = runtime.block_on(serve(&args, Arc::clone(&live), token, intents));
+    let served = runtime.block_on(serve(&args, Arc::clone(&live), token, intents, tls));
     // Connections still open after the grace period are closed here.
     runtime.shutdown_timeout(Duration::from_secs(1));
     // Whatever happened to the listeners, drain the queue and snapshot.
@@ -172,6 +289,7 @@ async fn serve(
     live: Arc<live::Live>,
     token: Option<Arc<String>>,
     intents: Option<String>,
+    tls: Option<Tls>,
 ) -> Result<()> {
     let grpc_listener = tokio::net::TcpListener::bind(args.grpc)
         .await
@@ -182,9 +300,19 @@ async fn serve(
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     if !grpc_addr.ip().is_loopback() || !http_addr.ip().is_loopback() {
-        tracing::warn!("listening beyond loopback; set --token-file to require a token");
+        if token.is_none() {
+            tracing::warn!("listening beyond loopback without --token-file: anyone who can reach it may send spans and query");
+        }
+        if tls.is_none() {
+            tracing::warn!("listening beyond loopback without TLS (--tls-cert/--tls-key)");
+        }
     }
-    eprintln!("augur serve: OTLP/gRPC on {grpc_addr}, OTLP/HTTP and the API on http://{http_addr} (state in {})", args.state.display());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!(
+        "augur serve: OTLP/gRPC{} on {grpc_addr}, OTLP/HTTP and the API on {scheme}://{http_addr} (state in {})",
+        if tls.is_some() { " (TLS)" } else { "" },
+        args.state.display()
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = TraceServiceServer::new(grpc::Otlp {
@@ -200,11 +328,20 @@ async fn serve(
         },
     );
     let mut grpc_stop = stop_rx.clone();
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(tokio_stream_from(grpc_listener), async move {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(
+                tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+            ))
+            .context("configuring TLS for gRPC")?;
+    }
+    let grpc_server = builder.add_service(service).serve_with_incoming_shutdown(
+        tokio_stream_from(grpc_listener),
+        async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
-        });
+        },
+    );
     let app = Arc::new(http::App {
         live: Arc::clone(&live),
         token,
@@ -214,11 +351,28 @@ async fn serve(
     });
     let router = axum::Router::new().fallback(http::handle).with_state(app);
     let mut http_stop = stop_rx.clone();
-    let http_server = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+    let http_stopped = async move {
         let _ = http_stop.wait_for(|s| *s).await;
-    });
+    };
+    let http_server: std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>,
+    > = match &tls {
+        Some(tls) => {
+            let listener = TlsListener::new(http_listener, tls.acceptor.clone())?;
+            Box::pin(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(http_stopped)
+                    .into_future(),
+            )
+        }
+        None => Box::pin(
+            axum::serve(http_listener, router)
+                .with_graceful_shutdown(http_stopped)
+                .into_future(),
+        ),
+    };
     let mut grpc_task = tokio::spawn(grpc_server);
-    let mut http_task = tokio::spawn(async move { http_server.await });
+    let mut http_task = tokio::spawn(http_server);
     // Run until a signal, or until a listener fails.
     let early = tokio::select! {
         _ = wait_for_signal() => None,

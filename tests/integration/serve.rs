@@ -47,10 +47,11 @@ impl Server {
         let log = Arc::clone(&stderr);
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("augur serve: OTLP/gRPC on ") {
+                if let Some(rest) = line.strip_prefix("augur serve: OTLP/gRPC") {
+                    let rest = rest.trim_start_matches(" (TLS)").trim_start_matches(" on ");
                     let grpc = rest.split(',').next().unwrap_or("").to_string();
                     let http = rest
-                        .split("http://")
+                        .split("://")
                         .nth(1)
                         .and_then(|r| r.split(' ').next())
                         .unwrap_or("")
@@ -542,4 +543,113 @@ fn the_opentelemetry_python_sdk_exports_to_augur() {
         assert_eq!(edge["calls"], 20, "{edge}");
     }
     server.stop();
+}
+
+#[test]
+fn tls_on_both_listeners() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = shop(dir.path(), "50");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    // A key that is not one is a clear error at start.
+    let bad = augur()
+        .args([
+            "serve",
+            "--state",
+            dir.path().join("s0").to_str().unwrap(),
+            "--tls-cert",
+        ])
+        .arg(&cert_path)
+        .arg("--tls-key")
+        .arg(&cert_path)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a PEM private key"));
+
+    let state = dir.path().join("state");
+    let server = Server::start(
+        &state,
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let (bodies, spans) = requests(&file, 400);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(cert.pem()))
+            .domain_name("localhost");
+        let channel = tonic::transport::Channel::from_shared(format!("https://{}", server.grpc))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = TraceServiceClient::new(channel);
+        for body in &bodies {
+            client
+                .export(ExportTraceServiceRequest::decode(&body[..]).unwrap())
+                .await
+                .unwrap();
+        }
+        // Plain text to a TLS listener does not get through.
+        let plain = TraceServiceClient::connect(format!("http://{}", server.grpc)).await;
+        if let Ok(mut c) = plain {
+            let req = ExportTraceServiceRequest::decode(&bodies[0][..]).unwrap();
+            assert!(c.export(req).await.is_err());
+        }
+        // HTTPS to the API, trusting only our certificate.
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(server.http).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    });
+    // Plain HTTP to the TLS listener gets no HTTP answer.
+    let mut s = TcpStream::connect(server.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(!String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
+    server.stop();
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("model.json")).unwrap()).unwrap();
+    assert_eq!(model["quality"]["spans"], spans);
 }
