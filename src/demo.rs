@@ -62,6 +62,7 @@ pub(crate) struct GenerateArgs {
     pub traces: usize,
     pub seed: u64,
     pub fault: Option<String>,
+    pub start_offset: f64,
     pub format: OutFormat,
     pub out: PathBuf,
     pub truth: Option<PathBuf>,
@@ -103,7 +104,20 @@ pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
         .map(str::parse::<Fault>)
         .transpose()
         .context("--fault")?;
-    let truth = write_traces(&world, a.seed, a.traces, fault, a.format.into(), &a.out)?;
+    if !a.start_offset.is_finite() || a.start_offset < 0.0 {
+        bail!("--start-offset is a number of seconds (>= 0)");
+    }
+    let file = File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let truth = augur_datasets::write_world_from(
+        &world,
+        a.seed,
+        a.traces,
+        fault,
+        a.format.into(),
+        BufWriter::new(file),
+        (a.start_offset * 1e9) as i64,
+    )
+    .with_context(|| format!("writing {}", a.out.display()))?;
     if let Some(path) = &a.truth {
         let text = serde_json::to_string_pretty(&truth)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -251,6 +251,49 @@ enum Command {
     /// /api/recommendations?top=K&scope=.., POST /api/value {"fault":".."}, GET /healthz,
     /// GET /metrics (Prometheus). See docs/SERVE.md.
     Serve(serve::ServeArgs),
+    /// Check the model against past experiments: for each, learn from the fault-free traffic
+    /// before it, predict its effect, and compare with what the traces recorded during it.
+    ///
+    /// LABELS is a JSON or TOML list of experiments (target, kind: down|error|latency|cpu|
+    /// return|exception, start, end or duration, optional magnitude and id) or the TrainTicket
+    /// (Nezha) fault list. Where the magnitude is not given it is measured at the target during
+    /// the window (the delay added to it, or its self-time factor). Per experiment and overall:
+    /// Spearman correlation of predicted and observed latency changes across operations, mean
+    /// |log2 predicted − log2 observed| p50 and p99 ratio, 90% interval coverage, and the same
+    /// scores for the naive "every upstream service slowed by the full delay". See
+    /// docs/ACCURACY.md.
+    Backtest {
+        /// Trace files or directories holding the experiments' windows and the traffic around
+        /// them (traces outside every window and before an experiment are its baseline).
+        #[arg(long, required = true, num_args = 1.., value_name = "PATHS")]
+        traces: Vec<PathBuf>,
+        /// The past experiments (JSON or TOML list, or the TrainTicket fault_list.json).
+        #[arg(long, value_name = "LABELS")]
+        experiments: PathBuf,
+        /// Fault-free traffic usable as every experiment's baseline, whatever its time.
+        #[arg(long, num_args = 1.., value_name = "PATHS")]
+        baseline: Vec<PathBuf>,
+        /// Operations seen fewer times than this before or during an experiment are not scored.
+        #[arg(long, default_value_t = 20)]
+        min_invocations: u64,
+        /// Requests simulated per posterior draw.
+        #[arg(long, default_value_t = 4_000)]
+        requests: usize,
+        /// Posterior draws.
+        #[arg(long, default_value_t = 32)]
+        samples: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write an HTML report (table and predicted-vs-observed plot) here.
+        #[arg(long, value_name = "FILE.html")]
+        report: Option<PathBuf>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Run every stage on a built-in demo shop: generate its traces, learn, show what was learned
     /// and check it against the demo's known truth.
     Demo {
@@ -281,6 +324,10 @@ enum Command {
         /// A fault to inject, e.g. `payment:down`, `payment:error=0.3`, `payment:latency=+500ms`.
         #[arg(long)]
         fault: Option<String>,
+        /// Start the traces this many seconds after the world's base time (2026-11-01 00:00
+        /// UTC), e.g. to make an experiment's window after normal traffic for `augur backtest`.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+        start_offset: f64,
         /// Output format.
         #[arg(long, value_enum, default_value_t = demo::OutFormat::OtlpJsonl)]
         format: demo::OutFormat,
@@ -616,6 +663,56 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Serve(args) => serve::run(args),
+        Command::Backtest {
+            traces,
+            experiments,
+            baseline,
+            min_invocations,
+            requests,
+            samples,
+            seed,
+            json,
+            report,
+            read,
+        } => {
+            check_sim_options(requests, samples).map_err(|m| anyhow::anyhow!("--{m}"))?;
+            let text = std::fs::read_to_string(&experiments)
+                .with_context(|| format!("reading {}", experiments.display()))?;
+            let labels = augur_simulator::backtest::parse_labels(&text)
+                .map_err(|m| anyhow::anyhow!("{}: {m}", experiments.display()))?;
+            let mut spans = Vec::new();
+            read_all(&traces, &read, &mut |b| {
+                spans.push(b);
+                Ok(())
+            })?;
+            let mut extra = Vec::new();
+            if !baseline.is_empty() {
+                read_all(&baseline, &read, &mut |b| {
+                    extra.push(b);
+                    Ok(())
+                })?;
+            }
+            let opts = augur_simulator::backtest::BacktestOptions {
+                sim: augur_simulator::SimOptions {
+                    requests,
+                    samples,
+                    seed,
+                },
+                min_invocations,
+            };
+            let progress = Progress::spinner(&format!(
+                "backtesting {} experiments (learn, simulate, compare each)",
+                labels.len()
+            ));
+            let result = augur_simulator::backtest::run(&spans, &extra, &labels, &opts);
+            progress.finish();
+            if let Some(path) = &report {
+                std::fs::write(path, result.to_html())
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("report written to {}", path.display());
+            }
+            emit(json, &result, || result.to_text())
+        }
         Command::Demo { dir, traces, seed } => demo::run_demo(&dir, traces, seed),
         Command::Generate {
             world,
@@ -623,6 +720,7 @@ fn run(cli: Cli) -> Result<()> {
             traces,
             seed,
             fault,
+            start_offset,
             format,
             out,
             truth,
@@ -632,6 +730,7 @@ fn run(cli: Cli) -> Result<()> {
             traces,
             seed,
             fault,
+            start_offset,
             format,
             out,
             truth,

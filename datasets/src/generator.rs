@@ -187,6 +187,13 @@ impl<'w> Generator<'w> {
         })
     }
 
+    /// Starts the traces `offset_ns` after the base time (traffic of another period, e.g. an
+    /// experiment's window an hour after the normal traffic).
+    pub fn starting_at(mut self, offset_ns: i64) -> Self {
+        self.clock_ns += offset_ns;
+        self
+    }
+
     /// Activates a fault for every trace generated from now on; its spans carry `experiment` =
     /// the fault's text. The target must be a service or a peer of the world.
     pub fn with_fault(mut self, fault: Fault) -> Result<Self, DatasetError> {

@@ -96,9 +96,44 @@ pub fn write_world<W: Write>(
     format: TraceFormat,
     writer: W,
 ) -> Result<GraphTruth, DatasetError> {
-    write_world_batched(world, seed, traces, fault, format, writer, TRACES_PER_BATCH)
+    write_world_batched(
+        world,
+        seed,
+        traces,
+        fault,
+        format,
+        writer,
+        TRACES_PER_BATCH,
+        0,
+    )
 }
 
+/// [`write_world`], the traces starting `offset_ns` after [`BASE_TIME_NS`] (for traffic of a
+/// later period: an experiment's window after the normal traffic).
+pub fn write_world_from<W: Write>(
+    world: &World,
+    seed: u64,
+    traces: usize,
+    fault: Option<Fault>,
+    format: TraceFormat,
+    writer: W,
+    offset_ns: i64,
+) -> Result<GraphTruth, DatasetError> {
+    write_world_batched(
+        world,
+        seed,
+        traces,
+        fault,
+        format,
+        writer,
+        TRACES_PER_BATCH,
+        offset_ns,
+    )
+}
+
+// One more than clippy's default, each a knob a caller sets; a struct for them would be used
+// only here.
+#[allow(clippy::too_many_arguments)]
 fn write_world_batched<W: Write>(
     world: &World,
     seed: u64,
@@ -107,8 +142,9 @@ fn write_world_batched<W: Write>(
     format: TraceFormat,
     writer: W,
     per_batch: usize,
+    offset_ns: i64,
 ) -> Result<GraphTruth, DatasetError> {
-    let mut gen = Generator::new(world, seed)?;
+    let mut gen = Generator::new(world, seed)?.starting_at(offset_ns);
     if let Some(f) = fault {
         gen = gen.with_fault(f)?;
     }

@@ -138,6 +138,7 @@ fn round_trip(format: TraceFormat, per_batch: usize) {
         format,
         file,
         per_batch,
+        0,
     )
     .unwrap();
     let original = generate(traces, fault);
@@ -216,8 +217,9 @@ fn one_batch_equals_many_batches_and_output_is_deterministic() {
     ] {
         let run = |per_batch| {
             let mut out = Vec::new();
-            let t = write_world_batched(&World::shop(), 3, 300, None, format, &mut out, per_batch)
-                .unwrap();
+            let t =
+                write_world_batched(&World::shop(), 3, 300, None, format, &mut out, per_batch, 0)
+                    .unwrap();
             (out, t)
         };
         let (a, ta) = run(300);

@@ -13,6 +13,7 @@
 //! and 99th percentile latency, each with a 90% interval across draws. Deterministic for a seed.
 #![warn(missing_docs)]
 
+pub mod backtest;
 pub mod fault;
 pub mod sim;
 #[cfg(test)]

@@ -149,3 +149,25 @@ fn many_faults_at_once_equal_one_at_a_time() {
         assert_eq!(&one, p);
     }
 }
+
+#[test]
+fn a_slow_consumer_does_not_slow_its_producer() {
+    use SpanKind::*;
+    // `web POST /order` (3 ms) publishes a message (0.5 ms send) that `mail send` consumes.
+    let mut batch = SpanBatch::new();
+    for t in 0..1000u32 {
+        for s in [
+            span(t, 1, None, "web", "POST /order", Server, 0, 3, false),
+            span(t, 2, Some(1), "web", "publish", Producer, 1, 2, false),
+            span(t, 3, Some(2), "mail", "send", Consumer, 2, 6, false),
+        ] {
+            batch.push_owned(&s);
+        }
+    }
+    let mut b = ModelBuilder::default();
+    b.add_batch(&batch);
+    let v = b.finish().view();
+    let p = &run(&v, &["mail:latency=+300ms"])[0];
+    assert_eq!(p.endpoint, "web POST /order");
+    assert!(p.predicted.p50_ms.hi < p.baseline.p50_ms + 0.5, "{p:?}");
+}

@@ -1,0 +1,977 @@
+//! Backtesting: replay a team's past experiments against the model learned before each, and
+//! score the predictions against what the traces recorded during it.
+//!
+//! ```text
+//! spans (all files) ──► trace start times ──► per experiment E:
+//!     baseline = traces that started before E, outside every labelled window (+ --baseline files)
+//!     window   = traces that started inside E's window
+//!     learn(baseline) ──► fault spec (magnitude given, or measured at the target in the window)
+//!                    ──► simulate ──► predicted ratio per operation (faulted / baseline, p50, p99)
+//!     learn(window) vs learn(baseline) ──► observed ratio per operation
+//!     scores: Spearman of log ratios, mean |log2 predicted − log2 observed|, interval coverage;
+//!     the same for the naive "every upstream service slowed by the full delay"
+//! ```
+//!
+//! Only operations seen at least [`BacktestOptions::min_invocations`] times in both the baseline
+//! and the window are scored; under a latency fault the target's own operations are not (the
+//! delay is measured there). A predicted ratio is exactly 1 where its 90% interval includes no
+//! change, so that simulation noise does not rank as a prediction. Faults that change errors (`down`, `error`, `return`,
+//! `exception`) are scored on latency too, but are reported as not scorable when the traces
+//! carry no span status at all (nothing to compare error rates with).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use augur_ingest::{SpanBatch, StatusCode, TraceId};
+use augur_model::{BuildOptions, Model, ModelBuilder};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
+
+use crate::{simulate, FaultSpec, SimOptions};
+
+/// What a past experiment did to its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PastKind {
+    /// The target was unreachable.
+    Down,
+    /// The target failed a share of requests (`magnitude`: the share).
+    Error,
+    /// Calls into the target were delayed (`magnitude`: milliseconds added).
+    Latency,
+    /// The target's CPU was contended (`magnitude`: its self time multiplied by this).
+    Cpu,
+    /// The target returned wrong values (TrainTicket `return`).
+    Return,
+    /// The target threw exceptions (TrainTicket `exception`).
+    Exception,
+}
+
+impl PastKind {
+    fn parse(s: &str) -> Option<PastKind> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "down" | "kill" | "pod_kill" | "pod_failure" => PastKind::Down,
+            "error" | "errors" | "http_error" => PastKind::Error,
+            "latency" | "delay" | "network_delay" => PastKind::Latency,
+            "cpu" | "cpu_contention" | "cpu_consumed" | "cpu_stress" => PastKind::Cpu,
+            "return" => PastKind::Return,
+            "exception" => PastKind::Exception,
+            _ => return None,
+        })
+    }
+}
+
+/// One past experiment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PastExperiment {
+    /// A name for reports.
+    pub id: String,
+    /// The service it was run on.
+    pub target: String,
+    /// What it did.
+    pub kind: PastKind,
+    /// Start, ns since the Unix epoch.
+    pub start_ns: i64,
+    /// End, ns since the Unix epoch.
+    pub end_ns: i64,
+    /// Its size when known (see [`PastKind`]).
+    pub magnitude: Option<f64>,
+}
+
+/// How long a TrainTicket (Nezha) fault lasts: about three minutes.
+pub const TRAINTICKET_FAULT_SECONDS: i64 = 180;
+
+/// Parses a list of past experiments: JSON or TOML.
+///
+/// - JSON `[{...}, ...]` or `{"experiments":[...]}`, TOML `[[experiment]]` tables; each entry has
+///   `target`, `kind` (`down`, `error`, `latency`, `cpu`, `return`, `exception`), `start`
+///   (`"YYYY-MM-DD HH:MM:SS"` or RFC 3339 in UTC, or Unix seconds), `end` or `duration`
+///   (seconds), and optionally `magnitude` and `id`.
+/// - The TrainTicket (Nezha) fault list: `{"HH": [{"inject_time", "inject_pod",
+///   "inject_type"}, ...]}`; the pod's two trailing hash segments are dropped to name the
+///   service, and each fault lasts [`TRAINTICKET_FAULT_SECONDS`].
+pub fn parse_labels(text: &str) -> Result<Vec<PastExperiment>, String> {
+    let mut out = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => from_json(&v)?,
+        Err(json_err) => {
+            let v: toml::Value = toml::from_str(text)
+                .map_err(|toml_err| format!("neither JSON ({json_err}) nor TOML ({toml_err})"))?;
+            let list = v
+                .get("experiment")
+                .and_then(|e| e.as_array())
+                .ok_or("a TOML list of past experiments needs [[experiment]] tables")?;
+            let json = serde_json::to_value(list).map_err(|e| e.to_string())?;
+            generic_list(&json)?
+        }
+    };
+    out.sort_by_key(|e| e.start_ns);
+    if out.is_empty() {
+        return Err("no experiment in the list".into());
+    }
+    Ok(out)
+}
+
+fn from_json(v: &serde_json::Value) -> Result<Vec<PastExperiment>, String> {
+    if let Some(list) = v.get("experiments") {
+        return generic_list(list);
+    }
+    if v.is_array() {
+        return generic_list(v);
+    }
+    let Some(hours) = v.as_object() else {
+        return Err("expected a list of experiments".into());
+    };
+    // The TrainTicket fault list: hour -> [{inject_time, inject_pod, inject_type}].
+    let mut out = Vec::new();
+    for (hour, list) in hours {
+        let Some(list) = list.as_array() else {
+            return Err(format!(
+                "`{hour}`: expected a list of faults (the TrainTicket fault list), or use {{\"experiments\": [...]}}"
+            ));
+        };
+        for (i, f) in list.iter().enumerate() {
+            let at = |k: &str| {
+                f.get(k)
+                    .and_then(|x| x.as_str())
+                    .ok_or(format!("`{hour}`[{i}]: no `{k}`"))
+            };
+            let time = at("inject_time")?;
+            let pod = at("inject_pod")?;
+            let kind_name = at("inject_type")?;
+            let kind = PastKind::parse(kind_name)
+                .ok_or(format!("`{hour}`[{i}]: unknown inject_type `{kind_name}`"))?;
+            let start_ns = parse_time(time).ok_or(format!("`{hour}`[{i}]: bad time `{time}`"))?;
+            let service = service_of_pod(pod);
+            out.push(PastExperiment {
+                id: format!("{time} {service} {kind_name}"),
+                target: service,
+                kind,
+                start_ns,
+                end_ns: start_ns + TRAINTICKET_FAULT_SECONDS * 1_000_000_000,
+                magnitude: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `ts-basic-service-5dc8d4f9fd-llznp` → `ts-basic-service` (a Kubernetes Deployment's pod).
+pub fn service_of_pod(pod: &str) -> String {
+    let parts: Vec<&str> = pod.split('-').collect();
+    if parts.len() > 2 {
+        parts[..parts.len() - 2].join("-")
+    } else {
+        pod.to_string()
+    }
+}
+
+fn generic_list(v: &serde_json::Value) -> Result<Vec<PastExperiment>, String> {
+    let list = v.as_array().ok_or("expected a list of experiments")?;
+    let mut out = Vec::new();
+    for (i, e) in list.iter().enumerate() {
+        let ctx = |m: &str| format!("experiment {}: {m}", i + 1);
+        let target = e
+            .get("target")
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| ctx("no `target`"))?
+            .to_string();
+        let kind_name = e
+            .get("kind")
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| ctx("no `kind`"))?;
+        let kind = PastKind::parse(kind_name).ok_or_else(|| {
+            ctx(&format!(
+                "unknown kind `{kind_name}` (down, error, latency, cpu, return, exception)"
+            ))
+        })?;
+        let start_ns = time_field(e.get("start")).ok_or_else(|| ctx("no valid `start`"))?;
+        let end_ns = match (e.get("end"), e.get("duration").and_then(|d| d.as_f64())) {
+            (Some(end), _) => time_field(Some(end)).ok_or_else(|| ctx("bad `end`"))?,
+            (None, Some(d)) if d > 0.0 => start_ns + (d * 1e9) as i64,
+            _ => return Err(ctx("needs `end` or a positive `duration` (seconds)")),
+        };
+        if end_ns <= start_ns {
+            return Err(ctx("ends before it starts"));
+        }
+        let magnitude = e.get("magnitude").and_then(|m| m.as_f64());
+        let id = e
+            .get("id")
+            .and_then(|x| x.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{target}:{kind_name}#{}", i + 1));
+        out.push(PastExperiment {
+            id,
+            target,
+            kind,
+            start_ns,
+            end_ns,
+            magnitude,
+        });
+    }
+    Ok(out)
+}
+
+fn time_field(v: Option<&serde_json::Value>) -> Option<i64> {
+    let v = v?;
+    if let Some(s) = v.as_f64() {
+        return Some((s * 1e9) as i64);
+    }
+    parse_time(v.as_str()?)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DDTHH:MM:SS[.fff][Z]`, UTC, to ns since the epoch.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim().trim_end_matches('Z');
+    let (date, time) = s.split_once(['T', ' '])?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (hh, mm) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec: f64 = t.next().unwrap_or("0").parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || sec >= 61.0 {
+        return None;
+    }
+    // Days from civil (H. Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hh * 3600 + mm * 60) * 1_000_000_000 + (sec * 1e9) as i64)
+}
+
+/// Options of a backtest.
+#[derive(Debug, Clone)]
+pub struct BacktestOptions {
+    /// Simulation size per experiment.
+    pub sim: SimOptions,
+    /// Operations seen fewer times than this in the baseline or the window are not scored.
+    pub min_invocations: u64,
+}
+
+impl Default for BacktestOptions {
+    fn default() -> Self {
+        BacktestOptions {
+            sim: SimOptions {
+                requests: 4_000,
+                samples: 32,
+                seed: 1,
+            },
+            min_invocations: 20,
+        }
+    }
+}
+
+/// Scores of one predictor on one experiment (or pooled).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Scores {
+    /// Spearman rank correlation of predicted and observed log p50 ratios across operations
+    /// (`None` with fewer than 3 operations, or no spread).
+    pub spearman: Option<f64>,
+    /// Mean |log2 predicted p50 ratio − log2 observed p50 ratio|.
+    pub log2_error_p50: f64,
+    /// The same for p99.
+    pub log2_error_p99: f64,
+    /// Share of operations whose observed p50 ratio lies in the predicted 90% interval (augur
+    /// only; the naive baseline has no interval).
+    pub coverage: Option<f64>,
+}
+
+/// One scored operation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpScore {
+    /// `"<service> <operation>"`.
+    pub operation: String,
+    /// Observed p50 ratio (window / baseline).
+    pub observed_p50: f64,
+    /// Predicted p50 ratio (faulted / baseline simulation; exactly 1 where the 90% interval
+    /// includes no change).
+    pub predicted_p50: f64,
+    /// Its 90% interval.
+    pub predicted_p50_lo: f64,
+    /// Its 90% interval.
+    pub predicted_p50_hi: f64,
+    /// Observed p99 ratio.
+    pub observed_p99: f64,
+    /// Predicted p99 ratio.
+    pub predicted_p99: f64,
+    /// The naive baseline's p50 ratio.
+    pub naive_p50: f64,
+    /// The naive baseline's p99 ratio.
+    pub naive_p99: f64,
+    /// Whether the operation calls the target (directly or not) in the baseline model.
+    pub upstream: bool,
+    /// For the worst predicted: the likely reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// The outcome of one experiment's backtest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentResult {
+    /// The experiment.
+    pub id: String,
+    /// Its target service.
+    pub target: String,
+    /// Its kind.
+    pub kind: PastKind,
+    /// The fault simulated (`None` when not scorable).
+    pub fault: Option<String>,
+    /// True when the magnitude was measured from the window rather than given.
+    pub magnitude_measured: bool,
+    /// Why it could not be scored, if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_scorable: Option<String>,
+    /// Spans the baseline was learned from.
+    pub baseline_spans: u64,
+    /// Spans in the experiment's window.
+    pub window_spans: u64,
+    /// augur's scores.
+    pub augur: Scores,
+    /// The naive baseline's scores.
+    pub naive: Scores,
+    /// Every scored operation.
+    pub operations: Vec<OpScore>,
+    /// The most mispredicted operations, worst first, with why.
+    pub worst: Vec<OpScore>,
+}
+
+/// The whole backtest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BacktestReport {
+    /// Per experiment, in start order.
+    pub experiments: Vec<ExperimentResult>,
+    /// Averages over the scored experiments of the latency kinds (`latency`, `cpu`).
+    pub overall: Overall,
+}
+
+/// Averages over scored latency experiments.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Overall {
+    /// Latency experiments scored.
+    pub experiments_scored: usize,
+    /// Experiments not scorable.
+    pub not_scorable: usize,
+    /// augur: mean Spearman (over experiments that have one), mean log2 errors, pooled coverage.
+    pub augur: Scores,
+    /// The naive baseline, the same way.
+    pub naive: Scores,
+}
+
+/// Runs the backtest. `spans` hold the experiments' windows and the traffic around them;
+/// `extra_baseline` is fault-free traffic usable for every experiment whatever its time.
+pub fn run(
+    spans: &[SpanBatch],
+    extra_baseline: &[SpanBatch],
+    experiments: &[PastExperiment],
+    opts: &BacktestOptions,
+) -> BacktestReport {
+    let mut trace_start: FxHashMap<TraceId, i64> = FxHashMap::default();
+    let mut has_status = false;
+    for b in spans.iter().chain(extra_baseline) {
+        for s in &b.spans {
+            has_status |= s.status != StatusCode::Unset;
+        }
+    }
+    for b in spans {
+        for s in &b.spans {
+            trace_start
+                .entry(s.trace_id)
+                .and_modify(|t| *t = (*t).min(s.start_ns))
+                .or_insert(s.start_ns);
+        }
+    }
+    let in_any_window = |t: i64| experiments.iter().any(|e| t >= e.start_ns && t < e.end_ns);
+    let learn = |keep: &dyn Fn(i64) -> bool, extra: bool| -> Model {
+        let mut b = ModelBuilder::new(BuildOptions::default());
+        for batch in spans {
+            let mut part = SpanBatch {
+                spans: Vec::new(),
+                strings: batch.strings.clone(),
+            };
+            part.spans.extend(
+                batch
+                    .spans
+                    .iter()
+                    .filter(|s| trace_start.get(&s.trace_id).is_some_and(|&t| keep(t))),
+            );
+            if !part.spans.is_empty() {
+                b.add_batch(&part);
+            }
+        }
+        if extra {
+            for batch in extra_baseline {
+                b.add_batch(batch);
+            }
+        }
+        b.finish()
+    };
+    let mut results = Vec::new();
+    for e in experiments {
+        let base = learn(&|t| t < e.start_ns && !in_any_window(t), true);
+        let window = learn(&|t| t >= e.start_ns && t < e.end_ns, false);
+        results.push(backtest_one(e, &base, &window, has_status, opts));
+    }
+    let overall = overall(&results);
+    BacktestReport {
+        experiments: results,
+        overall,
+    }
+}
+
+fn ms(sketch: &augur_model::LogSketch, q: f64) -> Option<f64> {
+    sketch.quantile(q).map(|ns| ns / 1e6)
+}
+
+fn not_scorable(
+    e: &PastExperiment,
+    base: &Model,
+    window: &Model,
+    why: String,
+    fault: Option<String>,
+    measured: bool,
+) -> ExperimentResult {
+    ExperimentResult {
+        id: e.id.clone(),
+        target: e.target.clone(),
+        kind: e.kind,
+        fault,
+        magnitude_measured: measured,
+        not_scorable: Some(why),
+        baseline_spans: base.quality.spans,
+        window_spans: window.quality.spans,
+        augur: Scores::default(),
+        naive: Scores::default(),
+        operations: Vec::new(),
+        worst: Vec::new(),
+    }
+}
+
+fn backtest_one(
+    e: &PastExperiment,
+    base: &Model,
+    window: &Model,
+    has_status: bool,
+    opts: &BacktestOptions,
+) -> ExperimentResult {
+    let nope = |why: String| not_scorable(e, base, window, why, None, false);
+    if base.operations.is_empty() {
+        return nope("no fault-free traffic before it to learn from".into());
+    }
+    if window.operations.is_empty() {
+        return nope("no traces in its window".into());
+    }
+    let target_ops: Vec<&augur_model::Operation> = base
+        .operations
+        .iter()
+        .filter(|o| o.service == e.target)
+        .collect();
+    if target_ops.is_empty() {
+        return nope(format!(
+            "the target `{}` is not in the model learned before it",
+            e.target
+        ));
+    }
+    // The target's typical latency, and what the window did to it.
+    let paired = |f: &dyn Fn(&augur_model::Operation) -> &augur_model::LogSketch| {
+        let mut pairs = Vec::new();
+        for o in &target_ops {
+            if let Some(w) = window.operations.iter().find(|w| w.id == o.id) {
+                if let (Some(b), Some(x)) = (ms(f(o), 0.5), ms(f(w), 0.5)) {
+                    pairs.push((b, x, w.invocations as f64));
+                }
+            }
+        }
+        pairs
+    };
+    let weighted = |pairs: &[(f64, f64, f64)], g: &dyn Fn(f64, f64) -> f64| -> Option<f64> {
+        let n: f64 = pairs.iter().map(|p| p.2).sum();
+        (n > 0.0).then(|| pairs.iter().map(|p| g(p.0, p.1) * p.2).sum::<f64>() / n)
+    };
+    let error_kind = matches!(
+        e.kind,
+        PastKind::Down | PastKind::Error | PastKind::Return | PastKind::Exception
+    );
+    if error_kind && !has_status {
+        return nope("no error data: the traces carry no span status".into());
+    }
+    let (spec, delay_ms, measured) = match e.kind {
+        PastKind::Latency => {
+            let (d, measured) = match e.magnitude {
+                Some(m) => (m, false),
+                None => {
+                    let d = weighted(&paired(&|o| &o.duration_ns), &|b, x| x - b).unwrap_or(0.0);
+                    (d.max(0.0), true)
+                }
+            };
+            (format!("{}:latency=+{:.1}ms", e.target, d), d, measured)
+        }
+        PastKind::Cpu => {
+            let (f, measured) = match e.magnitude {
+                Some(m) => (m, false),
+                None => {
+                    let f =
+                        weighted(&paired(&|o| &o.self_ns), &|b, x| x / b.max(1e-6)).unwrap_or(1.0);
+                    (f.max(1.0), true)
+                }
+            };
+            // The naive baseline adds what the target's own slowdown adds to its latency.
+            let self_p50 = {
+                let n: f64 = target_ops.iter().map(|o| o.invocations as f64).sum();
+                target_ops
+                    .iter()
+                    .filter_map(|o| ms(&o.self_ns, 0.5).map(|v| v * o.invocations as f64))
+                    .sum::<f64>()
+                    / n.max(1.0)
+            };
+            (
+                format!("{}:latency=x{:.3}", e.target, f),
+                self_p50 * (f - 1.0),
+                measured,
+            )
+        }
+        PastKind::Down => (format!("{}:down", e.target), 0.0, false),
+        PastKind::Error | PastKind::Return | PastKind::Exception => {
+            let (r, measured) = match e.magnitude {
+                Some(r) => (r, false),
+                None => {
+                    let (mut inv, mut err) = (0u64, 0u64);
+                    for o in window.operations.iter().filter(|o| o.service == e.target) {
+                        inv += o.invocations;
+                        err += o.errors;
+                    }
+                    (err as f64 / inv.max(1) as f64, true)
+                }
+            };
+            (
+                format!("{}:error={:.3}", e.target, r.clamp(0.0, 1.0)),
+                0.0,
+                measured,
+            )
+        }
+    };
+    let fault: FaultSpec = match spec.parse() {
+        Ok(f) => f,
+        Err(err) => {
+            return not_scorable(e, base, window, format!("{err}"), Some(spec), measured);
+        }
+    };
+    let view = base.view();
+    let prediction = match simulate(&view, &[fault], &opts.sim) {
+        Ok((p, _)) => p,
+        Err(err) => {
+            return not_scorable(e, base, window, format!("{err}"), Some(spec), measured);
+        }
+    };
+    let upstream = upstream_of(base, &e.target);
+    let mut ops = Vec::new();
+    for p in &prediction.operations {
+        let id = &p.endpoint;
+        let (Some(b), Some(w)) = (
+            base.operations.iter().find(|o| &o.id == id),
+            window.operations.iter().find(|o| &o.id == id),
+        ) else {
+            continue;
+        };
+        if b.invocations < opts.min_invocations || w.invocations < opts.min_invocations {
+            continue;
+        }
+        let (Some(b50), Some(b99), Some(w50), Some(w99)) = (
+            ms(&b.duration_ns, 0.5),
+            ms(&b.duration_ns, 0.99),
+            ms(&w.duration_ns, 0.5),
+            ms(&w.duration_ns, 0.99),
+        ) else {
+            continue;
+        };
+        if b50 <= 0.0 || b99 <= 0.0 || p.baseline.p50_ms <= 0.0 || p.baseline.p99_ms <= 0.0 {
+            continue;
+        }
+        if p.draws_run == 0 {
+            continue;
+        }
+        // Under a latency fault the target's own operations are where the delay was measured
+        // (and, in real data, where it may or may not show): scoring them would be circular.
+        if e.kind == PastKind::Latency && b.service == e.target {
+            continue;
+        }
+        let is_up = upstream.contains(id.as_str()) || b.service == e.target;
+        // The point prediction: no change where the 90% interval holds no change (the
+        // simulation's own noise is not a prediction), else the mean.
+        let point = |band: &crate::Band, base: f64| {
+            let (lo, hi) = (band.lo / base, band.hi / base);
+            if lo <= 1.0 && hi >= 1.0 {
+                1.0
+            } else {
+                band.mean / base
+            }
+        };
+        let naive = |base_ms: f64| {
+            if is_up {
+                (base_ms + delay_ms) / base_ms
+            } else {
+                1.0
+            }
+        };
+        ops.push(OpScore {
+            operation: id.clone(),
+            observed_p50: w50 / b50,
+            predicted_p50: point(&p.predicted.p50_ms, p.baseline.p50_ms),
+            predicted_p50_lo: p.predicted.p50_ms.lo / p.baseline.p50_ms,
+            predicted_p50_hi: p.predicted.p50_ms.hi / p.baseline.p50_ms,
+            observed_p99: w99 / b99,
+            predicted_p99: point(&p.predicted.p99_ms, p.baseline.p99_ms),
+            naive_p50: naive(b50),
+            naive_p99: naive(b99),
+            upstream: is_up,
+            why: None,
+        });
+    }
+    if ops.is_empty() {
+        return not_scorable(
+            e,
+            base,
+            window,
+            format!(
+                "no operation seen at least {} times both before and during it",
+                opts.min_invocations
+            ),
+            Some(spec),
+            measured,
+        );
+    }
+    let augur = score(&ops, |o| (o.predicted_p50, o.predicted_p99), true);
+    let naive = score(&ops, |o| (o.naive_p50, o.naive_p99), false);
+    let mut worst: Vec<OpScore> = ops.clone();
+    worst.sort_by(|a, b| {
+        let err = |o: &OpScore| (o.predicted_p50.log2() - o.observed_p50.log2()).abs();
+        err(b).total_cmp(&err(a))
+    });
+    worst.truncate(3);
+    for o in &mut worst {
+        o.why = Some(why(o, &e.target));
+    }
+    ExperimentResult {
+        id: e.id.clone(),
+        target: e.target.clone(),
+        kind: e.kind,
+        fault: Some(spec),
+        magnitude_measured: measured,
+        not_scorable: None,
+        baseline_spans: base.quality.spans,
+        window_spans: window.quality.spans,
+        augur,
+        naive,
+        operations: ops,
+        worst,
+    }
+}
+
+fn why(o: &OpScore, target: &str) -> String {
+    let (p, x) = (o.predicted_p50, o.observed_p50);
+    if x > 1.2 * p && !o.upstream {
+        format!(
+            "{:.2}x slower with no call path to {target} in the model: a load or shared-resource effect (same node, database, queue) the model does not capture",
+            x
+        )
+    } else if x > 1.2 * p {
+        format!(
+            "{:.2}x slower, predicted {:.2}x: load-dependent slowdown, queueing or fan-out beyond what normal traffic showed",
+            x, p
+        )
+    } else if p > 1.2 * x {
+        format!(
+            "predicted {:.2}x, observed {:.2}x: the call may be skipped, cached, asynchronous or cut by a timeout under the fault",
+            p, x
+        )
+    } else {
+        format!("predicted {p:.2}x, observed {x:.2}x: within 20%")
+    }
+}
+
+/// Operations that call (directly or not) an operation of `service`.
+fn upstream_of(model: &Model, service: &str) -> BTreeSet<String> {
+    let mut callers: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
+    for c in &model.calls {
+        callers
+            .entry(c.to.as_str())
+            .or_default()
+            .push(c.from.as_str());
+    }
+    let mut seen: FxHashSet<&str> = FxHashSet::default();
+    let mut queue: VecDeque<&str> = model
+        .operations
+        .iter()
+        .filter(|o| o.service == service)
+        .map(|o| o.id.as_str())
+        .collect();
+    let mut out = BTreeSet::new();
+    while let Some(op) = queue.pop_front() {
+        for &c in callers.get(op).map(Vec::as_slice).unwrap_or_default() {
+            if seen.insert(c) {
+                out.insert(c.to_string());
+                queue.push_back(c);
+            }
+        }
+    }
+    out
+}
+
+fn score(ops: &[OpScore], pred: impl Fn(&OpScore) -> (f64, f64), interval: bool) -> Scores {
+    let n = ops.len() as f64;
+    let l2 = |x: f64| x.max(1e-9).log2();
+    let p: Vec<f64> = ops.iter().map(|o| l2(pred(o).0)).collect();
+    let x: Vec<f64> = ops.iter().map(|o| l2(o.observed_p50)).collect();
+    Scores {
+        spearman: spearman(&p, &x),
+        log2_error_p50: p.iter().zip(&x).map(|(a, b)| (a - b).abs()).sum::<f64>() / n,
+        log2_error_p99: ops
+            .iter()
+            .map(|o| (l2(pred(o).1) - l2(o.observed_p99)).abs())
+            .sum::<f64>()
+            / n,
+        coverage: interval.then(|| {
+            ops.iter()
+                .filter(|o| {
+                    o.observed_p50 >= o.predicted_p50_lo && o.observed_p50 <= o.predicted_p50_hi
+                })
+                .count() as f64
+                / n
+        }),
+    }
+}
+
+/// Ranks with ties averaged (1-based).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman's rank correlation (Pearson on tie-averaged ranks); `None` below 3 points or when
+/// either side has no spread.
+pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() != b.len() || a.len() < 3 {
+        return None;
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = a.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
+}
+
+fn overall(results: &[ExperimentResult]) -> Overall {
+    let scored: Vec<&ExperimentResult> = results
+        .iter()
+        .filter(|r| r.not_scorable.is_none() && matches!(r.kind, PastKind::Latency | PastKind::Cpu))
+        .collect();
+    let mean = |f: &dyn Fn(&ExperimentResult) -> Option<f64>| {
+        let v: Vec<f64> = scored.iter().filter_map(|r| f(r)).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let pooled_coverage = {
+        let (mut hit, mut n) = (0usize, 0usize);
+        for r in &scored {
+            for o in &r.operations {
+                n += 1;
+                hit += usize::from(
+                    o.observed_p50 >= o.predicted_p50_lo && o.observed_p50 <= o.predicted_p50_hi,
+                );
+            }
+        }
+        (n > 0).then(|| hit as f64 / n as f64)
+    };
+    Overall {
+        experiments_scored: scored.len(),
+        not_scorable: results.iter().filter(|r| r.not_scorable.is_some()).count(),
+        augur: Scores {
+            spearman: mean(&|r| r.augur.spearman),
+            log2_error_p50: mean(&|r| Some(r.augur.log2_error_p50)).unwrap_or(f64::NAN),
+            log2_error_p99: mean(&|r| Some(r.augur.log2_error_p99)).unwrap_or(f64::NAN),
+            coverage: pooled_coverage,
+        },
+        naive: Scores {
+            spearman: mean(&|r| r.naive.spearman),
+            log2_error_p50: mean(&|r| Some(r.naive.log2_error_p50)).unwrap_or(f64::NAN),
+            log2_error_p99: mean(&|r| Some(r.naive.log2_error_p99)).unwrap_or(f64::NAN),
+            coverage: None,
+        },
+    }
+}
+
+impl BacktestReport {
+    /// A table for people.
+    pub fn to_text(&self) -> String {
+        let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+        let mut out = String::from(
+            "experiment                                            fault                                   ops  spearman augur/naive  log2err p50 augur/naive  coverage\n",
+        );
+        for r in &self.experiments {
+            match &r.not_scorable {
+                Some(why) => out.push_str(&format!("{:<53} not scorable: {why}\n", r.id)),
+                None => out.push_str(&format!(
+                    "{:<53} {:<39} {:>4}  {:>6} / {:<6}       {:>6.3} / {:<6.3}        {}\n",
+                    r.id,
+                    r.fault.as_deref().unwrap_or("-"),
+                    r.operations.len(),
+                    f(r.augur.spearman),
+                    f(r.naive.spearman),
+                    r.augur.log2_error_p50,
+                    r.naive.log2_error_p50,
+                    f(r.augur.coverage),
+                )),
+            }
+        }
+        let o = &self.overall;
+        out.push_str(&format!(
+            "\noverall ({} latency/cpu experiments scored, {} not scorable):\n  augur: Spearman {}, log2 error p50 {:.3}, p99 {:.3}, 90% interval coverage {}\n  naive (every upstream service slowed by the full delay): Spearman {}, log2 error p50 {:.3}, p99 {:.3}\n",
+            o.experiments_scored,
+            o.not_scorable,
+            f(o.augur.spearman),
+            o.augur.log2_error_p50,
+            o.augur.log2_error_p99,
+            f(o.augur.coverage),
+            f(o.naive.spearman),
+            o.naive.log2_error_p50,
+            o.naive.log2_error_p99,
+        ));
+        let worst: Vec<&OpScore> = self
+            .experiments
+            .iter()
+            .flat_map(|r| r.worst.first())
+            .collect();
+        if !worst.is_empty() {
+            out.push_str("\nmost mispredicted operation per experiment:\n");
+            for (r, w) in self
+                .experiments
+                .iter()
+                .filter_map(|r| r.worst.first().map(|w| (r, w)))
+            {
+                out.push_str(&format!(
+                    "  {}: {}: {}\n",
+                    r.id,
+                    w.operation,
+                    w.why.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        out
+    }
+
+    /// A self-contained HTML report: the table and a predicted-vs-observed plot (log2 p50
+    /// ratios, one point per operation and experiment; augur and naive).
+    pub fn to_html(&self) -> String {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let (size, pad) = (480.0, 40.0);
+        let lim = 3.0f64; // log2 ratios shown in [-1, 3]
+        let lo = -1.0f64;
+        let pos = |v: f64| pad + (v.clamp(lo, lim) - lo) / (lim - lo) * (size - 2.0 * pad);
+        let mut pts = String::new();
+        let mut by_exp: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &self.experiments {
+            by_exp.insert(&r.id, r.operations.len());
+            for o in &r.operations {
+                let (x, y) = (o.observed_p50.log2(), o.predicted_p50.log2());
+                let (nx, ny) = (o.observed_p50.log2(), o.naive_p50.log2());
+                pts.push_str(&format!(
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#1f77b4\"><title>{} / {}: observed {:.2}x, augur {:.2}x</title></circle>\n",
+                    pos(x), size - pos(y), esc(&r.id), esc(&o.operation), o.observed_p50, o.predicted_p50
+                ));
+                pts.push_str(&format!(
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"none\" stroke=\"#d62728\"><title>{} / {}: observed {:.2}x, naive {:.2}x</title></circle>\n",
+                    pos(nx), size - pos(ny), esc(&r.id), esc(&o.operation), o.observed_p50, o.naive_p50
+                ));
+            }
+        }
+        let diag = format!(
+            "<line x1=\"{a:.1}\" y1=\"{b:.1}\" x2=\"{b2:.1}\" y2=\"{a2:.1}\" stroke=\"#999\" stroke-dasharray=\"4\"/>",
+            a = pos(lo),
+            b = size - pos(lo),
+            b2 = pos(lim),
+            a2 = size - pos(lim)
+        );
+        format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>augur backtest</title>\n<style>body{{font-family:sans-serif;margin:2em}} pre{{font-size:12px}} svg{{border:1px solid #ccc}}</style></head><body>\n<h1>augur backtest</h1>\n<p>Each point is one operation in one past experiment: the observed change of its median latency (window / before, log2) against the predicted one. Blue: augur; red rings: the naive baseline (every upstream service slowed by the full delay). On the dashed line the prediction was exact.</p>\n<svg id=\"plot\" width=\"{size}\" height=\"{size}\" xmlns=\"http://www.w3.org/2000/svg\">{diag}\n<text x=\"{tx}\" y=\"{ty}\" font-size=\"12\">observed log2 p50 ratio</text>\n<text x=\"4\" y=\"14\" font-size=\"12\">predicted</text>\n{pts}</svg>\n<h2>Scores</h2>\n<pre>{table}</pre>\n</body></html>\n",
+            tx = size / 2.0 - 60.0,
+            ty = size - 8.0,
+            table = esc(&self.to_text()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_parse_in_every_form() {
+        let tt = r#"{"08":[{"inject_time":"2023-01-29 08:43:04","inject_timestamp":"1","inject_pod":"ts-contacts-service-866bd68c97-xcqfx","inject_type":"cpu_contention"}]}"#;
+        let e = parse_labels(tt).unwrap();
+        assert_eq!(e[0].target, "ts-contacts-service");
+        assert_eq!(e[0].kind, PastKind::Cpu);
+        // 2023-01-29 08:43:04 UTC
+        assert_eq!(e[0].start_ns, 1_674_981_784_000_000_000);
+        assert_eq!(e[0].end_ns - e[0].start_ns, 180_000_000_000);
+        let json = r#"[{"target":"payment","kind":"latency","start":"2026-11-01T00:10:00Z","duration":60,"magnitude":500}]"#;
+        let e = parse_labels(json).unwrap();
+        assert_eq!(
+            (e[0].kind, e[0].magnitude),
+            (PastKind::Latency, Some(500.0))
+        );
+        assert_eq!(e[0].end_ns - e[0].start_ns, 60_000_000_000);
+        let toml = "[[experiment]]\ntarget = \"cart\"\nkind = \"down\"\nstart = 1700000000\nend = 1700000060\n";
+        let e = parse_labels(toml).unwrap();
+        assert_eq!(e[0].start_ns, 1_700_000_000_000_000_000);
+        assert!(
+            parse_labels(r#"[{"target":"x","kind":"melt","start":1,"end":2}]"#)
+                .unwrap_err()
+                .contains("unknown kind")
+        );
+        assert!(parse_labels(r#"[{"target":"x","kind":"down","start":5,"end":2}]"#).is_err());
+        assert!(parse_labels("[]").is_err());
+    }
+
+    #[test]
+    fn spearman_has_known_values() {
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]), Some(1.0));
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));
+        assert_eq!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+        // Ties averaged: ranks (1.5, 1.5, 3) vs (1, 2, 3): r = 0.866...
+        let r = spearman(&[1.0, 1.0, 2.0], &[1.0, 2.0, 3.0]).unwrap();
+        assert!((r - 0.866_025_4).abs() < 1e-6, "{r}");
+    }
+
+    #[test]
+    fn pods_name_their_service() {
+        assert_eq!(
+            service_of_pod("ts-basic-service-5dc8d4f9fd-llznp"),
+            "ts-basic-service"
+        );
+        assert_eq!(service_of_pod("redis"), "redis");
+    }
+}

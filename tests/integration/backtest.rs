@@ -1,0 +1,212 @@
+//! `augur backtest`: past experiments replayed against the model learned before each, on a
+//! generated world (faults known) and on the real TrainTicket traces (a subset; the full run is a
+//! documented command in docs/ACCURACY.md).
+
+use std::path::Path;
+
+use crate::common::{ok, shared};
+
+fn gen(dir: &Path, name: &str, traces: &str, seed: &str, extra: &[&str]) -> String {
+    let out = dir.join(name);
+    let mut args = vec![
+        "generate",
+        "--world",
+        "shop",
+        "--traces",
+        traces,
+        "--seed",
+        seed,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+    out.to_str().unwrap().to_string()
+}
+
+#[test]
+fn backtest_on_a_generated_world_scores_what_it_can_and_says_why_not_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Normal traffic first, then an hour later a window with payment slowed by 300 ms, and two
+    // hours later one with cart down. The generator starts at 2026-11-01 00:00 UTC.
+    let normal = gen(d, "normal.jsonl", "4000", "2", &[]);
+    let slow = gen(
+        d,
+        "slow.jsonl",
+        "2000",
+        "3",
+        &[
+            "--fault",
+            "payment:latency=+300ms",
+            "--start-offset",
+            "3600",
+        ],
+    );
+    let down = gen(
+        d,
+        "down.jsonl",
+        "2000",
+        "4",
+        &["--fault", "cart:down", "--start-offset", "7200"],
+    );
+    // Three hours later, email (a message consumer) slowed: its producer does not wait for it.
+    let email = gen(
+        d,
+        "email.jsonl",
+        "2000",
+        "5",
+        &["--fault", "email:latency=+300ms", "--start-offset", "10800"],
+    );
+    let labels = d.join("labels.json");
+    std::fs::write(
+        &labels,
+        r#"[{"id":"slow payment","target":"payment","kind":"latency","start":"2026-11-01 01:00:00","duration":600},
+            {"id":"cart down","target":"cart","kind":"down","start":"2026-11-01T02:00:00Z","duration":600},
+            {"id":"slow email","target":"email","kind":"latency","start":"2026-11-01 03:00:00","duration":600},
+            {"id":"nothing there","target":"ad","kind":"cpu","start":"2026-11-01 05:00:00","duration":60}]"#,
+    )
+    .unwrap();
+    let report = d.join("report.html");
+    let (out, _) = ok(&[
+        "backtest",
+        "--traces",
+        &normal,
+        &slow,
+        &down,
+        &email,
+        "--experiments",
+        labels.to_str().unwrap(),
+        "--json",
+        "--requests",
+        "2000",
+        "--samples",
+        "16",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let exps = v["experiments"].as_array().unwrap();
+    assert_eq!(exps.len(), 4);
+    let slow = &exps[0];
+    assert_eq!(slow["id"], "slow payment");
+    assert!(slow["not_scorable"].is_null(), "{slow}");
+    assert_eq!(slow["magnitude_measured"], true);
+    // The delay is measured at payment from the window: about the 300 ms injected.
+    let fault = slow["fault"].as_str().unwrap();
+    let ms: f64 = fault
+        .trim_start_matches("payment:latency=+")
+        .trim_end_matches("ms")
+        .parse()
+        .unwrap();
+    assert!((200.0..400.0).contains(&ms), "{fault}");
+    let augur = &slow["augur"];
+    eprintln!("slow payment: augur {augur}, naive {}", slow["naive"]);
+    // Every payment call blocks its caller: the delay reaches checkout and its endpoint, and the
+    // rest of the shop does not move.
+    assert!(augur["log2_error_p50"].as_f64().unwrap() < 0.1, "{slow}");
+    for op in ["checkout PlaceOrder", "frontend POST /checkout"] {
+        let o = slow["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["operation"] == op)
+            .unwrap_or_else(|| panic!("{op} not scored: {slow}"));
+        let (p, x) = (
+            o["predicted_p50"].as_f64().unwrap(),
+            o["observed_p50"].as_f64().unwrap(),
+        );
+        assert!(
+            x > 2.0 && (p / x - 1.0).abs() < 0.15,
+            "{op}: predicted {p}, observed {x}"
+        );
+    }
+    assert!(slow["worst"][0]["why"].is_string());
+    // cart down: scored on latency (the generator records statuses).
+    assert_eq!(exps[1]["fault"], "cart:down");
+    assert!(exps[1]["not_scorable"].is_null(), "{}", exps[1]);
+    // email is reached by messages: augur predicts no change upstream, the naive baseline slows
+    // checkout by the whole delay, and the window shows augur right.
+    let email = &exps[2];
+    eprintln!(
+        "slow email: augur {}, naive {}",
+        email["augur"], email["naive"]
+    );
+    let (a, n) = (
+        email["augur"]["log2_error_p50"].as_f64().unwrap(),
+        email["naive"]["log2_error_p50"].as_f64().unwrap(),
+    );
+    assert!(a < 0.1 && n > 2.0 * a, "augur {a}, naive {n}");
+    // No traces in the last window: said, not guessed.
+    assert!(exps[3]["not_scorable"]
+        .as_str()
+        .unwrap()
+        .contains("no traces in its window"));
+    assert_eq!(v["overall"]["experiments_scored"], 2);
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg") && html.contains("slow payment"));
+}
+
+#[test]
+fn backtest_on_trainticket_cpu_contention_subset() {
+    let Some(day) = shared("datasets/nezha-trainticket/2023-01-29") else {
+        return;
+    };
+    let Some(normal) = shared("datasets/nezha-trainticket/normal/2023-01-29_08_50_trace.csv")
+    else {
+        return;
+    };
+    // The first CPU-contention fault (13:31:54, ts-contacts-service) with its window, and the
+    // fault-free minute plus the earlier windows' traffic before it.
+    let trace = day.join("trace");
+    let window: Vec<String> = ["13_31", "13_32", "13_33", "13_34"]
+        .iter()
+        .map(|m| trace.join(format!("{m}_trace.csv")))
+        .filter(|p| p.exists())
+        .map(|p| p.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !window.is_empty(),
+        "the 13:31 window files are missing from {}",
+        trace.display()
+    );
+    let mut args = vec!["backtest", "--traces", normal.to_str().unwrap()];
+    args.extend(window.iter().map(String::as_str));
+    let labels = day.join("fault_list.json");
+    args.extend_from_slice(&[
+        "--experiments",
+        labels.to_str().unwrap(),
+        "--json",
+        "--requests",
+        "1000",
+        "--samples",
+        "8",
+    ]);
+    let (out, _) = ok(&args);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let exps = v["experiments"].as_array().unwrap();
+    assert_eq!(exps.len(), 28);
+    let cpu: Vec<&serde_json::Value> = exps
+        .iter()
+        .filter(|e| e["id"].as_str().unwrap().starts_with("2023-01-29 13:31:54"))
+        .collect();
+    assert_eq!(cpu.len(), 1);
+    let e = cpu[0];
+    eprintln!(
+        "TrainTicket 13:31 cpu_contention: {}",
+        serde_json::to_string(e).unwrap()
+    );
+    assert!(e["not_scorable"].is_null(), "{e}");
+    assert!(e["fault"]
+        .as_str()
+        .unwrap()
+        .starts_with("ts-contacts-service:latency=x"));
+    assert!(e["operations"].as_array().unwrap().len() >= 3, "{e}");
+    // The exception and return faults: no status in this data.
+    let err = exps
+        .iter()
+        .find(|e| e["kind"] == "return" && e["window_spans"].as_u64() > Some(0))
+        .or_else(|| exps.iter().find(|e| e["kind"] == "return"))
+        .unwrap();
+    assert!(err["not_scorable"].is_string(), "{err}");
+}
