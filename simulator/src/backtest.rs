@@ -19,7 +19,7 @@
 //! `exception`) are scored on latency too, but are reported as not scorable when the traces
 //! carry no span status at all (nothing to compare error rates with).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use augur_ingest::{SpanBatch, StatusCode, TraceId};
 use augur_model::{BuildOptions, Model, ModelBuilder};
@@ -887,38 +887,88 @@ impl BacktestReport {
                 .replace('>', "&gt;")
                 .replace('"', "&quot;")
         };
-        let (size, pad) = (480.0, 40.0);
-        let lim = 3.0f64; // log2 ratios shown in [-1, 3]
-        let lo = -1.0f64;
-        let pos = |v: f64| pad + (v.clamp(lo, lim) - lo) / (lim - lo) * (size - 2.0 * pad);
-        let mut pts = String::new();
-        let mut by_exp: BTreeMap<&str, usize> = BTreeMap::new();
+        // Both axes: log2 of the p50 ratio, over the range the points need (at least 0.5x..2x,
+        // at most 1/64x..64x; points beyond sit on the edge).
+        let mut lo = -1.0f64;
+        let mut hi = 1.0f64;
+        for o in self.experiments.iter().flat_map(|r| &r.operations) {
+            for v in [o.observed_p50, o.predicted_p50, o.naive_p50] {
+                let l = v.max(1e-9).log2();
+                lo = lo.min(l.floor());
+                hi = hi.max(l.ceil());
+            }
+        }
+        let (lo, hi) = (lo.max(-6.0), hi.min(6.0));
+        let (size, pad) = (520.0, 50.0);
+        let pos = |v: f64| pad + (v.clamp(lo, hi) - lo) / (hi - lo) * (size - 2.0 * pad);
+        let mut svg = String::new();
+        // Grid and ticks at every power of two.
+        let mut t = lo;
+        while t <= hi + 1e-9 {
+            let (x, y) = (pos(t), size - pos(t));
+            let label = if t >= 0.0 {
+                format!("{}x", 2f64.powf(t))
+            } else {
+                format!("1/{}x", 2f64.powf(-t))
+            };
+            svg.push_str(&format!(
+                "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/><line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>\n<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{label}</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\">{label}</text>\n",
+                size - pad,
+                pad,
+                pad,
+                size - pad,
+                size - pad + 14.0,
+                pad - 4.0,
+                y + 3.0
+            ));
+            t += 1.0;
+        }
+        svg.push_str(&format!(
+            "<line x1=\"{a:.1}\" y1=\"{b:.1}\" x2=\"{c:.1}\" y2=\"{d:.1}\" stroke=\"#888\" stroke-dasharray=\"4\"/>\n",
+            a = pos(lo),
+            b = size - pos(lo),
+            c = pos(hi),
+            d = size - pos(hi)
+        ));
         for r in &self.experiments {
-            by_exp.insert(&r.id, r.operations.len());
             for o in &r.operations {
-                let (x, y) = (o.observed_p50.log2(), o.predicted_p50.log2());
-                let (nx, ny) = (o.observed_p50.log2(), o.naive_p50.log2());
-                pts.push_str(&format!(
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#1f77b4\"><title>{} / {}: observed {:.2}x, augur {:.2}x</title></circle>\n",
-                    pos(x), size - pos(y), esc(&r.id), esc(&o.operation), o.observed_p50, o.predicted_p50
+                let x = pos(o.observed_p50.max(1e-9).log2());
+                svg.push_str(&format!(
+                    "<circle class=\"naive\" cx=\"{x:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"none\" stroke=\"#d62728\"><title>{} | {}: observed {:.2}x, naive {:.2}x</title></circle>\n",
+                    size - pos(o.naive_p50.max(1e-9).log2()),
+                    esc(&r.id),
+                    esc(&o.operation),
+                    o.observed_p50,
+                    o.naive_p50
                 ));
-                pts.push_str(&format!(
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"none\" stroke=\"#d62728\"><title>{} / {}: observed {:.2}x, naive {:.2}x</title></circle>\n",
-                    pos(nx), size - pos(ny), esc(&r.id), esc(&o.operation), o.observed_p50, o.naive_p50
+                svg.push_str(&format!(
+                    "<circle class=\"augur\" cx=\"{x:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#1f77b4\" fill-opacity=\"0.8\"><title>{} | {}: observed {:.2}x, augur {:.2}x [{:.2}, {:.2}]</title></circle>\n",
+                    size - pos(o.predicted_p50.max(1e-9).log2()),
+                    esc(&r.id),
+                    esc(&o.operation),
+                    o.observed_p50,
+                    o.predicted_p50,
+                    o.predicted_p50_lo,
+                    o.predicted_p50_hi
                 ));
             }
         }
-        let diag = format!(
-            "<line x1=\"{a:.1}\" y1=\"{b:.1}\" x2=\"{b2:.1}\" y2=\"{a2:.1}\" stroke=\"#999\" stroke-dasharray=\"4\"/>",
-            a = pos(lo),
-            b = size - pos(lo),
-            b2 = pos(lim),
-            a2 = size - pos(lim)
-        );
+        let o = &self.overall;
+        let f = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.2}"));
         format!(
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>augur backtest</title>\n<style>body{{font-family:sans-serif;margin:2em}} pre{{font-size:12px}} svg{{border:1px solid #ccc}}</style></head><body>\n<h1>augur backtest</h1>\n<p>Each point is one operation in one past experiment: the observed change of its median latency (window / before, log2) against the predicted one. Blue: augur; red rings: the naive baseline (every upstream service slowed by the full delay). On the dashed line the prediction was exact.</p>\n<svg id=\"plot\" width=\"{size}\" height=\"{size}\" xmlns=\"http://www.w3.org/2000/svg\">{diag}\n<text x=\"{tx}\" y=\"{ty}\" font-size=\"12\">observed log2 p50 ratio</text>\n<text x=\"4\" y=\"14\" font-size=\"12\">predicted</text>\n{pts}</svg>\n<h2>Scores</h2>\n<pre>{table}</pre>\n</body></html>\n",
-            tx = size / 2.0 - 60.0,
-            ty = size - 8.0,
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>augur backtest</title>\n<style>body{{font-family:sans-serif;margin:2em;max-width:80em}} pre{{font-size:12px;overflow-x:auto;background:#fafafa;padding:1em}} svg{{border:1px solid #ccc;background:#fff}} td,th{{padding:0.2em 0.8em;text-align:right}} .legend span{{margin-right:2em}}</style></head><body>\n<h1>augur backtest</h1>\n<p>{n} past experiments; {scored} latency/CPU experiments scored, {ns} not scorable (reasons in the table).</p>\n<table><tr><th></th><th>Spearman</th><th>log2 error p50</th><th>log2 error p99</th><th>90% coverage</th></tr>\n<tr><th>augur</th><td>{as_}</td><td>{ae50:.3}</td><td>{ae99:.3}</td><td>{acov}</td></tr>\n<tr><th>naive</th><td>{ns_}</td><td>{ne50:.3}</td><td>{ne99:.3}</td><td>–</td></tr></table>\n<h2>Predicted against observed</h2>\n<p>One point per operation per experiment: the change of its median latency during the experiment (window / before) on the horizontal axis, the predicted change on the vertical. On the dashed line the prediction was exact.</p>\n<p class=\"legend\"><span style=\"color:#1f77b4\">● augur</span><span style=\"color:#d62728\">○ naive: every upstream service slowed by the full delay</span></p>\n<svg id=\"plot\" width=\"{size}\" height=\"{size}\" viewBox=\"0 0 {size} {size}\" xmlns=\"http://www.w3.org/2000/svg\">\n{svg}<text x=\"{cx}\" y=\"{by}\" font-size=\"12\" text-anchor=\"middle\">observed p50 ratio</text>\n<text x=\"12\" y=\"{cx}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 12 {cx})\">predicted p50 ratio</text>\n</svg>\n<h2>Per experiment</h2>\n<pre>{table}</pre>\n</body></html>\n",
+            n = self.experiments.len(),
+            scored = o.experiments_scored,
+            ns = o.not_scorable,
+            as_ = f(o.augur.spearman),
+            ae50 = o.augur.log2_error_p50,
+            ae99 = o.augur.log2_error_p99,
+            acov = f(o.augur.coverage),
+            ns_ = f(o.naive.spearman),
+            ne50 = o.naive.log2_error_p50,
+            ne99 = o.naive.log2_error_p99,
+            cx = size / 2.0,
+            by = size - 12.0,
             table = esc(&self.to_text()),
         )
     }

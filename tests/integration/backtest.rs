@@ -4,24 +4,10 @@
 
 use std::path::Path;
 
-use crate::common::{ok, shared};
+use crate::common::{generate_shop, ok, shared};
 
 fn gen(dir: &Path, name: &str, traces: &str, seed: &str, extra: &[&str]) -> String {
-    let out = dir.join(name);
-    let mut args = vec![
-        "generate",
-        "--world",
-        "shop",
-        "--traces",
-        traces,
-        "--seed",
-        seed,
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    ok(&args);
-    out.to_str().unwrap().to_string()
+    generate_shop(dir, name, traces, seed, extra)
 }
 
 #[test]
@@ -209,4 +195,99 @@ fn backtest_on_trainticket_cpu_contention_subset() {
         .or_else(|| exps.iter().find(|e| e["kind"] == "return"))
         .unwrap();
     assert!(err["not_scorable"].is_string(), "{err}");
+}
+
+/// The HTML report, opened in a real browser (headless Chromium from Debian's packages; `.ci/run`
+/// installs it and sets AUGUR_CHROMIUM): it parses, the plot has one augur point and one naive
+/// point per scored operation, and it renders to a screenshot.
+#[test]
+fn the_backtest_report_renders_in_headless_chromium() {
+    let chromium = match std::env::var("AUGUR_CHROMIUM") {
+        Ok(p) => std::path::PathBuf::from(p),
+        Err(_) if Path::new("/usr/bin/chromium").exists() => "/usr/bin/chromium".into(),
+        Err(_) => {
+            eprintln!("SKIPPED: no Chromium (set AUGUR_CHROMIUM, or install Debian's chromium; .ci/run does)");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let normal = gen(d, "normal.jsonl", "2000", "2", &[]);
+    let slow = gen(
+        d,
+        "slow.jsonl",
+        "1000",
+        "3",
+        &[
+            "--fault",
+            "payment:latency=+300ms",
+            "--start-offset",
+            "3600",
+        ],
+    );
+    let labels = d.join("labels.toml");
+    std::fs::write(
+        &labels,
+        "[[experiment]]\nid = \"slow <payment>\"\ntarget = \"payment\"\nkind = \"latency\"\nstart = \"2026-11-01 01:00:00\"\nduration = 600\n",
+    )
+    .unwrap();
+    let report = d.join("report.html");
+    let (out, _) = ok(&[
+        "backtest",
+        "--traces",
+        &normal,
+        &slow,
+        "--experiments",
+        labels.to_str().unwrap(),
+        "--json",
+        "--requests",
+        "1000",
+        "--samples",
+        "8",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ops = v["experiments"][0]["operations"].as_array().unwrap().len();
+    assert!(ops > 5);
+    let browser = |extra: &[&str]| {
+        let profile = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1100,1000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", report.display()))
+            .output()
+            .expect("chromium runs");
+        assert!(
+            out.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dom = browser(&["--dump-dom"]);
+    assert!(dom.contains("<svg id=\"plot\""), "{dom}");
+    assert_eq!(dom.matches("class=\"augur\"").count(), ops);
+    assert_eq!(dom.matches("class=\"naive\"").count(), ops);
+    // The experiment's name is escaped, not markup.
+    assert!(dom.contains("slow &lt;payment&gt;"));
+    let png = d.join("report.png");
+    browser(&[&format!("--screenshot={}", png.display())]);
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
+    );
 }

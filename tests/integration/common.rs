@@ -120,11 +120,11 @@ pub fn learn_runs(world: &World, seed: u64, runs: &[(Option<&str>, usize)]) -> (
     (builder.finish().view(), truth.unwrap())
 }
 
-/// Generates `traces` shop traces (seeded) and learns them; returns the model file's path.
-pub fn shop_model(dir: &tempfile::TempDir, traces: &str, seed: &str) -> String {
-    let file = dir.path().join("shop.jsonl");
-    let model = dir.path().join("shop.json");
-    ok(&[
+/// `augur generate --world shop` into `dir/name` (OTLP JSON Lines) with `extra` arguments;
+/// returns the file's path.
+pub fn generate_shop(dir: &Path, name: &str, traces: &str, seed: &str, extra: &[&str]) -> String {
+    let out = dir.join(name);
+    let mut args = vec![
         "generate",
         "--world",
         "shop",
@@ -133,13 +133,17 @@ pub fn shop_model(dir: &tempfile::TempDir, traces: &str, seed: &str) -> String {
         "--seed",
         seed,
         "--out",
-        file.to_str().unwrap(),
-    ]);
-    ok(&[
-        "learn",
-        file.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+    out.to_str().unwrap().to_string()
+}
+
+/// Generates `traces` shop traces (seeded) and learns them; returns the model file's path.
+pub fn shop_model(dir: &tempfile::TempDir, traces: &str, seed: &str) -> String {
+    let file = generate_shop(dir.path(), "shop.jsonl", traces, seed, &[]);
+    let model = dir.path().join("shop.json");
+    ok(&["learn", &file, "--out", model.to_str().unwrap()]);
     model.to_str().unwrap().to_string()
 }

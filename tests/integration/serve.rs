@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use augur_ingest::live::encode_batch;
 use augur_ingest::{read_paths, ReadOptions};
 
-use crate::common::{augur, ok};
+use crate::common::{augur, generate_shop, ok};
 
 /// A running `augur serve`.
 struct Server {
@@ -213,6 +213,14 @@ fn requests(file: &Path, per_request: usize) -> (Vec<Vec<u8>>, u64) {
     (out, spans)
 }
 
+/// A runtime for the async clients (tonic, tokio-rustls).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(bytes).unwrap();
@@ -220,19 +228,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn shop(dir: &Path, traces: &str) -> PathBuf {
-    let file = dir.join("shop.jsonl");
-    ok(&[
-        "generate",
-        "--world",
-        "shop",
-        "--traces",
-        traces,
-        "--seed",
-        "5",
-        "--out",
-        file.to_str().unwrap(),
-    ]);
-    file
+    PathBuf::from(generate_shop(dir, "shop.jsonl", traces, "5", &[]))
 }
 
 fn post_proto(
@@ -425,10 +421,7 @@ fn grpc_exports_from_a_tonic_client_and_bearer_tokens() {
         ],
     );
     let (bodies, spans) = requests(&file, 100);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let endpoint = format!("http://{}", server.grpc);
     rt.block_on(async {
         let mut client = TraceServiceClient::connect(endpoint.clone()).await.unwrap();
@@ -590,10 +583,7 @@ fn tls_on_both_listeners() {
         ],
     );
     let (bodies, spans) = requests(&file, 400);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let tls = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(cert.pem()))
