@@ -279,6 +279,9 @@ pub struct Scores {
     /// Share of operations whose observed p50 ratio lies in the predicted 90% interval (augur
     /// only; the naive baseline has no interval).
     pub coverage: Option<f64>,
+    /// Mean |predicted − observed| error rate across operations (augur only, and only when the
+    /// traces carry span status).
+    pub error_mae: Option<f64>,
 }
 
 /// One scored operation.
@@ -305,6 +308,14 @@ pub struct OpScore {
     pub naive_p99: f64,
     /// Whether the operation calls the target (directly or not) in the baseline model.
     pub upstream: bool,
+    /// Observed error rate in the window (`None` when the traces carry no span status).
+    pub observed_error_rate: Option<f64>,
+    /// Predicted error rate (mean across posterior draws).
+    pub predicted_error_rate: f64,
+    /// Its 90% interval.
+    pub predicted_error_rate_lo: f64,
+    /// Its 90% interval.
+    pub predicted_error_rate_hi: f64,
     /// For the worst predicted: the likely reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
@@ -628,6 +639,10 @@ fn backtest_one(
             naive_p50: naive(b50),
             naive_p99: naive(b99),
             upstream: is_up,
+            observed_error_rate: has_status.then(|| w.errors as f64 / w.invocations as f64),
+            predicted_error_rate: p.predicted.error_rate.mean,
+            predicted_error_rate_lo: p.predicted.error_rate.lo,
+            predicted_error_rate_hi: p.predicted.error_rate.hi,
             why: None,
         });
     }
@@ -742,6 +757,18 @@ fn score(ops: &[OpScore], pred: impl Fn(&OpScore) -> (f64, f64), interval: bool)
                 .count() as f64
                 / n
         }),
+        error_mae: if interval {
+            let errs: Vec<f64> = ops
+                .iter()
+                .filter_map(|o| {
+                    o.observed_error_rate
+                        .map(|x| (o.predicted_error_rate - x).abs())
+                })
+                .collect();
+            (!errs.is_empty()).then(|| errs.iter().sum::<f64>() / errs.len() as f64)
+        } else {
+            None
+        },
     }
 }
 
@@ -805,6 +832,14 @@ fn overall(results: &[ExperimentResult]) -> Overall {
         experiments_scored: scored.len(),
         not_scorable: results.iter().filter(|r| r.not_scorable.is_some()).count(),
         augur: Scores {
+            error_mae: {
+                let v: Vec<f64> = results
+                    .iter()
+                    .filter(|r| r.not_scorable.is_none())
+                    .filter_map(|r| r.augur.error_mae)
+                    .collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            },
             spearman: mean(&|r| r.augur.spearman),
             log2_error_p50: mean(&|r| Some(r.augur.log2_error_p50)).unwrap_or(f64::NAN),
             log2_error_p99: mean(&|r| Some(r.augur.log2_error_p99)).unwrap_or(f64::NAN),
@@ -815,6 +850,7 @@ fn overall(results: &[ExperimentResult]) -> Overall {
             log2_error_p50: mean(&|r| Some(r.naive.log2_error_p50)).unwrap_or(f64::NAN),
             log2_error_p99: mean(&|r| Some(r.naive.log2_error_p99)).unwrap_or(f64::NAN),
             coverage: None,
+            error_mae: None,
         },
     }
 }
@@ -824,13 +860,14 @@ impl BacktestReport {
     pub fn to_text(&self) -> String {
         let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
         let mut out = String::from(
-            "experiment                                            fault                                   ops  spearman augur/naive  log2err p50 augur/naive  coverage\n",
+            "experiment                                            fault                                   ops  spearman augur/naive  log2err p50 augur/naive  coverage  error MAE\n",
         );
         for r in &self.experiments {
             match &r.not_scorable {
                 Some(why) => out.push_str(&format!("{:<53} not scorable: {why}\n", r.id)),
-                None => out.push_str(&format!(
-                    "{:<53} {:<39} {:>4}  {:>6} / {:<6}       {:>6.3} / {:<6.3}        {}\n",
+                None => {
+                    out.push_str(&format!(
+                    "{:<53} {:<39} {:>4}  {:>6} / {:<6}       {:>6.3} / {:<6.3}        {:<8}  {}\n",
                     r.id,
                     r.fault.as_deref().unwrap_or("-"),
                     r.operations.len(),
@@ -839,18 +876,23 @@ impl BacktestReport {
                     r.augur.log2_error_p50,
                     r.naive.log2_error_p50,
                     f(r.augur.coverage),
-                )),
+                    r.augur.error_mae.map_or("-".to_string(), |e| format!("{e:.3}")),
+                ))
+                }
             }
         }
         let o = &self.overall;
         out.push_str(&format!(
-            "\noverall ({} latency/cpu experiments scored, {} not scorable):\n  augur: Spearman {}, log2 error p50 {:.3}, p99 {:.3}, 90% interval coverage {}\n  naive (every upstream service slowed by the full delay): Spearman {}, log2 error p50 {:.3}, p99 {:.3}\n",
+            "\noverall ({} latency/cpu experiments scored, {} not scorable):\n  augur: Spearman {}, log2 error p50 {:.3}, p99 {:.3}, 90% interval coverage {}, error-rate MAE {}\n  naive (every upstream service slowed by the full delay): Spearman {}, log2 error p50 {:.3}, p99 {:.3}\n",
             o.experiments_scored,
             o.not_scorable,
             f(o.augur.spearman),
             o.augur.log2_error_p50,
             o.augur.log2_error_p99,
             f(o.augur.coverage),
+            o.augur
+                .error_mae
+                .map_or("- (no span status)".to_string(), |e| format!("{e:.3} (all scored kinds)")),
             f(o.naive.spearman),
             o.naive.log2_error_p50,
             o.naive.log2_error_p99,

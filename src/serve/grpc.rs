@@ -107,3 +107,50 @@ impl tonic::service::Interceptor for Auth {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes a varint-prefixed field list just far enough to read the status details back.
+    fn fields(mut b: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let key = prost::encoding::decode_varint(&mut b).unwrap();
+            let value = match key & 7 {
+                0 => prost::encoding::decode_varint(&mut b)
+                    .unwrap()
+                    .to_le_bytes()
+                    .to_vec(),
+                2 => {
+                    let n = prost::encoding::decode_varint(&mut b).unwrap() as usize;
+                    let (v, rest) = b.split_at(n);
+                    b = rest;
+                    v.to_vec()
+                }
+                other => panic!("wire type {other}"),
+            };
+            out.push((key >> 3, value));
+        }
+        out
+    }
+
+    #[test]
+    fn refusals_carry_a_retry_delay_clients_can_read() {
+        let s = unavailable_with_retry("busy".into());
+        assert_eq!(s.code(), Code::Unavailable);
+        // google.rpc.Status { code, message, details: [Any { type_url, value: RetryInfo }] }
+        let status = fields(s.details());
+        assert_eq!(status[0].0, 1);
+        assert_eq!(status[0].1[0], Code::Unavailable as u8);
+        assert_eq!((status[1].0, status[1].1.as_slice()), (2, &b"busy"[..]));
+        let any = fields(&status[2].1);
+        assert_eq!(any[0].1, b"type.googleapis.com/google.rpc.RetryInfo");
+        let retry_info = fields(&any[1].1);
+        let duration = fields(&retry_info[0].1);
+        assert_eq!(
+            (duration[0].0, duration[0].1[0]),
+            (1, RETRY_AFTER_SECS as u8)
+        );
+    }
+}

@@ -111,6 +111,20 @@ fn backtest_on_a_generated_world_scores_what_it_can_and_says_why_not_otherwise()
     // cart down: scored on latency (the generator records statuses).
     assert_eq!(exps[1]["fault"], "cart:down");
     assert!(exps[1]["not_scorable"].is_null(), "{}", exps[1]);
+    // Its error rates, predicted against observed, operation by operation.
+    let cart_mae = exps[1]["augur"]["error_mae"].as_f64().unwrap();
+    eprintln!("cart down: error-rate MAE {cart_mae}");
+    assert!(cart_mae < 0.1, "{}", exps[1]);
+    let post_cart = exps[1]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["operation"] == "frontend POST /cart")
+        .unwrap();
+    assert!(
+        post_cart["observed_error_rate"].as_f64().unwrap() > 0.5,
+        "{post_cart}"
+    );
     // email is reached by messages: augur predicts no change upstream, the naive baseline slows
     // checkout by the whole delay, and the window shows augur right.
     let email = &exps[2];
