@@ -276,8 +276,9 @@ pub struct Scores {
     pub log2_error_p50: f64,
     /// The same for p99.
     pub log2_error_p99: f64,
-    /// Share of operations whose observed p50 ratio lies in the predicted 90% interval (augur
-    /// only; the naive baseline has no interval).
+    /// Share of operations whose observed p50 ratio lies in the predicted 90% interval widened
+    /// by the observation's sampling error (see [`OpScore::covered`]; augur only: the naive
+    /// baseline has no interval).
     pub coverage: Option<f64>,
     /// Mean |predicted − observed| error rate across operations (augur only, and only when the
     /// traces carry span status).
@@ -308,6 +309,9 @@ pub struct OpScore {
     pub naive_p99: f64,
     /// Whether the operation calls the target (directly or not) in the baseline model.
     pub upstream: bool,
+    /// Whether the observed p50 ratio lies in the predicted 90% interval widened by the
+    /// observation's own sampling error (the medians of the window's and the baseline's spans).
+    pub covered: bool,
     /// Observed error rate in the window (`None` when the traces carry no span status).
     pub observed_error_rate: Option<f64>,
     /// Predicted error rate (mean across posterior draws).
@@ -611,6 +615,28 @@ fn backtest_one(
             continue;
         }
         let is_up = upstream.contains(id.as_str()) || b.service == e.target;
+        let covered = {
+            // The sampling error of a median in log space, from the spread of the log latency
+            // (interquartile range / 1.349 for sigma): var ≈ (π / 2n) σ².
+            let se = |sk: &augur_model::LogSketch, n: u64| -> f64 {
+                match (sk.quantile(0.25), sk.quantile(0.75)) {
+                    (Some(q1), Some(q3)) if q1 > 0.0 && q3 > 0.0 => {
+                        let sigma = (q3.ln() - q1.ln()) / 1.349;
+                        sigma * (std::f64::consts::PI / (2.0 * n.max(1) as f64)).sqrt()
+                    }
+                    _ => 0.0,
+                }
+            };
+            let se_obs = (se(&w.duration_ns, w.invocations).powi(2)
+                + se(&b.duration_ns, b.invocations).powi(2))
+            .sqrt();
+            let (lo, hi) = (
+                (p.predicted.p50_ms.lo / p.baseline.p50_ms).max(1e-9).ln(),
+                (p.predicted.p50_ms.hi / p.baseline.p50_ms).max(1e-9).ln(),
+            );
+            let half = (((hi - lo) / 2.0).powi(2) + (1.645 * se_obs).powi(2)).sqrt();
+            ((w50 / b50).ln() - (hi + lo) / 2.0).abs() <= half
+        };
         // The point prediction: no change where the 90% interval holds no change (the
         // simulation's own noise is not a prediction), else the mean.
         let point = |band: &crate::Band, base: f64| {
@@ -639,6 +665,7 @@ fn backtest_one(
             naive_p50: naive(b50),
             naive_p99: naive(b99),
             upstream: is_up,
+            covered,
             observed_error_rate: has_status.then(|| w.errors as f64 / w.invocations as f64),
             predicted_error_rate: p.predicted.error_rate.mean,
             predicted_error_rate_lo: p.predicted.error_rate.lo,
@@ -749,14 +776,7 @@ fn score(ops: &[OpScore], pred: impl Fn(&OpScore) -> (f64, f64), interval: bool)
             .map(|o| (l2(pred(o).1) - l2(o.observed_p99)).abs())
             .sum::<f64>()
             / n,
-        coverage: interval.then(|| {
-            ops.iter()
-                .filter(|o| {
-                    o.observed_p50 >= o.predicted_p50_lo && o.observed_p50 <= o.predicted_p50_hi
-                })
-                .count() as f64
-                / n
-        }),
+        coverage: interval.then(|| ops.iter().filter(|o| o.covered).count() as f64 / n),
         error_mae: if interval {
             let errs: Vec<f64> = ops
                 .iter()
@@ -821,9 +841,7 @@ fn overall(results: &[ExperimentResult]) -> Overall {
         for r in &scored {
             for o in &r.operations {
                 n += 1;
-                hit += usize::from(
-                    o.observed_p50 >= o.predicted_p50_lo && o.observed_p50 <= o.predicted_p50_hi,
-                );
+                hit += usize::from(o.covered);
             }
         }
         (n > 0).then(|| hit as f64 / n as f64)
