@@ -441,6 +441,10 @@ impl Worker {
         let mut clock: VecDeque<(Instant, u64)> = VecDeque::new();
         let mut last_snapshot = Instant::now();
         let mut last_publish = Instant::now();
+        // Publishing copies and re-reads the whole model: with a large model it waits at least
+        // ten times as long as the last one took, so it never takes more than a tenth of this
+        // thread.
+        let mut publish_gap = self.live.opts.publish_every;
         let result = loop {
             match self.rx.recv_timeout(tick) {
                 Ok(Item::Spans { batch, .. }) => {
@@ -470,9 +474,10 @@ impl Worker {
                     self.dirty = true;
                 }
             }
-            if self.dirty && now - last_publish >= self.live.opts.publish_every {
+            if self.dirty && now - last_publish >= publish_gap {
                 self.publish();
-                last_publish = now;
+                last_publish = Instant::now();
+                publish_gap = self.live.opts.publish_every.max((last_publish - now) * 10);
             }
             if now - last_snapshot >= self.live.opts.snapshot_every {
                 if let Err(e) = self.snapshot() {
