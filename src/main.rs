@@ -15,6 +15,7 @@ use augur_model::{BuildOptions, Model, ModelBuilder};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod demo;
+mod export;
 mod progress;
 mod serve;
 mod show;
@@ -220,6 +221,31 @@ enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a model and its ranked candidate experiments as Parquet tables for data scientists.
+    ///
+    /// DIR/nodes.parquet (operations and virtual nodes: traffic, latency, own error posterior),
+    /// DIR/edges.parquet (call sites: calls, latency, mode, retries, timeout, P(propagate) with
+    /// its interval, evidence and prior) and DIR/candidates.parquet (every candidate of
+    /// `augur recommend`, ranked: value in bits, harm, safety, why). docs/EXPORT.md reads them
+    /// with polars.
+    Export {
+        /// A model file written by `augur learn`.
+        model: PathBuf,
+        /// The directory to write the tables into (created if absent).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The team's hypotheses (TOML; see docs/INTENTS.md).
+        #[arg(long, value_name = "FILE")]
+        intents: Option<PathBuf>,
+        /// Which targets to consider for candidates.
+        #[arg(long, value_enum, default_value_t = ScopeArg::Service)]
+        scope: ScopeArg,
+        /// Extra failed user requests an experiment may cause (the error budget remaining).
+        #[arg(long, value_name = "REQUESTS")]
+        error_budget: Option<f64>,
+        #[command(flatten)]
+        exp: ExperimentArgs,
     },
     /// The value in bits, harm and P(intents) of one experiment you have in mind.
     Value {
@@ -663,6 +689,22 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Serve(args) => serve::run(args),
+        Command::Export {
+            model,
+            out,
+            intents,
+            scope,
+            error_budget,
+            exp,
+        } => {
+            let opts = exp.options(scope, error_budget)?;
+            let (view, intents) = model_and_intents(&model, intents.as_deref())?;
+            let rec = recommend_all(&view, &intents, &opts)?;
+            for (file, rows) in export::export(&view, &rec, &out)? {
+                eprintln!("wrote {file} ({rows} rows)");
+            }
+            Ok(())
+        }
         Command::Backtest {
             traces,
             experiments,

@@ -63,6 +63,7 @@ mod read;
 mod report;
 pub mod schema;
 mod span;
+pub mod table;
 pub mod wal;
 mod zipkin;
 

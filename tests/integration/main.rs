@@ -7,6 +7,7 @@
 mod backtest;
 mod bad_input;
 mod common;
+mod export;
 mod fixtures;
 mod formats;
 mod learn_graph;

@@ -1,0 +1,138 @@
+//! `augur export`: a model, its posteriors and the ranked candidate experiments as Parquet tables
+//! for data scientists (`docs/EXPORT.md` reads them with polars).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use augur_ingest::table::{write_table, Column};
+use augur_model::View;
+use augur_recommender::Recommendation;
+
+/// Writes `nodes.parquet`, `edges.parquet` and `candidates.parquet` into `dir`; returns the
+/// files with their row counts.
+pub(crate) fn export(
+    view: &View,
+    rec: &Recommendation,
+    dir: &Path,
+) -> Result<Vec<(String, usize)>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut out = Vec::new();
+    let mut write = |name: &str, columns: Vec<(&str, Column)>| -> Result<()> {
+        let path = dir.join(name);
+        let rows = write_table(&path, columns)?;
+        out.push((path.display().to_string(), rows));
+        Ok(())
+    };
+    let n = &view.nodes;
+    let s = |f: &dyn Fn(&augur_model::Node) -> String| Column::Str(n.iter().map(f).collect());
+    let x = |f: &dyn Fn(&augur_model::Node) -> f64| Column::F64(n.iter().map(f).collect());
+    write(
+        "nodes.parquet",
+        vec![
+            ("id", s(&|n| n.id.clone())),
+            ("service", s(&|n| n.service.clone())),
+            ("operation", s(&|n| n.operation.clone())),
+            (
+                "virtual",
+                Column::Bool(n.iter().map(|n| n.is_virtual).collect()),
+            ),
+            (
+                "endpoint",
+                Column::Bool(n.iter().map(|n| n.endpoint).collect()),
+            ),
+            (
+                "invocations",
+                Column::U64(n.iter().map(|n| n.invocations).collect()),
+            ),
+            ("errors", Column::U64(n.iter().map(|n| n.errors).collect())),
+            ("p50_ms", x(&|n| n.duration.p50_ms)),
+            ("p99_ms", x(&|n| n.duration.p99_ms)),
+            ("self_p50_ms", x(&|n| n.self_time.p50_ms)),
+            ("self_p99_ms", x(&|n| n.self_time.p99_ms)),
+            ("p_error_mean", x(&|n| n.p_error.interval.mean)),
+            ("p_error_lo", x(&|n| n.p_error.interval.lo)),
+            ("p_error_hi", x(&|n| n.p_error.interval.hi)),
+            (
+                "traffic_share",
+                Column::OptF64(
+                    n.iter()
+                        .map(|n| n.traffic.as_ref().map(|t| t.share))
+                        .collect(),
+                ),
+            ),
+            (
+                "traffic_per_second",
+                Column::OptF64(
+                    n.iter()
+                        .map(|n| n.traffic.as_ref().map(|t| t.per_second))
+                        .collect(),
+                ),
+            ),
+        ],
+    )?;
+    let e = &view.edges;
+    let es = |f: &dyn Fn(&augur_model::Edge) -> String| Column::Str(e.iter().map(f).collect());
+    let ex = |f: &dyn Fn(&augur_model::Edge) -> f64| Column::F64(e.iter().map(f).collect());
+    write(
+        "edges.parquet",
+        vec![
+            ("from", es(&|e| e.from.clone())),
+            ("to", es(&|e| e.to.clone())),
+            ("calls", Column::U64(e.iter().map(|e| e.calls).collect())),
+            ("failed", Column::U64(e.iter().map(|e| e.failed).collect())),
+            ("calls_per_invocation", ex(&|e| e.mean_calls())),
+            ("p50_ms", ex(&|e| e.duration.p50_ms)),
+            ("p99_ms", ex(&|e| e.duration.p99_ms)),
+            ("mode", es(&|e| e.mode.as_str().to_string())),
+            (
+                "retries",
+                Column::OptU64(e.iter().map(|e| e.retries.map(u64::from)).collect()),
+            ),
+            (
+                "timeout_ms",
+                Column::OptF64(
+                    e.iter()
+                        .map(|e| e.timeout.as_ref().map(|t| t.median_ms))
+                        .collect(),
+                ),
+            ),
+            ("p_propagate_mean", ex(&|e| e.p_propagate.interval.mean)),
+            ("p_propagate_lo", ex(&|e| e.p_propagate.interval.lo)),
+            ("p_propagate_hi", ex(&|e| e.p_propagate.interval.hi)),
+            (
+                "p_propagate_evidence",
+                Column::U64(e.iter().map(|e| e.p_propagate.evidence).collect()),
+            ),
+            ("p_propagate_prior", es(&|e| e.p_propagate.prior.clone())),
+        ],
+    )?;
+    let c = &rec.experiments;
+    let cs = |f: &dyn Fn(&augur_recommender::Experiment) -> String| {
+        Column::Str(c.iter().map(f).collect())
+    };
+    let cx =
+        |f: &dyn Fn(&augur_recommender::Experiment) -> f64| Column::F64(c.iter().map(f).collect());
+    write(
+        "candidates.parquet",
+        vec![
+            ("rank", Column::U64((1..=c.len() as u64).collect())),
+            ("fault", cs(&|e| e.fault.clone())),
+            ("value_bits", cx(&|e| e.value_bits)),
+            ("model_bits", cx(&|e| e.model_bits)),
+            ("safe", Column::Bool(c.iter().map(|e| e.safe).collect())),
+            ("traffic_share", cx(&|e| e.traffic_share)),
+            ("harm_requests", cx(&|e| e.harm.requests)),
+            (
+                "harm_failed_requests_hi",
+                cx(&|e| e.harm.failed_requests_hi),
+            ),
+            (
+                "harm_p99_increase_ms_hi",
+                cx(&|e| e.harm.p99_increase_ms_hi),
+            ),
+            ("duration_s", cx(&|e| e.harm.duration_s)),
+            ("why", cs(&|e| e.why.clone())),
+        ],
+    )?;
+    Ok(out)
+}
