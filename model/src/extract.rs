@@ -326,44 +326,49 @@ impl ModelBuilder {
     /// the window is buffered.
     fn evict(&mut self) {
         let window = self.opts.trace_window.max(1) as u64;
+        let seen = self.seen;
+        self.finish_front_while(|t, buffered| {
+            let idle = seen - t.last_seen >= window;
+            let over = buffered as u64 > 2 * window;
+            // Still receiving spans but forced out by memory: cut.
+            (idle || over).then_some(!idle)
+        });
+    }
+
+    /// Finishes traces from the front of the arrival queue while `decide` says so: `None`
+    /// stops; `Some(cut)` finishes it, counting it as cut by the window when `cut`. Returns how
+    /// many were finished.
+    fn finish_front_while(&mut self, decide: impl Fn(&OpenTrace, usize) -> Option<bool>) -> usize {
+        let mut n = 0;
         while let Some(&front) = self.fifo.front() {
             let Some(t) = self.open.get(&front) else {
                 self.fifo.pop_front();
                 continue;
             };
-            let idle = self.seen - t.last_seen >= window;
-            let over = self.buffered as u64 > 2 * window;
-            if !idle && !over {
+            let Some(cut) = decide(t, self.buffered) else {
                 break;
-            }
+            };
             self.fifo.pop_front();
-            if !idle {
-                // Still receiving spans, but memory forces it out.
+            if cut {
                 self.quality.traces_cut_by_window += 1;
             }
             if let Some(t) = self.open.remove(&front) {
                 self.close(&t);
+                n += 1;
             }
         }
+        n
     }
 
     /// Takes a trace's spans out of the slab and folds them.
     fn close(&mut self, t: &OpenTrace) {
         let mut spans = std::mem::take(&mut self.gathered);
         spans.clear();
-        let mut left = t.len as usize;
-        let mut b = t.head;
-        while left > 0 {
-            let n = left.min(BLOCK);
-            let start = b as usize * BLOCK;
-            let Some(block) = self.slab.get(start..start + n) else {
-                break;
-            };
+        let free = &mut self.free_blocks;
+        for_each_block(&self.slab, &self.next_block, t, |b, block| {
             spans.extend_from_slice(block);
-            self.free_blocks.push(b);
-            left -= n;
-            b = self.next_block.get(b as usize).copied().unwrap_or(NONE);
-        }
+            free.push(b);
+        });
         self.buffered -= t.len as usize;
         self.fold_trace(&mut spans);
         self.gathered = spans;
@@ -384,22 +389,7 @@ impl ModelBuilder {
     /// trace is folded once it has been quiet that long even when little traffic follows it.
     /// Returns how many traces were finished.
     pub fn finish_idle(&mut self, seen: u64) -> usize {
-        let mut n = 0;
-        while let Some(&front) = self.fifo.front() {
-            let Some(t) = self.open.get(&front) else {
-                self.fifo.pop_front();
-                continue;
-            };
-            if t.last_seen > seen {
-                break;
-            }
-            self.fifo.pop_front();
-            if let Some(t) = self.open.remove(&front) {
-                self.close(&t);
-                n += 1;
-            }
-        }
-        n
+        self.finish_front_while(|t, _| (t.last_seen <= seen).then_some(false))
     }
 
     /// The model of the traces finished so far (spans still buffered are not counted in it; see
@@ -415,14 +405,7 @@ impl ModelBuilder {
         let mut remap: FxHashMap<Sym, Sym> = FxHashMap::default();
         for id in &self.fifo {
             let Some(t) = self.open.get(id) else { continue };
-            let mut left = t.len as usize;
-            let mut b = t.head;
-            while left > 0 {
-                let n = left.min(BLOCK);
-                let start = b as usize * BLOCK;
-                let Some(block) = self.slab.get(start..start + n) else {
-                    break;
-                };
+            for_each_block(&self.slab, &self.next_block, t, |_, block| {
                 for s in block {
                     let mut s = *s;
                     let mut map = |sym: Sym| {
@@ -435,9 +418,7 @@ impl ModelBuilder {
                     s.peer = s.peer.map(&mut map);
                     out.spans.push(s);
                 }
-                left -= n;
-                b = self.next_block.get(b as usize).copied().unwrap_or(NONE);
-            }
+            });
         }
         out
     }
@@ -925,6 +906,27 @@ impl ModelBuilder {
             calls,
             unarrived,
         }
+    }
+}
+
+/// Calls `f` with each block of a trace's spans, in order: the block's number and its spans.
+fn for_each_block(
+    slab: &[Span],
+    next_block: &[u32],
+    t: &OpenTrace,
+    mut f: impl FnMut(u32, &[Span]),
+) {
+    let mut left = t.len as usize;
+    let mut b = t.head;
+    while left > 0 {
+        let n = left.min(BLOCK);
+        let start = b as usize * BLOCK;
+        let Some(block) = slab.get(start..start + n) else {
+            break;
+        };
+        f(b, block);
+        left -= n;
+        b = next_block.get(b as usize).copied().unwrap_or(NONE);
     }
 }
 
