@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod demo;
 mod export;
+mod outcome;
 mod progress;
 mod serve;
 mod show;
@@ -266,6 +267,62 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Record an experiment's outcome: compare what its traces show with what the model
+    /// predicted, refine the model with what they teach, and append it all to the ledger.
+    ///
+    /// TRACES are the traces recorded while FAULT was active. The injected fault is known, so
+    /// only callers' reactions are learned from them (did the caller fail with the call,
+    /// retry it, time it out?): the target's own errors and latency under the fault, and every
+    /// count and duration the fault distorted, are not mistaken for normal behaviour. Reports,
+    /// per endpoint, the prediction against the observation; per parameter, the surprise (bits
+    /// of KL divergence, after against before); each intent the fault bears on, held or
+    /// falsified with its evidence. The refined model is written to --out (default: MODEL
+    /// itself, replaced atomically) and the entry appended to the ledger beside it
+    /// (model.json → model.ledger.jsonl). See docs/OUTCOMES.md.
+    Outcome {
+        /// The model the experiment was planned on.
+        model: PathBuf,
+        /// The fault that was active, as for `augur simulate`.
+        #[arg(long, value_name = "SPEC")]
+        fault: String,
+        /// Trace files or directories recorded while the fault was active.
+        #[arg(long, required = true, num_args = 1.., value_name = "PATHS")]
+        traces: Vec<PathBuf>,
+        /// Where to write the refined model (default: MODEL). Its ledger starts as a copy of
+        /// MODEL's.
+        #[arg(long, value_name = "MODEL2")]
+        out: Option<PathBuf>,
+        /// The team's hypotheses (TOML; see docs/INTENTS.md): those about FAULT get a verdict.
+        #[arg(long, value_name = "FILE")]
+        intents: Option<PathBuf>,
+        /// Share of traffic the fault was applied to while the traces were recorded.
+        #[arg(long, value_name = "SHARE", default_value_t = 1.0)]
+        traffic_share: f64,
+        /// Requests simulated per posterior draw for the prediction.
+        #[arg(long, default_value_t = 4_000)]
+        requests: usize,
+        /// Posterior draws.
+        #[arg(long, default_value_t = 32)]
+        samples: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Show what the team has learned over time: every recorded experiment (prediction against
+    /// observation, what moved, intents' verdicts) from the ledger beside MODEL.
+    Ledger {
+        /// A model file (its ledger is MODEL's name with .ledger.jsonl).
+        model: PathBuf,
+        /// Print the entries as JSON: {"entries":[{"recorded_at","fault","traces","model",
+        /// "outcome":{as augur outcome --json}}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Receive traces live over OTLP (gRPC and HTTP), keep the model current, answer queries.
     ///
     /// Point an OpenTelemetry Collector's `otlp` exporter (gRPC, default port 4317) or
@@ -440,6 +497,7 @@ pub(crate) fn experiment_options(
             samples,
             seed,
         },
+        staleness: Default::default(),
     })
 }
 
@@ -638,8 +696,8 @@ fn run(cli: Cli) -> Result<()> {
             exp,
             json,
         } => {
-            let opts = exp.options(scope, error_budget)?;
-            let (view, intents) = model_and_intents(&model, intents.as_deref())?;
+            let mut opts = exp.options(scope, error_budget)?;
+            let (view, intents) = model_and_intents(&model, intents.as_deref(), &mut opts)?;
             let mut rec = recommend_all(&view, &intents, &opts)?;
             rec.experiments.truncate(top);
             emit(json, &rec, || show::recommendation_text(&rec))
@@ -658,8 +716,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             // Each experiment is fitted (by traffic share) to an equal part of the budget, so
             // that up to --max of them fit together; the plan then picks among them.
-            let opts = exp.options(scope, Some(budget / max as f64))?;
-            let (view, intents) = model_and_intents(&model, intents.as_deref())?;
+            let mut opts = exp.options(scope, Some(budget / max as f64))?;
+            let (view, intents) = model_and_intents(&model, intents.as_deref(), &mut opts)?;
             let rec = recommend_all(&view, &intents, &opts)?;
             let endpoints =
                 augur_recommender::recommend::requests_per_endpoint(&view, opts.duration_s);
@@ -675,9 +733,9 @@ fn run(cli: Cli) -> Result<()> {
             exp,
             json,
         } => {
-            let opts = exp.options(ScopeArg::Service, error_budget)?;
+            let mut opts = exp.options(ScopeArg::Service, error_budget)?;
             let spec: augur_simulator::FaultSpec = fault.parse()?;
-            let (view, intents) = model_and_intents(&model, intents.as_deref())?;
+            let (view, intents) = model_and_intents(&model, intents.as_deref(), &mut opts)?;
             let e = augur_recommender::value_of(&view, &intents, &spec, &opts)?;
             if json {
                 write_stdout(&(serde_json::to_string_pretty(&e)? + "\n"))
@@ -689,6 +747,34 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Serve(args) => serve::run(args),
+        Command::Outcome {
+            model,
+            fault,
+            traces,
+            out,
+            intents,
+            traffic_share,
+            requests,
+            samples,
+            seed,
+            json,
+            read,
+        } => outcome::run_outcome(&outcome::OutcomeArgs {
+            model: &model,
+            fault: &fault,
+            traces: &traces,
+            out: out.as_deref(),
+            intents: intents.as_deref(),
+            traffic_share,
+            sim: augur_simulator::SimOptions {
+                requests,
+                samples,
+                seed,
+            },
+            read: &read,
+            json,
+        }),
+        Command::Ledger { model, json } => outcome::run_ledger(&model, json),
         Command::Export {
             model,
             out,
@@ -697,8 +783,8 @@ fn run(cli: Cli) -> Result<()> {
             error_budget,
             exp,
         } => {
-            let opts = exp.options(scope, error_budget)?;
-            let (view, intents) = model_and_intents(&model, intents.as_deref())?;
+            let mut opts = exp.options(scope, error_budget)?;
+            let (view, intents) = model_and_intents(&model, intents.as_deref(), &mut opts)?;
             let rec = recommend_all(&view, &intents, &opts)?;
             for (file, rows) in export::export(&view, &rec, &out)? {
                 eprintln!("wrote {file} ({rows} rows)");
@@ -780,16 +866,20 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Reads a model and (optionally) the intents file validated against it.
+/// Reads a model, (optionally) the intents file validated against it, and the ledger beside
+/// the model, whose tested targets set `opts.staleness`.
 fn model_and_intents(
     model: &std::path::Path,
     intents: Option<&std::path::Path>,
+    opts: &mut augur_recommender::Options,
 ) -> Result<(augur_model::View, Vec<augur_recommender::Intent>)> {
-    let view = Model::load(model)?.view();
+    let m = Model::load(model)?;
+    let view = m.view();
     let intents = match intents {
         Some(p) => augur_recommender::intents::load(p, &view)?,
         None => Vec::new(),
     };
+    opts.staleness = outcome::staleness_of(model, &m, &view)?;
     Ok((view, intents))
 }
 

@@ -29,6 +29,20 @@ pub fn hour_of(start_ns: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{hour:02}")
 }
 
+/// A time as UTC text, `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn utc_text(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let t = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        t / 3600,
+        t % 3600 / 60,
+        t % 60
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -218,6 +232,8 @@ mod tests {
         // 2023-01-29 08:43:00 UTC
         assert_eq!(hour_of(1_674_981_780_000_000_000), "2023-01-29T08");
         assert_eq!(hour_of(951_782_400_000_000_000), "2000-02-29T00");
+        assert_eq!(utc_text(1_674_981_780_000_000_000), "2023-01-29T08:43:00Z");
+        assert_eq!(utc_text(-1_000_000_000), "1969-12-31T23:59:59Z");
         assert_eq!(hour_of(-1), "1969-12-31T23");
     }
 }

@@ -416,6 +416,26 @@ impl Beta {
         self.variance().sqrt()
     }
 
+    /// The Kullback–Leibler divergence `KL(self ‖ other)` in bits: how much information moving
+    /// from the belief `other` to the belief `self` represents (0 when they are equal; the
+    /// "surprise" of an update when `other` is the belief before it). NaN when either is not a
+    /// valid distribution.
+    ///
+    /// `ln B(a₂, b₂) − ln B(a₁, b₁) + (a₁ − a₂)ψ(a₁) + (b₁ − b₂)ψ(b₁) + (a₂ − a₁ + b₂ − b₁)ψ(a₁ + b₁)`,
+    /// divided by ln 2.
+    pub fn kl_bits(&self, other: &Beta) -> f64 {
+        if !self.is_valid() || !other.is_valid() {
+            return f64::NAN;
+        }
+        let (a1, b1, a2, b2) = (self.alpha, self.beta, other.alpha, other.beta);
+        let psi = |y: f64| digamma_trigamma(y).0;
+        let nats = ln_beta(a2, b2) - ln_beta(a1, b1)
+            + (a1 - a2) * psi(a1)
+            + (b1 - b2) * psi(b1)
+            + (a2 - a1 + b2 - b1) * psi(a1 + b1);
+        (nats / std::f64::consts::LN_2).max(0.0)
+    }
+
     /// The posterior after `successes` of `trials`: `Beta(alpha + k, beta + n - k)`.
     ///
     /// `trials >= successes` is assumed; if not, the failures saturate at zero.
@@ -1068,6 +1088,26 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn kl_divergence_has_known_values() {
+        let uniform = Beta::new(1.0, 1.0).unwrap();
+        let b22 = Beta::new(2.0, 2.0).unwrap();
+        // KL(Beta(2,2) ‖ uniform) is minus Beta(2,2)'s differential entropy:
+        // ln 6 − 11/3 + 2 = 0.12509... nats.
+        let expected = (6f64.ln() - 11.0 / 3.0 + 2.0) / std::f64::consts::LN_2;
+        assert!((b22.kl_bits(&uniform) - expected).abs() < 1e-10);
+        assert_eq!(b22.kl_bits(&b22), 0.0);
+        // More evidence moves the belief further from where it started.
+        let after = |k, n| uniform.update(k, n);
+        assert!(after(1, 10).kl_bits(&uniform) < after(10, 100).kl_bits(&uniform));
+        assert!(Beta {
+            alpha: -1.0,
+            beta: 1.0
+        }
+        .kl_bits(&uniform)
+        .is_nan());
+    }
 
     /// A seeded 64-bit LCG (Knuth's MMIX constants); uniform draws from the top 53 bits.
     struct Lcg(u64);

@@ -9,6 +9,7 @@
 //!                                  (group by trace, extract calls)                          │
 //!                                                                     save/load (versioned JSON)
 //!                                                                     graph() ──► Graph (json/dot/table)
+//!  experiment traces ──► Model ──► evidence_under_fault (callers' reactions only) ──► merge
 //! ```
 //!
 //! Fitting and using are separate types: [`ModelBuilder`] folds spans, [`Model`] is the result
@@ -53,6 +54,7 @@ mod extract;
 #[cfg(test)]
 mod merge_tests;
 mod model;
+mod refine;
 mod sketch;
 mod view;
 
@@ -67,6 +69,7 @@ pub use model::{
     CallSite, CallStats, Graph, GraphEdge, GraphNode, Model, Operation, TraceQuality, Unarrived,
     Window, MAX_PER_INVOCATION, SCHEMA_VERSION,
 };
+pub use refine::{Evidence, FaultScope};
 pub use sketch::{LogSketch, RELATIVE_ACCURACY};
 pub use view::{
     Edge, Interval, Mode, Node, Posterior, PriorFit, Quantiles, Timeout, TimeoutEvidence, Traffic,

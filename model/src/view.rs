@@ -353,7 +353,7 @@ pub(crate) fn normalise(name: &str) -> String {
     first.to_ascii_lowercase()
 }
 
-struct Resolver<'m> {
+pub(crate) struct Resolver<'m> {
     model: &'m Model,
     op_index: BTreeMap<&'m str, usize>,
     /// Instrumented services by normalised name.
@@ -367,7 +367,7 @@ struct Resolver<'m> {
 }
 
 impl<'m> Resolver<'m> {
-    fn new(model: &'m Model) -> Self {
+    pub(crate) fn new(model: &'m Model) -> Self {
         let mut op_index = BTreeMap::new();
         let mut services = BTreeMap::new();
         let mut ops_of: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -412,7 +412,7 @@ impl<'m> Resolver<'m> {
     }
 
     /// The instrumented operation a call from `caller` named `name` to `peer` was meant for.
-    fn target(&self, caller: &str, peer: &str, name: &str) -> Option<&'m str> {
+    pub(crate) fn target(&self, caller: &str, peer: &str, name: &str) -> Option<&'m str> {
         let svc = *self.services.get(&normalise(peer))?;
         if Some(svc) == self.service_of(caller) {
             // Real data names a service's own database or cache after the service: not a call
@@ -491,6 +491,16 @@ fn timeout_of(stats: &CallStats) -> Option<Timeout> {
         evidence: c,
         seen: TimeoutEvidence::Pile,
     })
+}
+
+/// Whether any attempt of the call site was seen failing, so that its retries are known.
+/// Normal traffic shows it as failed attempts; an experiment's evidence
+/// ([`Model::evidence_under_fault`]) carries only the caller's side of its failures: how they
+/// propagated and how often they were retried.
+fn failures_seen(stats: &CallStats) -> bool {
+    stats.attempt_errors > 0
+        || stats.propagated + stats.survived > 0
+        || stats.retries.iter().skip(1).any(|&c| c > 0)
 }
 
 fn mode_of(stats: &CallStats) -> Mode {
@@ -641,7 +651,7 @@ impl Model {
                     per.push(0);
                 }
                 per[0] = invocations_of(&from).saturating_sub(with);
-                let retries = (stats.attempt_errors > 0)
+                let retries = failures_seen(&stats)
                     .then(|| stats.retries.iter().rposition(|&c| c > 0).unwrap_or(0) as u32);
                 Edge {
                     attempts: stats.attempts,

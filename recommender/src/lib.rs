@@ -6,13 +6,19 @@
 //!  intents.toml ──load/validate──► Intent ────────┤
 //!                                                 ▼
 //!              value (bits: BALD on outcomes + intents' verdict entropy) · harm · budget ──► ranking
+//!                                                 ▲ × staleness
+//!  experiment traces ──► outcome: predicted vs observed, evidence ──► refined model, surprise,
+//!                        verdicts ──► ledger (append-only, beside the model) ─┘
 //! ```
 //!
 //! See [`value`] for the estimator, [`recommend`] for candidates, value, harm and the budget,
-//! [`intents`] for the hypotheses file.
+//! [`intents`] for the hypotheses file, [`outcome`] for what an experiment teaches and
+//! [`ledger`] for the record of it and staleness.
 #![warn(missing_docs)]
 
 pub mod intents;
+pub mod ledger;
+pub mod outcome;
 pub mod plan;
 pub mod recommend;
 #[cfg(test)]
@@ -44,6 +50,14 @@ pub enum RecError {
     #[error("{path}: {reason}")]
     Intents {
         /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The ledger is not one this augur can read or write.
+    #[error("{path}: {reason}")]
+    Ledger {
+        /// The ledger file.
         path: PathBuf,
         /// Why.
         reason: String,

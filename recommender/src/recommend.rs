@@ -9,7 +9,8 @@
 //! - **Value** (bits) = Σ over endpoints of traffic share × [I(failures observed under the fault;
 //!   model parameters) − I(failures the same requests would show without it; parameters)]⁺
 //!   (see [`crate::value`]) + Σ over the intents the fault bears on of priority × H(P(holds)),
-//!   times the staleness weight (1: nothing is recorded as tested yet; the ledger will lower it).
+//!   times the staleness weight of the target ([`crate::ledger`]: 1 when never tested or
+//!   drifted since it was tested, less when the ledger shows it tested and nothing changed).
 //!   Only error outcomes count as evidence so far; latency outcomes are not yet valued.
 //! - **Harm**: the upper (95th percentile over posterior draws, each paired with its own
 //!   baseline) extra failed user requests over the experiment, and the upper p99 latency
@@ -17,12 +18,15 @@
 //!   team can afford), an experiment over budget is scaled down in traffic share (1, 1/2, 1/4,
 //!   1/10, 1/20, 1/100) until it fits, else marked unsafe with why.
 
+use std::collections::BTreeMap;
+
 use augur_model::View;
 use augur_simulator::{simulate_many, FaultKind, FaultSpec, OpPrediction, SimOptions};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::intents::Intent;
+use crate::ledger::Staleness;
 use crate::value::{binary_entropy, mutual_information};
 use crate::RecError;
 
@@ -61,6 +65,9 @@ pub struct Options {
     pub error_budget: Option<f64>,
     /// Simulation settings.
     pub sim: SimOptions,
+    /// How stale the knowledge of each tested target is, by fault target
+    /// ([`crate::ledger::staleness_by_target`]); a target not listed was never tested (weight 1).
+    pub staleness: BTreeMap<String, Staleness>,
 }
 
 impl Default for Options {
@@ -74,6 +81,7 @@ impl Default for Options {
                 samples: 32,
                 seed: 1,
             },
+            staleness: BTreeMap::new(),
         }
     }
 }
@@ -407,7 +415,17 @@ pub fn assess(
             }
         }
     }
-    let staleness = 1.0;
+    let (staleness, stale_note) =
+        opts.staleness
+            .get(&spec.target)
+            .map_or((1.0, String::new()), |s| {
+                (
+                    s.weight,
+                    s.note
+                        .as_ref()
+                        .map_or(String::new(), |n| format!("; {n} (value × {})", s.weight)),
+                )
+            });
     let value_bits = ((model_bits + intent_bits) * staleness * 1000.0).round() / 1000.0;
     let shown = predicted.iter().max_by(|a, b| {
         a.impact()
@@ -426,7 +444,7 @@ pub fn assess(
         )
     });
     let why = format!(
-        "{}; {effect}{spec} settles it for {value_bits:.2} bits{budget_note}",
+        "{}; {effect}{spec} settles it for {value_bits:.2} bits{budget_note}{stale_note}",
         evidence(view, &spec.target)
     );
     Experiment {

@@ -48,33 +48,55 @@ fn span(
 /// `web op` calls `api` (failures propagate, seen 100 times), `ads` (failures absorbed, seen
 /// 100 times) and `geo` (never failed: P(propagate) is only a prior).
 fn model() -> View {
+    traffic(0..2000, None).view()
+}
+
+/// The model's traffic for traces `ts`; with `geo_down = Some(survives)`, geo refuses every
+/// call and web survives it (a fallback) or fails with it.
+fn traffic(ts: std::ops::Range<u32>, geo_down: Option<bool>) -> augur_model::Model {
     use SpanKind::*;
     let mut batch = SpanBatch::new();
-    for t in 0..2000u32 {
+    for t in ts {
         let api = t % 20 == 0;
         let ads = t % 20 == 10;
-        for s in [
-            span(t, 1, None, "web", Server, 0, 12, api),
+        let web_fails = api || geo_down == Some(false);
+        let mut spans = vec![
+            span(t, 1, None, "web", Server, 0, 12, web_fails),
             span(t, 2, Some(1), "web", Client, 1, 4, api),
             span(t, 3, Some(2), "api", Server, 1, 4, api),
             span(t, 4, Some(1), "web", Client, 4, 7, ads),
             span(t, 5, Some(4), "ads", Server, 4, 7, ads),
-            span(t, 6, Some(1), "web", Client, 7, 10, false),
-            span(t, 7, Some(6), "geo", Server, 7, 10, false),
-        ] {
-            let mut s = s;
+            // A refused call fails fast.
+            span(
+                t,
+                6,
+                Some(1),
+                "web",
+                Client,
+                7,
+                if geo_down.is_some() { 8 } else { 10 },
+                geo_down.is_some(),
+            ),
+        ];
+        if geo_down.is_none() {
+            spans.push(span(t, 7, Some(6), "geo", Server, 7, 10, false));
+        }
+        for mut s in spans {
             if s.kind == Client as u8 {
                 s.name = format!(
                     "call {}",
                     ["", "", "api", "", "ads", "", "geo"][s.span_id[0] as usize]
                 );
+                if s.span_id[0] == 6 {
+                    s.peer = Some("geo".into());
+                }
             }
             batch.push_owned(&s);
         }
     }
     let mut b = ModelBuilder::default();
     b.add_batch(&batch);
-    b.finish().view()
+    b.finish()
 }
 
 fn opts() -> Options {
@@ -87,6 +109,7 @@ fn opts() -> Options {
             samples: 32,
             seed: 3,
         },
+        staleness: Default::default(),
     }
 }
 
@@ -223,4 +246,173 @@ fn a_plan_fits_the_budget_and_does_not_repeat_itself() {
     for p in &plan.experiments[1..] {
         assert!(p.marginal_bits <= p.value_bits + 1e-9, "{p:?}");
     }
+}
+
+#[test]
+fn an_outcome_refines_propagation_and_judges_intents() {
+    use crate::outcome::{outcome, OutcomeOptions};
+    let base = traffic(0..2000, None);
+    let view = base.view();
+    let text = r#"
+[[intent]]
+id = "web-survives-geo"
+belief = "Web falls back when geo is down."
+fault = "geo:down"
+expect = { endpoint = "web op", error_rate_below = 0.2 }
+
+[[intent]]
+id = "web-survives-api"
+belief = "Not about geo."
+fault = "api:down"
+expect = { endpoint = "web op", error_rate_below = 0.2 }
+"#;
+    let intents = intents::parse(text, &view).unwrap();
+    let spec: augur_simulator::FaultSpec = "geo:down".parse().unwrap();
+    let opts = OutcomeOptions {
+        sim: opts().sim,
+        traffic_share: 1.0,
+    };
+    // Geo down, web survives: a fallback the normal traffic never showed.
+    let observed = traffic(5000..5300, Some(true));
+    let o = outcome(&base, &observed, &spec, &intents, &opts).unwrap();
+    let r = &o.report;
+    assert_eq!(
+        (r.evidence.calls_into_target, r.evidence.failed_into_target),
+        (300, 300)
+    );
+    let after = o.refined.view();
+    let e0 = view.edge("web op", "geo op").unwrap();
+    let e1 = after.edge("web op", "geo op").unwrap();
+    assert!(e0.p_propagate.interval.hi - e0.p_propagate.interval.lo > 0.3);
+    assert!(e1.p_propagate.interval.hi < 0.05, "{:?}", e1.p_propagate);
+    // The refusals are not geo's normal behaviour: counts and the own error rate are unchanged.
+    assert_eq!((e1.calls, e1.failed), (e0.calls, e0.failed));
+    assert_eq!(after.node("geo op"), view.node("geo op"));
+    // The biggest surprise is that call site's P(propagate), from its own evidence.
+    let top = &r.surprises[0];
+    assert_eq!(
+        (top.parameter.as_str(), top.from.as_str(), top.to.as_str()),
+        ("p_propagate", "web op", "geo op")
+    );
+    // 15 of the 300 invocations also had api fail: whose failure web absorbed is ambiguous there.
+    assert_eq!((top.source.as_str(), top.observations), ("evidence", 285));
+    assert!(top.bits > 1.0 && r.learned_bits >= top.bits, "{r:?}");
+    // Only the intent about geo is judged, and it holds.
+    assert_eq!(r.intents.len(), 1);
+    assert_eq!(
+        (r.intents[0].id.as_str(), r.intents[0].verdict.as_str()),
+        ("web-survives-geo", "holds")
+    );
+    assert!(
+        r.summary.iter().any(|l| l.contains("P(propagate)")),
+        "{:?}",
+        r.summary
+    );
+
+    // Geo down, web fails with it: the intent is falsified, the call propagates.
+    let observed = traffic(5000..5300, Some(false));
+    let o = outcome(&base, &observed, &spec, &intents, &opts).unwrap();
+    assert_eq!(o.report.intents[0].verdict, "falsified");
+    assert!(
+        o.refined
+            .view()
+            .edge("web op", "geo op")
+            .unwrap()
+            .p_propagate
+            .interval
+            .lo
+            > 0.95
+    );
+
+    // Too few requests to tell: inconclusive.
+    let observed = traffic(5000..5003, Some(true));
+    let few = outcome(&base, &observed, &spec, &intents, &opts).unwrap();
+    assert_eq!(
+        few.report.intents[0].verdict, "inconclusive",
+        "{:?}",
+        few.report.intents
+    );
+
+    // A target the model does not know is an error suggesting names.
+    let bad: augur_simulator::FaultSpec = "gep:down".parse().unwrap();
+    let err = outcome(&base, &observed, &bad, &[], &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("geo"), "{err}");
+}
+
+#[test]
+fn the_ledger_appends_reads_and_tells_staleness() {
+    use crate::ledger::{
+        append, ledger_path, read, staleness, LedgerEntry, LEDGER_VERSION, TESTED_WEIGHT,
+    };
+    use crate::outcome::{fault_scope, outcome, OutcomeOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = dir.path().join("shop.json");
+    let path = ledger_path(&model_path);
+    assert_eq!(path, dir.path().join("shop.ledger.jsonl"));
+    assert!(read(&path).unwrap().is_empty());
+
+    let base = traffic(0..2000, None);
+    let spec: augur_simulator::FaultSpec = "geo:down".parse().unwrap();
+    let opts = OutcomeOptions {
+        sim: opts().sim,
+        traffic_share: 1.0,
+    };
+    let o = outcome(&base, &traffic(5000..5300, Some(true)), &spec, &[], &opts).unwrap();
+    let scope = fault_scope(&o.refined.view(), &spec).unwrap();
+    let entry = LedgerEntry {
+        version: LEDGER_VERSION,
+        recorded_at: "2026-12-02T00:00:00Z".into(),
+        traces: vec!["geo-down.jsonl".into()],
+        model: model_path.display().to_string(),
+        outcome: o.report.clone(),
+        tested: o.refined.neighbourhood(&scope),
+    };
+    append(&path, &entry).unwrap();
+    append(&path, &entry).unwrap();
+    let back = read(&path).unwrap();
+    assert_eq!(back.len(), 2);
+    // Counts and sketches come back exactly (floats in the report to within printing).
+    assert_eq!(back[0].tested, entry.tested);
+    assert_eq!(
+        back[1].outcome.surprises.len(),
+        entry.outcome.surprises.len()
+    );
+    assert_eq!(back[0].outcome.intents, entry.outcome.intents);
+
+    // Tested, nothing drifted: the weight drops. Another target is untouched.
+    let view = o.refined.view();
+    let s = staleness(&o.refined, &view, &back, &spec);
+    assert_eq!(s.weight, TESTED_WEIGHT);
+    assert!(s.note.unwrap().contains("nothing drifted"));
+    let api: augur_simulator::FaultSpec = "api:down".parse().unwrap();
+    assert_eq!(staleness(&o.refined, &view, &back, &api).weight, 1.0);
+    // Geo slows down later: what the experiment taught may no longer hold.
+    let mut slower = o.refined.clone();
+    let mut later = traffic(9000..15000, None);
+    for c in &mut later.calls {
+        if c.to == "geo op" {
+            let mut shifted = augur_model::LogSketch::new();
+            for (v, n) in c.stats.ok_ns.buckets() {
+                shifted.add_n(v * 3.0, n);
+            }
+            c.stats.ok_ns = shifted;
+        }
+    }
+    slower.merge(&later);
+    let s = staleness(&slower, &slower.view(), &back, &spec);
+    assert_eq!(s.weight, 1.0);
+    let note = s.note.unwrap_or_default();
+    assert!(note.contains("drifted since"), "{note}");
+
+    // A line cut short at the end (a crash mid-write) is skipped; one in the middle is an error.
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"version\":1,\"recor");
+    std::fs::write(&path, &text).unwrap();
+    assert_eq!(read(&path).unwrap().len(), 2);
+    text.push_str("\n{}\n");
+    std::fs::write(&path, &text).unwrap();
+    let err = read(&path).unwrap_err().to_string();
+    assert!(err.contains("line 3"), "{err}");
 }

@@ -13,6 +13,7 @@ mod formats;
 mod learn_graph;
 mod model_ops;
 mod model_truth;
+mod outcome;
 mod progress;
 mod recommend;
 mod serve;

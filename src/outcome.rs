@@ -1,0 +1,139 @@
+//! `augur outcome` and `augur ledger`: record what an experiment showed, refine the model with
+//! it, and show what the team has learned over time.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use augur_model::{BuildOptions, Model};
+use augur_recommender::ledger::{self, LedgerEntry, LEDGER_VERSION};
+use augur_recommender::outcome::{outcome, OutcomeOptions};
+
+use crate::{emit, learn, Progress, ReadArgs};
+
+/// What `augur outcome` was asked.
+pub(crate) struct OutcomeArgs<'a> {
+    pub model: &'a Path,
+    pub fault: &'a str,
+    pub traces: &'a [PathBuf],
+    pub out: Option<&'a Path>,
+    pub intents: Option<&'a Path>,
+    pub traffic_share: f64,
+    pub sim: augur_simulator::SimOptions,
+    pub read: &'a ReadArgs,
+    pub json: bool,
+}
+
+pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
+    if !(a.traffic_share > 0.0 && a.traffic_share <= 1.0) {
+        bail!("--traffic-share is a share of traffic, above 0 and at most 1");
+    }
+    crate::check_sim_options(a.sim.requests, a.sim.samples)
+        .map_err(|m| anyhow::anyhow!("--{m}"))?;
+    let spec: augur_simulator::FaultSpec = a.fault.parse()?;
+    // The model and intents first: a bad one stops us before the traces are read.
+    let base = Model::load(a.model)?;
+    let view = base.view();
+    let intents = match a.intents {
+        Some(p) => augur_recommender::intents::load(p, &view)?,
+        None => Vec::new(),
+    };
+    augur_recommender::outcome::fault_scope(&view, &spec)?;
+    let (observed, _) = learn(a.traces, a.read, BuildOptions::default())
+        .context("learning the experiment's traces")?;
+    drop(view);
+    let progress = Progress::spinner("predicting the experiment, comparing, refining the model");
+    let result = outcome(
+        &base,
+        &observed,
+        &spec,
+        &intents,
+        &OutcomeOptions {
+            sim: a.sim.clone(),
+            traffic_share: a.traffic_share,
+        },
+    );
+    progress.finish();
+    let result = result?;
+
+    let out = a.out.unwrap_or(a.model);
+    let (old_ledger, new_ledger) = (ledger::ledger_path(a.model), ledger::ledger_path(out));
+    // A refined model written elsewhere takes the history with it.
+    if new_ledger != old_ledger && old_ledger.exists() && !new_ledger.exists() {
+        std::fs::copy(&old_ledger, &new_ledger).with_context(|| {
+            format!(
+                "copying the ledger {} to {}",
+                old_ledger.display(),
+                new_ledger.display()
+            )
+        })?;
+    }
+    result
+        .refined
+        .save(out)
+        .with_context(|| format!("saving the refined model to {}", out.display()))?;
+    let scope = augur_recommender::outcome::fault_scope(&result.refined.view(), &spec)?;
+    let entry = LedgerEntry {
+        version: LEDGER_VERSION,
+        recorded_at: augur_ingest::lake::utc_text(now_ns()),
+        traces: a.traces.iter().map(|p| p.display().to_string()).collect(),
+        model: out.display().to_string(),
+        outcome: result.report.clone(),
+        tested: result.refined.neighbourhood(&scope),
+    };
+    ledger::append(&new_ledger, &entry)?;
+    emit(a.json, &result.report, || result.report.to_text())?;
+    eprintln!(
+        "refined model written to {}; ledger entry appended to {}",
+        out.display(),
+        new_ledger.display()
+    );
+    Ok(())
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// `augur ledger MODEL [--json]`.
+pub(crate) fn run_ledger(model: &Path, json: bool) -> Result<()> {
+    let path = ledger::ledger_path(model);
+    if !model.exists() && !path.exists() {
+        bail!(
+            "{}: no such model (and no ledger at {})",
+            model.display(),
+            path.display()
+        );
+    }
+    let entries = ledger::read(&path)?;
+    if json {
+        // The entries without their stored neighbourhoods (model statistics, for staleness).
+        let slim: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "recorded_at": e.recorded_at,
+                    "fault": e.outcome.fault,
+                    "traces": e.traces,
+                    "model": e.model,
+                    "outcome": e.outcome,
+                })
+            })
+            .collect();
+        emit(true, &serde_json::json!({ "entries": slim }), String::new)
+    } else {
+        crate::write_stdout(&ledger::to_text(&entries))
+    }
+}
+
+/// The staleness of every tested target, from the ledger beside `model_path` (empty without
+/// one).
+pub(crate) fn staleness_of(
+    model_path: &Path,
+    model: &Model,
+    view: &augur_model::View,
+) -> Result<std::collections::BTreeMap<String, ledger::Staleness>> {
+    let entries = ledger::read(&ledger::ledger_path(model_path))?;
+    Ok(ledger::staleness_by_target(model, view, &entries))
+}
