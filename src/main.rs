@@ -292,6 +292,10 @@ enum Command {
         /// MODEL's.
         #[arg(long, value_name = "MODEL2")]
         out: Option<PathBuf>,
+        /// Append to this ledger instead of the one beside the refined model (e.g.
+        /// STATE/model.ledger.jsonl of an `augur serve`, whose API then shows it).
+        #[arg(long, value_name = "FILE")]
+        ledger: Option<PathBuf>,
         /// The team's hypotheses (TOML; see docs/INTENTS.md): those about FAULT get a verdict.
         #[arg(long, value_name = "FILE")]
         intents: Option<PathBuf>,
@@ -752,6 +756,7 @@ fn run(cli: Cli) -> Result<()> {
             fault,
             traces,
             out,
+            ledger,
             intents,
             traffic_share,
             requests,
@@ -764,6 +769,7 @@ fn run(cli: Cli) -> Result<()> {
             fault: &fault,
             traces: &traces,
             out: out.as_deref(),
+            ledger: ledger.as_deref(),
             intents: intents.as_deref(),
             traffic_share,
             sim: augur_simulator::SimOptions {

@@ -16,6 +16,7 @@ pub(crate) struct OutcomeArgs<'a> {
     pub fault: &'a str,
     pub traces: &'a [PathBuf],
     pub out: Option<&'a Path>,
+    pub ledger: Option<&'a Path>,
     pub intents: Option<&'a Path>,
     pub traffic_share: f64,
     pub sim: augur_simulator::SimOptions,
@@ -56,9 +57,14 @@ pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
     let result = result?;
 
     let out = a.out.unwrap_or(a.model);
-    let (old_ledger, new_ledger) = (ledger::ledger_path(a.model), ledger::ledger_path(out));
-    // A refined model written elsewhere takes the history with it.
-    if new_ledger != old_ledger && old_ledger.exists() && !new_ledger.exists() {
+    let old_ledger = ledger::ledger_path(a.model);
+    let new_ledger = a
+        .ledger
+        .map_or_else(|| ledger::ledger_path(out), Path::to_path_buf);
+    // A refined model written elsewhere takes the history with it (unless told where the
+    // ledger is).
+    if a.ledger.is_none() && new_ledger != old_ledger && old_ledger.exists() && !new_ledger.exists()
+    {
         std::fs::copy(&old_ledger, &new_ledger).with_context(|| {
             format!(
                 "copying the ledger {} to {}",
@@ -108,23 +114,28 @@ pub(crate) fn run_ledger(model: &Path, json: bool) -> Result<()> {
     }
     let entries = ledger::read(&path)?;
     if json {
-        // The entries without their stored neighbourhoods (model statistics, for staleness).
-        let slim: Vec<serde_json::Value> = entries
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "recorded_at": e.recorded_at,
-                    "fault": e.outcome.fault,
-                    "traces": e.traces,
-                    "model": e.model,
-                    "outcome": e.outcome,
-                })
-            })
-            .collect();
-        emit(true, &serde_json::json!({ "entries": slim }), String::new)
+        emit(true, &ledger_json(&entries), String::new)
     } else {
         crate::write_stdout(&ledger::to_text(&entries))
     }
+}
+
+/// The ledger's JSON form: `{"entries":[{"recorded_at","fault","traces","model","outcome"}]}`
+/// (the stored neighbourhoods, model statistics kept for staleness, are left out).
+pub(crate) fn ledger_json(entries: &[LedgerEntry]) -> serde_json::Value {
+    let slim: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "recorded_at": e.recorded_at,
+                "fault": e.outcome.fault,
+                "traces": e.traces,
+                "model": e.model,
+                "outcome": e.outcome,
+            })
+        })
+        .collect();
+    serde_json::json!({ "entries": slim })
 }
 
 /// The staleness of every tested target, from the ledger beside `model_path` (empty without

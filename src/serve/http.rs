@@ -31,6 +31,8 @@ pub struct App {
     pub live: Arc<Live>,
     pub token: Option<Arc<String>>,
     pub intents: Option<String>,
+    /// The experiment ledger (STATE/model.ledger.jsonl), written by `augur outcome --ledger`.
+    pub ledger: std::path::PathBuf,
     pub max_body: usize,
     pub latency: Mutex<BTreeMap<&'static str, Histogram>>,
 }
@@ -131,10 +133,7 @@ async fn dispatch(app: &Arc<App>, route: &'static str, req: Request<Body>) -> Re
             Ok(b) => blocking(app, move |app| value(app, &b)).await,
             Err(r) => r,
         },
-        "/api/ledger" => error(
-            StatusCode::NOT_IMPLEMENTED,
-            "the experiment ledger is not built yet (augur records no experiment outcomes yet)",
-        ),
+        "/api/ledger" => blocking(app, ledger).await,
         "method not allowed" => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed: POST /v1/traces, /api/simulate and /api/value; GET the others",
@@ -539,11 +538,12 @@ fn recommendations(app: &App, query: &str) -> Reply {
             }
         }
     }
-    let opts = match options(&q, scope) {
+    let mut opts = match options(&q, scope) {
         Ok(o) => o,
         Err(r) => return *r,
     };
     let published = app.live.published();
+    opts.staleness = staleness(app, &published);
     let intents = match intents(app, &published.view) {
         Ok(i) => i,
         Err(r) => return *r,
@@ -572,7 +572,7 @@ fn value(app: &App, body: &[u8]) -> Reply {
         duration: b.duration,
         error_budget: b.error_budget,
     };
-    let opts = match options(&q, crate::ScopeArg::Service) {
+    let mut opts = match options(&q, crate::ScopeArg::Service) {
         Ok(o) => o,
         Err(r) => return *r,
     };
@@ -581,6 +581,7 @@ fn value(app: &App, body: &[u8]) -> Reply {
         Err(e) => return sim_error(&e),
     };
     let published = app.live.published();
+    opts.staleness = staleness(app, &published);
     let intents = match intents(app, &published.view) {
         Ok(i) => i,
         Err(r) => return *r,
@@ -588,6 +589,33 @@ fn value(app: &App, body: &[u8]) -> Reply {
     match augur_recommender::value_of(&published.view, &intents, &spec, &opts) {
         Ok(e) => json(StatusCode::OK, &e),
         Err(e) => rec_error(&e),
+    }
+}
+
+/// The ledger's entries, as `augur ledger --json` prints them.
+fn ledger(app: &App) -> Reply {
+    match augur_recommender::ledger::read(&app.ledger) {
+        Ok(entries) => json(StatusCode::OK, &crate::outcome::ledger_json(&entries)),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// The staleness of tested targets, from the ledger (none when it cannot be read: logged).
+fn staleness(
+    app: &App,
+    published: &super::live::Published,
+) -> std::collections::BTreeMap<String, augur_recommender::ledger::Staleness> {
+    match augur_recommender::ledger::read(&app.ledger) {
+        Ok(entries) if !entries.is_empty() => augur_recommender::ledger::staleness_by_target(
+            &published.model,
+            &published.view,
+            &entries,
+        ),
+        Ok(_) => Default::default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the ledger cannot be read; recommending without staleness");
+            Default::default()
+        }
     }
 }
 

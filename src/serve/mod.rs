@@ -346,6 +346,7 @@ async fn serve(
         live: Arc::clone(&live),
         token,
         intents,
+        ledger: augur_recommender::ledger::ledger_path(&args.state.join("model.json")),
         max_body: args.max_message_bytes,
         latency: Mutex::new(Default::default()),
     });

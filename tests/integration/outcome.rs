@@ -278,4 +278,28 @@ fn bad_outcome_inputs_are_clear_errors() {
     assert!(err.contains("line 1"), "{err}");
     let err = fails(&["ledger", dir.path().join("none.json").to_str().unwrap()]);
     assert!(err.contains("no such model"), "{err}");
+    // --ledger puts the entry where it is told (a server's state directory, say).
+    let elsewhere = dir.path().join("state-ledger.jsonl");
+    let copy = dir.path().join("copy.json");
+    ok(&[
+        "outcome",
+        &model,
+        "--fault",
+        "payment:down",
+        "--traces",
+        &traces,
+        "--out",
+        copy.to_str().unwrap(),
+        "--ledger",
+        elsewhere.to_str().unwrap(),
+        "--requests",
+        "200",
+        "--samples",
+        "4",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&elsewhere).unwrap().lines().count(),
+        1
+    );
+    assert!(!dir.path().join("copy.ledger.jsonl").exists());
 }
