@@ -11,6 +11,8 @@ mod export;
 mod fixtures;
 mod formats;
 mod learn_graph;
+mod learning;
+mod learning_loop;
 mod model_ops;
 mod model_truth;
 mod outcome;

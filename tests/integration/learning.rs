@@ -1,0 +1,63 @@
+//! Learning efficiency, on a small scale: from a model learned on the shop's normal traffic,
+//! run three experiments chosen by augur, three at random and three round-robin over services,
+//! record each outcome, and measure after each step the model's error over every candidate fault
+//! against the shop really run with it. The full benchmark (more seeds and steps, a plot) is
+//! `cargo run --release --example learning_efficiency`; its figures are in docs/ACCURACY.md.
+
+use augur_datasets::World;
+use augur_simulator::SimOptions;
+
+use crate::learning_loop::{run, truth, LoopConfig, Strategy};
+
+#[test]
+fn experiments_teach_the_model_and_augur_beats_a_script() {
+    let world = World::shop();
+    let cfg = LoopConfig {
+        world: &world,
+        learn_traces: 4_000,
+        experiment_traces: 800,
+        truth_traces: 1_500,
+        steps: 3,
+        sim: SimOptions {
+            requests: 800,
+            samples: 16,
+            seed: 11,
+        },
+    };
+    let base = crate::learning_loop::base_model(&cfg, 0).view();
+    let truth = truth(&cfg, &base);
+    assert!(
+        truth.candidates.len() > 40,
+        "{} candidates",
+        truth.candidates.len()
+    );
+    let mut last = Vec::new();
+    for s in [Strategy::Augur, Strategy::Random, Strategy::RoundRobin] {
+        let c = run(&cfg, s, 0, &truth);
+        eprintln!(
+            "{:>11}: MAE {:?} after {:?}",
+            s.name(),
+            c.mae
+                .iter()
+                .map(|m| (m * 1e4).round() / 1e4)
+                .collect::<Vec<_>>(),
+            c.chosen
+        );
+        assert_eq!(c.mae.len(), 4);
+        assert_eq!(c.chosen.len(), 3);
+        last.push((s, c.mae[0], c.mae[3]));
+    }
+    // Every run starts from the same model.
+    assert!(last
+        .iter()
+        .all(|(_, start, _)| (start - last[0].1).abs() < 1e-12));
+    let (_, start, augur) = last[0];
+    let (_, _, script) = last[2];
+    // augur's experiments teach the model something that matters for its predictions...
+    assert!(augur < start * 0.9, "augur: {start:.4} -> {augur:.4}");
+    // ...more than a script killing services one after another.
+    assert!(
+        augur < script,
+        "augur {augur:.4} vs round-robin {script:.4}"
+    );
+}

@@ -1,0 +1,330 @@
+//! The closed loop that measures learning efficiency (shared by the integration test
+//! `learning` and `examples/learning_efficiency.rs`).
+//!
+//! Start from a model learned on a world's normal traffic. K times: choose an experiment (by
+//! augur's recommendation, at random, or round-robin over services with `down`, as a script
+//! library does), run the world with that fault (generate its traces), record the outcome
+//! (`augur_recommender::outcome`, which refines the model and appends to an in-memory ledger).
+//! After each step, measure the model's prediction error over every candidate fault: the mean
+//! absolute error of each endpoint's predicted error rate against the world really run with
+//! that fault.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+
+use augur_datasets::{Generator, World};
+use augur_ingest::SpanBatch;
+use augur_model::{Model, ModelBuilder, View};
+use augur_recommender::ledger::{staleness_by_target, LedgerEntry, LEDGER_VERSION};
+use augur_recommender::outcome::{fault_scope, outcome, OutcomeOptions};
+use augur_recommender::{Options, Scope};
+use augur_simulator::{simulate_many, FaultSpec, SimOptions};
+
+/// How experiments are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// augur's top recommendation (ledger staleness included).
+    Augur,
+    /// A candidate drawn uniformly at random.
+    Random,
+    /// The next service, `down` (a script library's chaos schedule).
+    RoundRobin,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Augur => "augur",
+            Strategy::Random => "random",
+            Strategy::RoundRobin => "round-robin",
+        }
+    }
+}
+
+/// The loop's settings.
+pub struct LoopConfig<'w> {
+    pub world: &'w World,
+    /// Normal traces the starting model learns from.
+    pub learn_traces: usize,
+    /// Traces recorded during each experiment.
+    pub experiment_traces: usize,
+    /// Traces per candidate fault for the truth.
+    pub truth_traces: usize,
+    /// Experiments per run.
+    pub steps: usize,
+    /// Simulation settings for recommendations and for measuring.
+    pub sim: SimOptions,
+}
+
+/// The world's truth under every candidate: (endpoint, error rate) per candidate.
+pub struct Truth {
+    pub candidates: Vec<FaultSpec>,
+    pub rates: Vec<Vec<(String, f64)>>,
+}
+
+/// One run's curve.
+pub struct Curve {
+    pub strategy: Strategy,
+    pub seed: u64,
+    /// MAE before any experiment, then after each.
+    pub mae: Vec<f64>,
+    /// The experiments chosen.
+    pub chosen: Vec<String>,
+}
+
+fn learn(world: &World, seed: u64, traces: usize, fault: Option<&FaultSpec>) -> Model {
+    let mut gen = Generator::new(world, seed).expect("the world generates");
+    if let Some(f) = fault {
+        gen = gen
+            .with_fault(
+                f.to_string()
+                    .parse()
+                    .expect("the fault is the generator's too"),
+            )
+            .expect("the target is in the world");
+    }
+    let mut builder = ModelBuilder::default();
+    let mut left = traces;
+    while left > 0 {
+        let n = left.min(2_000);
+        let mut batch = SpanBatch::new();
+        gen.emit(n, &mut batch);
+        builder.add_batch(&batch);
+        left -= n;
+    }
+    builder.finish()
+}
+
+/// Services whose operations are endpoints: faults there are not candidates (the generator
+/// does not emit traces whose endpoint's service is down).
+fn entry_services(world: &World) -> BTreeSet<String> {
+    world
+        .endpoints
+        .iter()
+        .filter_map(|e| world.operations.get(e.operation))
+        .map(|o| o.service.clone())
+        .collect()
+}
+
+/// The starting model.
+pub fn base_model(cfg: &LoopConfig<'_>, seed: u64) -> Model {
+    learn(cfg.world, 1_000 + seed, cfg.learn_traces, None)
+}
+
+/// Every candidate of `augur recommend --scope service` whose target is not an entry service,
+/// with the world's error rate at each endpoint under it.
+pub fn truth(cfg: &LoopConfig<'_>, base: &View) -> Truth {
+    let entry = entry_services(cfg.world);
+    let candidates: Vec<FaultSpec> = augur_recommender::candidates(base, Scope::Service, &[])
+        .into_iter()
+        .filter(|c| !entry.contains(&c.target))
+        .collect();
+    let rates = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut gen = Generator::new(cfg.world, 50_000 + i as u64)
+                .expect("the world generates")
+                .with_fault(c.to_string().parse().expect("a generator fault"))
+                .expect("the target is in the world");
+            let mut batch = SpanBatch::new();
+            gen.emit(cfg.truth_traces, &mut batch);
+            let t = gen.truth();
+            base.nodes
+                .iter()
+                .filter(|n| n.endpoint)
+                .filter_map(|n| {
+                    let nt = t.nodes.get(&n.id)?;
+                    (nt.invocations >= 50)
+                        .then(|| (n.id.clone(), nt.errors as f64 / nt.invocations as f64))
+                })
+                .collect()
+        })
+        .collect();
+    Truth { candidates, rates }
+}
+
+/// Mean absolute error of the model's predicted endpoint error rates over every candidate.
+pub fn mae(view: &View, truth: &Truth, sim: &SimOptions) -> f64 {
+    let sets: Vec<Vec<FaultSpec>> = truth.candidates.iter().map(|c| vec![c.clone()]).collect();
+    let predictions = simulate_many(view, &sets, sim).expect("the candidates simulate");
+    let (mut sum, mut n) = (0.0, 0usize);
+    for ((p, _), rates) in predictions.iter().zip(&truth.rates) {
+        for (endpoint, rate) in rates {
+            if let Some(e) = p.endpoints.iter().find(|e| &e.endpoint == endpoint) {
+                sum += (e.predicted.error_rate.mean - rate).abs();
+                n += 1;
+            }
+        }
+    }
+    sum / n.max(1) as f64
+}
+
+/// Each candidate's mean absolute error over its endpoints.
+pub fn per_candidate(view: &View, truth: &Truth, sim: &SimOptions) -> Vec<(String, f64)> {
+    let sets: Vec<Vec<FaultSpec>> = truth.candidates.iter().map(|c| vec![c.clone()]).collect();
+    let predictions = simulate_many(view, &sets, sim).expect("the candidates simulate");
+    predictions
+        .iter()
+        .zip(&truth.rates)
+        .zip(&truth.candidates)
+        .map(|(((p, _), rates), c)| {
+            let errs: Vec<f64> = rates
+                .iter()
+                .filter_map(|(endpoint, rate)| {
+                    let e = p.endpoints.iter().find(|e| &e.endpoint == endpoint)?;
+                    Some((e.predicted.error_rate.mean - rate).abs())
+                })
+                .collect();
+            (
+                c.to_string(),
+                errs.iter().sum::<f64>() / errs.len().max(1) as f64,
+            )
+        })
+        .collect()
+}
+
+/// The model after one experiment with `spec`.
+pub fn refine_once(cfg: &LoopConfig<'_>, model: &Model, spec: &FaultSpec, seed: u64) -> Model {
+    let observed = learn(
+        cfg.world,
+        10_000 + seed * 100,
+        cfg.experiment_traces,
+        Some(spec),
+    );
+    let opts = OutcomeOptions {
+        sim: cfg.sim.clone(),
+        traffic_share: 1.0,
+    };
+    outcome(model, &observed, spec, &[], &opts)
+        .expect("recorded")
+        .refined
+}
+
+/// A splitmix64 step: the random strategy's seeded choices.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One run of the loop.
+pub fn run(cfg: &LoopConfig<'_>, strategy: Strategy, seed: u64, truth: &Truth) -> Curve {
+    let mut model = base_model(cfg, seed);
+    let mut ledger: Vec<LedgerEntry> = Vec::new();
+    let mut rng = seed.wrapping_mul(7919) ^ 0xA5A5;
+    let services: Vec<String> = {
+        let entry = entry_services(cfg.world);
+        let mut s: Vec<String> = model
+            .operations
+            .iter()
+            .map(|o| o.service.clone())
+            .filter(|s| !entry.contains(s))
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    let mut curve = Curve {
+        strategy,
+        seed,
+        mae: vec![mae(&model.view(), truth, &cfg.sim)],
+        chosen: Vec::new(),
+    };
+    for step in 0..cfg.steps {
+        let view = model.view();
+        let spec = match strategy {
+            Strategy::Augur => {
+                let opts = Options {
+                    scope: Scope::Service,
+                    sim: cfg.sim.clone(),
+                    staleness: staleness_by_target(&model, &view, &ledger),
+                    ..Options::default()
+                };
+                let rec = augur_recommender::recommend::recommend(&view, &[], &opts)
+                    .expect("the candidates simulate");
+                rec.experiments
+                    .iter()
+                    .filter_map(|e| e.fault.parse::<FaultSpec>().ok())
+                    .find(|f| truth.candidates.contains(f))
+                    .expect("a candidate is recommended")
+            }
+            Strategy::Random => {
+                let i = (splitmix(&mut rng) % truth.candidates.len() as u64) as usize;
+                truth.candidates[i].clone()
+            }
+            Strategy::RoundRobin => FaultSpec {
+                target: services[(seed as usize + step) % services.len()].clone(),
+                kind: augur_simulator::FaultKind::Down,
+            },
+        };
+        let observed = learn(
+            cfg.world,
+            10_000 + seed * 100 + step as u64,
+            cfg.experiment_traces,
+            Some(&spec),
+        );
+        let result = outcome(
+            &model,
+            &observed,
+            &spec,
+            &[],
+            &OutcomeOptions {
+                sim: cfg.sim.clone(),
+                traffic_share: 1.0,
+            },
+        )
+        .expect("the outcome is recorded");
+        model = result.refined;
+        let scope = fault_scope(&model.view(), &spec).expect("the target is in the model");
+        ledger.push(LedgerEntry {
+            version: LEDGER_VERSION,
+            recorded_at: format!("step {step}"),
+            traces: Vec::new(),
+            model: String::new(),
+            outcome: result.report,
+            tested: model.neighbourhood(&scope),
+        });
+        curve.chosen.push(spec.to_string());
+        curve.mae.push(mae(&model.view(), truth, &cfg.sim));
+    }
+    curve
+}
+
+/// The MAE after one experiment with each candidate from the starting model (what an oracle
+/// choosing the first experiment would know), in the candidates' order.
+pub fn one_step_gains(cfg: &LoopConfig<'_>, truth: &Truth, seed: u64) -> Vec<(String, f64)> {
+    let model = base_model(cfg, seed);
+    truth
+        .candidates
+        .iter()
+        .map(|spec| {
+            let observed = learn(
+                cfg.world,
+                10_000 + seed * 100,
+                cfg.experiment_traces,
+                Some(spec),
+            );
+            let opts = OutcomeOptions {
+                sim: cfg.sim.clone(),
+                traffic_share: 1.0,
+            };
+            let result = outcome(&model, &observed, spec, &[], &opts).expect("recorded");
+            (
+                spec.to_string(),
+                mae(&result.refined.view(), truth, &cfg.sim),
+            )
+        })
+        .collect()
+}
+
+/// Mean curve of several runs.
+pub fn mean_curve(curves: &[&Curve]) -> Vec<f64> {
+    let k = curves.iter().map(|c| c.mae.len()).min().unwrap_or(0);
+    (0..k)
+        .map(|i| curves.iter().map(|c| c.mae[i]).sum::<f64>() / curves.len().max(1) as f64)
+        .collect()
+}
