@@ -94,6 +94,28 @@ fn write_traces(
         .with_context(|| format!("writing {}", out.display()))
 }
 
+/// Writes OTLP JSON Lines traces starting `offset_ns` after the world's base time.
+fn write_traces_at(
+    world: &World,
+    seed: u64,
+    traces: usize,
+    fault: Option<Fault>,
+    out: &Path,
+    offset_ns: i64,
+) -> Result<GraphTruth> {
+    let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    augur_datasets::write_world_from(
+        world,
+        seed,
+        traces,
+        fault,
+        TraceFormat::OtlpJsonl,
+        BufWriter::new(file),
+        offset_ns,
+    )
+    .with_context(|| format!("writing {}", out.display()))
+}
+
 /// `augur generate`.
 pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
     let started = Instant::now();
@@ -154,6 +176,12 @@ pub(crate) fn run_demo(dir: &Path, traces: usize, seed: u64) -> Result<()> {
         crate::learn(std::slice::from_ref(&file), &read, BuildOptions::default())?;
     let model_path = dir.join("model.json");
     model.save(&model_path)?;
+    // A fresh model: an earlier demo's ledger does not belong to it.
+    let ledger = augur_recommender::ledger::ledger_path(&model_path);
+    if ledger.exists() {
+        std::fs::remove_file(&ledger)
+            .with_context(|| format!("removing the old {}", ledger.display()))?;
+    }
     eprintln!("{}", summary.to_text());
     eprintln!("   model written to {}", model_path.display());
 
@@ -211,6 +239,12 @@ pub(crate) fn run_demo(dir: &Path, traces: usize, seed: u64) -> Result<()> {
     eprintln!(
         "== 6. recommend: the experiments that would teach the most, within 200 failed requests"
     );
+    let intents_path = dir.join("intents.toml");
+    std::fs::write(&intents_path, DEMO_INTENTS)
+        .with_context(|| format!("writing {}", intents_path.display()))?;
+    eprintln!("   the team's intents: {}", intents_path.display());
+    let view = model.view();
+    let intents = augur_recommender::intents::load(&intents_path, &view)?;
     let opts = augur_recommender::Options {
         error_budget: Some(200.0),
         sim: augur_simulator::SimOptions {
@@ -220,11 +254,95 @@ pub(crate) fn run_demo(dir: &Path, traces: usize, seed: u64) -> Result<()> {
         },
         ..augur_recommender::Options::default()
     };
-    let mut rec = augur_recommender::recommend::recommend(&model.view(), &[], &opts)?;
-    rec.experiments.truncate(3);
-    crate::write_stdout(&crate::show::recommendation_text(&rec))?;
+    let rec = augur_recommender::recommend::recommend(&view, &intents, &opts)?;
+    let mut top = rec.clone();
+    top.experiments.truncate(3);
+    crate::write_stdout(&crate::show::recommendation_text(&top))?;
+
+    // The first safe experiment the shop can run.
+    let chosen = rec.experiments.iter().filter(|e| e.safe).find_map(|e| {
+        let fault = e.fault.parse::<Fault>().ok()?;
+        augur_datasets::Generator::new(&world, seed)
+            .ok()?
+            .with_fault(fault.clone())
+            .ok()?;
+        Some((e.fault.clone(), fault, e.traffic_share))
+    });
+    let Some((spec, fault, share)) = chosen else {
+        bail!("no recommended experiment can be run on the demo shop");
+    };
+    let n = (traces / 2).max(1);
+    let faulted = ((n as f64 * share).round() as usize).max(1);
+    eprintln!(
+        "== 7. experiment: run {spec} on {:.0}% of the shop's traffic ({faulted} of {n} traces), record the outcome",
+        share * 100.0
+    );
+    let exp_dir = dir.join("experiment");
+    std::fs::create_dir_all(&exp_dir).with_context(|| format!("creating {}", exp_dir.display()))?;
+    let offset = 3_600_000_000_000; // an hour after the normal traffic
+    write_traces_at(
+        &world,
+        seed + 2,
+        faulted,
+        Some(fault),
+        &exp_dir.join("faulted.jsonl"),
+        offset,
+    )?;
+    if n > faulted {
+        write_traces_at(
+            &world,
+            seed + 3,
+            n - faulted,
+            None,
+            &exp_dir.join("unfaulted.jsonl"),
+            offset,
+        )?;
+    } else {
+        let _ = std::fs::remove_file(exp_dir.join("unfaulted.jsonl"));
+    }
+    crate::outcome::run_outcome(&crate::outcome::OutcomeArgs {
+        model: &model_path,
+        fault: &spec,
+        traces: std::slice::from_ref(&exp_dir),
+        out: None,
+        ledger: None,
+        intents: Some(&intents_path),
+        traffic_share: share,
+        sim: augur_simulator::SimOptions {
+            requests: 2_000,
+            samples: 32,
+            seed,
+        },
+        read: &read,
+        json: false,
+    })?;
+
+    let report = dir.join("report");
+    eprintln!("== 8. report: tonight's page for the SRE team");
+    crate::outcome::run_report(&model_path, &report, Some(&intents_path), None, opts)?;
+    eprintln!(
+        "   open {} in a browser",
+        report.join("report.html").display()
+    );
     Ok(())
 }
+
+/// The demo team's hypotheses about the shop.
+const DEMO_INTENTS: &str = r#"# What the demo shop's team believes (see docs/INTENTS.md).
+[[intent]]
+id = "checkout-survives-shipping-outage"
+belief = "Checkout still succeeds when shipping quotes fail: we fall back to a flat rate."
+fault = "shipping:down"
+expect = { endpoint = "frontend POST /checkout", error_rate_below = 0.05 }
+priority = 2
+
+[[intent]]
+id = "home-page-rides-out-slow-dependencies"
+belief = "The home page stays up when anything behind it slows down by 100 ms."
+fault = "*:latency=+100ms"
+within = "frontend GET /"
+expect = { endpoint = "frontend GET /", error_rate_below = 0.02 }
+"#;
 
 /// Compares the learned graph with the truth: every node and edge, nothing extra.
 fn check_against_truth(graph: &Graph, truth: &GraphTruth) -> Result<()> {

@@ -327,6 +327,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the nightly report: a self-contained HTML page (and its JSON) for the SRE team.
+    ///
+    /// DIR/report.html holds the experiments to run next (value, safety, harm, why, predicted
+    /// blast radius), the dependency graph as SVG with each endpoint's critical path
+    /// highlighted, intents with P(holds) and their last verdict, what the last experiments
+    /// taught (from the ledger) with a predicted-vs-observed plot, the most uncertain call sites,
+    /// and drift since --previous. DIR/report.json holds the same. The page fetches nothing.
+    Report {
+        /// A model file written by `augur learn` (its ledger, if any, is read too).
+        model: PathBuf,
+        /// The directory to write report.html and report.json into (created if absent).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The team's hypotheses (TOML; see docs/INTENTS.md).
+        #[arg(long, value_name = "FILE")]
+        intents: Option<PathBuf>,
+        /// An older model of the same system: the report shows what drifted since.
+        #[arg(long, value_name = "OLD_MODEL")]
+        previous: Option<PathBuf>,
+        /// Which targets to consider for experiments.
+        #[arg(long, value_enum, default_value_t = ScopeArg::Service)]
+        scope: ScopeArg,
+        /// Extra failed user requests an experiment may cause (the error budget remaining).
+        #[arg(long, value_name = "REQUESTS")]
+        error_budget: Option<f64>,
+        #[command(flatten)]
+        exp: ExperimentArgs,
+    },
     /// Receive traces live over OTLP (gRPC and HTTP), keep the model current, answer queries.
     ///
     /// Point an OpenTelemetry Collector's `otlp` exporter (gRPC, default port 4317) or
@@ -781,6 +809,18 @@ fn run(cli: Cli) -> Result<()> {
             json,
         }),
         Command::Ledger { model, json } => outcome::run_ledger(&model, json),
+        Command::Report {
+            model,
+            out,
+            intents,
+            previous,
+            scope,
+            error_budget,
+            exp,
+        } => {
+            let opts = exp.options(scope, error_budget)?;
+            outcome::run_report(&model, &out, intents.as_deref(), previous.as_deref(), opts)
+        }
         Command::Export {
             model,
             out,

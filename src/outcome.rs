@@ -148,3 +148,46 @@ pub(crate) fn staleness_of(
     let entries = ledger::read(&ledger::ledger_path(model_path))?;
     Ok(ledger::staleness_by_target(model, view, &entries))
 }
+
+/// `augur report`: writes DIR/report.html and DIR/report.json.
+pub(crate) fn run_report(
+    model_path: &Path,
+    out: &Path,
+    intents: Option<&Path>,
+    previous: Option<&Path>,
+    mut opts: augur_recommender::Options,
+) -> Result<()> {
+    // Everything that can be wrong with the inputs first, then the simulation.
+    let previous = previous.map(Model::load).transpose()?.map(|m| m.view());
+    let (view, intents) = crate::model_and_intents(model_path, intents, &mut opts)?;
+    let model = Model::load(model_path)?;
+    let entries = ledger::read(&ledger::ledger_path(model_path))?;
+    let rec = crate::recommend_all(&view, &intents, &opts)?;
+    let report = augur_recommender::report::build(&augur_recommender::report::Inputs {
+        path: &model_path.display().to_string(),
+        model: &model,
+        view: &view,
+        recommendation: &rec,
+        intents: &intents,
+        ledger: &entries,
+        previous: previous.as_ref(),
+        generated_at: augur_ingest::lake::utc_text(now_ns()),
+        utc: &augur_ingest::lake::utc_text,
+    });
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let html = out.join("report.html");
+    let json = out.join("report.json");
+    std::fs::write(&html, report.to_html())
+        .with_context(|| format!("writing {}", html.display()))?;
+    std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", json.display()))?;
+    eprintln!(
+        "report written to {} and {} ({} experiments, {} intents, {} recorded outcomes)",
+        html.display(),
+        json.display(),
+        report.experiments.len(),
+        report.intents.len(),
+        entries.len()
+    );
+    Ok(())
+}

@@ -13,7 +13,7 @@
 //!
 //! See [`value`] for the estimator, [`recommend`] for candidates, value, harm and the budget,
 //! [`intents`] for the hypotheses file, [`outcome`] for what an experiment teaches and
-//! [`ledger`] for the record of it and staleness.
+//! [`ledger`] for the record of it and staleness, [`report`] for the nightly report.
 #![warn(missing_docs)]
 
 pub mod intents;
@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod outcome;
 pub mod plan;
 pub mod recommend;
+pub mod report;
 #[cfg(test)]
 mod tests;
 pub mod value;

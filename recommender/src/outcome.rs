@@ -31,6 +31,8 @@
 //!   Jeffreys posterior of the observed rate puts ≥ 95% below the threshold, is falsified at
 //!   ≤ 5%, and is inconclusive between; the p99 part needs at least [`MIN_P99_REQUESTS`]
 //!   requests. An intent holds when every part it states holds, and is falsified when one is.
+//!   A family intent (`*:KIND`) holds only when it holds for all its faults, so one experiment
+//!   can falsify it but not make it hold: a member that held is `inconclusive`, and says so.
 
 use std::collections::BTreeMap;
 
@@ -383,12 +385,21 @@ fn verdict(intent: &Intent, observed: Option<&Observed>, p_before: f64) -> Verdi
             }
         }
     }
+    let family = intent.faults.len() > 1;
     let verdict = if parts.iter().any(|(d, _)| *d == Some(false)) {
         "falsified"
-    } else if !parts.is_empty() && parts.iter().all(|(d, _)| *d == Some(true)) {
+    } else if !family && !parts.is_empty() && parts.iter().all(|(d, _)| *d == Some(true)) {
         "holds"
     } else {
         "inconclusive"
+    };
+    let member = if family {
+        format!(
+            "one of the family's {} faults (it holds when it holds for all of them); ",
+            intent.faults.len()
+        )
+    } else {
+        String::new()
     };
     Verdict {
         id: intent.id.clone(),
@@ -396,7 +407,7 @@ fn verdict(intent: &Intent, observed: Option<&Observed>, p_before: f64) -> Verdi
         verdict: verdict.into(),
         p_holds_before: p_before,
         evidence: format!(
-            "at {}: {}",
+            "{member}at {}: {}",
             intent.expect.endpoint,
             parts
                 .into_iter()

@@ -349,6 +349,8 @@ fn the_demo_runs_every_stage() {
         "4. simulate",
         "5. check",
         "6. recommend",
+        "7. experiment",
+        "8. report",
     ] {
         assert!(stderr.contains(step), "{step} missing:\n{stderr}");
     }
@@ -358,4 +360,17 @@ fn the_demo_runs_every_stage() {
         "{stdout}"
     );
     assert!(out.join("model.json").exists());
+    // The experiment was recorded, and the night's report written.
+    let ledger = std::fs::read_to_string(out.join("model.ledger.jsonl")).unwrap();
+    assert_eq!(ledger.lines().count(), 1);
+    assert!(
+        stdout.contains("learned") && stdout.contains("summary:"),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(out.join("report/report.html")).unwrap();
+    assert!(html.contains("<svg id=\"graph\"") && html.contains("class=\"lesson\""));
+    // Run again in the same directory: a fresh model, a fresh ledger.
+    crate::common::ok(&["demo", "--dir", out.to_str().unwrap(), "--traces", "1500"]);
+    let ledger = std::fs::read_to_string(out.join("model.ledger.jsonl")).unwrap();
+    assert_eq!(ledger.lines().count(), 1);
 }

@@ -18,6 +18,8 @@ mod model_truth;
 mod outcome;
 mod progress;
 mod recommend;
+mod report;
 mod serve;
 mod sim_truth;
 mod simulate;
+mod webdriver;
