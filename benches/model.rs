@@ -61,6 +61,7 @@ fn big_model() -> Model {
                 gap_ns: sketch(0.4e6, 100, i + k),
                 cut_ns: LogSketch::new(),
                 unanswered_ns: LogSketch::new(),
+                longest_under_fault_ns: 0,
             };
             calls.push(CallSite {
                 from: id(i),

@@ -51,6 +51,7 @@
 pub mod beta;
 mod diff;
 mod extract;
+pub mod habits;
 #[cfg(test)]
 mod merge_tests;
 mod model;
@@ -67,7 +68,7 @@ pub use diff::{
 pub use extract::{BuildOptions, ModelBuilder, DEFAULT_TRACE_WINDOW};
 pub use model::{
     CallSite, CallStats, Graph, GraphEdge, GraphNode, Model, Operation, TraceQuality, Unarrived,
-    Window, MAX_PER_INVOCATION, SCHEMA_VERSION,
+    Window, MAX_PER_INVOCATION, OLDEST_READABLE_VERSION, SCHEMA_VERSION,
 };
 pub use refine::{Evidence, FaultScope};
 pub use sketch::{LogSketch, RELATIVE_ACCURACY};

@@ -11,7 +11,12 @@ use crate::view::{ms, Interval, Mode, View};
 use crate::ModelError;
 
 /// The model file's schema version; a file with another version is refused, not guessed at.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version 3 added [`CallStats::longest_under_fault_ns`]; version 2 files (without it) are read
+/// as version 3.
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// The oldest schema version this augur reads.
+pub const OLDEST_READABLE_VERSION: u32 = 2;
 
 /// What the traces looked like: how many, and what was wrong with them. Every count is of
 /// something augur handled in a stated way rather than guessed around.
@@ -150,6 +155,16 @@ pub struct CallStats {
     pub cut_ns: LogSketch,
     /// Durations of failed attempts that reached no server span (refused, or given up on).
     pub unanswered_ns: LogSketch,
+    /// The longest attempt seen at this call site while an experiment's fault was active
+    /// (nanoseconds; 0: none). Only an experiment's evidence sets it
+    /// ([`Model::evidence_under_fault`]): a call that lasted this long was not cut, so a timeout,
+    /// if the call has one, is longer. Absent from files when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub longest_under_fault_ns: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Histogram indices above this are pooled into the last one.
@@ -189,6 +204,7 @@ impl CallStats {
         self.gap_ns.merge(&o.gap_ns);
         self.cut_ns.merge(&o.cut_ns);
         self.unanswered_ns.merge(&o.unanswered_ns);
+        self.longest_under_fault_ns = self.longest_under_fault_ns.max(o.longest_under_fault_ns);
     }
 
     /// Every attempt's duration.
@@ -351,15 +367,19 @@ impl Model {
         let v: Version = serde_json::from_slice(text)
             .map_err(|e| format!("not an augur model file (JSON): {e}"))?;
         match v.schema_version {
-            Some(SCHEMA_VERSION) => {}
+            Some(v) if (OLDEST_READABLE_VERSION..=SCHEMA_VERSION).contains(&v) => {}
             Some(other) => {
                 return Err(format!(
-                    "model schema version {other}; this augur reads version {SCHEMA_VERSION}"
+                    "model schema version {other}; this augur reads versions {OLDEST_READABLE_VERSION} to {SCHEMA_VERSION}"
                 ))
             }
             None => return Err("not an augur model file: no schema_version".into()),
         }
-        serde_json::from_slice(text).map_err(|e| format!("malformed model: {e}"))
+        let mut m: Model =
+            serde_json::from_slice(text).map_err(|e| format!("malformed model: {e}"))?;
+        // An older file is a newer one whose new fields are empty.
+        m.schema_version = SCHEMA_VERSION;
+        Ok(m)
     }
 
     /// Writes the model file (atomically: a temporary file renamed into place).
@@ -683,10 +703,20 @@ mod tests {
         let m = tiny();
         m.save(&path).unwrap();
         assert_eq!(Model::load(&path).unwrap(), m);
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("\"schema_version\":2", "\"schema_version\":99");
-        std::fs::write(&path, text).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"schema_version\":3"));
+        // A version 2 file (before longest_under_fault_ns) is read as version 3.
+        std::fs::write(
+            &path,
+            text.replace("\"schema_version\":3", "\"schema_version\":2"),
+        )
+        .unwrap();
+        assert_eq!(Model::load(&path).unwrap(), m);
+        std::fs::write(
+            &path,
+            text.replace("\"schema_version\":3", "\"schema_version\":99"),
+        )
+        .unwrap();
         let err = Model::load(&path).unwrap_err().to_string();
         assert!(err.contains("version 99"), "{err}");
         std::fs::write(&path, "garbage").unwrap();

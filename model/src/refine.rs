@@ -16,6 +16,7 @@
 //! | `retries` | how many times a failed call is retried |
 //! | `cut_ns` | timeouts: client spans cut while their server ran on |
 //! | `unanswered_ns` | timeouts seen as piles, and how long a refused call takes |
+//! | the longest attempt (`longest_under_fault_ns`) | a call that lasted that long was not cut: any timeout is longer |
 //!
 //! Everything else is dropped: the target's own error rate and self time (the fault set them),
 //! every operation's invocations, durations and traffic (a failed caller stops early, so calls
@@ -77,12 +78,18 @@ pub struct Evidence {
 
 /// The caller's side of a call site's statistics.
 fn reactions(s: &CallStats) -> CallStats {
+    let longest = s
+        .ok_ns
+        .max()
+        .unwrap_or(0.0)
+        .max(s.failed_ns.max().unwrap_or(0.0));
     CallStats {
         propagated: s.propagated,
         survived: s.survived,
         retries: s.retries.clone(),
         cut_ns: s.cut_ns.clone(),
         unanswered_ns: s.unanswered_ns.clone(),
+        longest_under_fault_ns: s.longest_under_fault_ns.max(longest.round() as u64),
         ..CallStats::default()
     }
 }

@@ -23,10 +23,11 @@
 //! ## Uncertainty
 //! Each posterior draw samples every P(propagate) and every error rate from its Beta posterior,
 //! every unknown retry count from the retries seen at other call sites, and for every call site
-//! whose timeout was never seen whether it has one ([`P_UNSEEN_TIMEOUT`]) and where (a threshold
-//! seen elsewhere, or log-uniform up to 30 s, always above the longest attempt seen there); so a
-//! fault that would meet a timeout normal traffic never reached gets a wide interval rather than
-//! a confident "no effect". Then `requests`
+//! whose timeout was never seen whether it has one and where, from the system's timeout habits
+//! learned across call sites and drawn once per draw ([`augur_model::habits`]: what one experiment
+//! reveals about timeouts informs every other call site), always above the longest attempt seen
+//! there; so a fault that would meet a timeout normal traffic never reached gets a wide interval
+//! rather than a confident "no effect". Then `requests`
 //! requests run. Quantities are computed per draw; their mean and the 5th and 95th percentiles
 //! across draws are the prediction and its 90% interval. The baseline runs the same draws, with
 //! the same random numbers, without the fault.
@@ -113,8 +114,8 @@ pub struct Compiled {
     endpoints: Vec<(usize, f64)>,
     /// Retries seen at call sites where they are known, for sites where they are not.
     retries_seen: Vec<u32>,
-    /// Timeouts seen at call sites where they are known, nanoseconds.
-    timeouts_seen: Vec<f64>,
+    /// What is known of timeouts across call sites: the prior of the ones never seen.
+    timeout_prior: TimeoutPrior,
     names: Vec<(String, String, String, bool)>,
 }
 
@@ -129,7 +130,6 @@ impl Compiled {
             .collect();
         let mut by_caller: Vec<Vec<SimEdge>> = vec![Vec::new(); view.nodes.len()];
         let mut retries_seen = Vec::new();
-        let mut timeouts_seen = Vec::new();
         for e in &view.edges {
             let (Some(&from), Some(&to)) = (index.get(e.from.as_str()), index.get(e.to.as_str()))
             else {
@@ -152,15 +152,13 @@ impl Compiled {
             if let Some(r) = e.retries {
                 retries_seen.push(r);
             }
-            if let Some(t) = &e.timeout {
-                timeouts_seen.push(t.median_ms * 1e6);
-            }
             let longest_ns = e
                 .stats
                 .ok_ns
                 .max()
                 .unwrap_or(0.0)
-                .max(e.stats.failed_ns.max().unwrap_or(0.0));
+                .max(e.stats.failed_ns.max().unwrap_or(0.0))
+                .max(e.stats.longest_under_fault_ns as f64);
             by_caller[from].push(SimEdge {
                 callee: to,
                 calls,
@@ -204,12 +202,13 @@ impl Compiled {
                 })
             })
             .collect();
+        let timeout_prior = view.timeout_habits();
         Compiled {
             nodes,
             edges,
             endpoints,
             retries_seen,
-            timeouts_seen,
+            timeout_prior,
             names: view
                 .nodes
                 .iter()
@@ -239,29 +238,123 @@ struct Draw {
     timeout_ns: Vec<Option<f64>>,
 }
 
-/// P(a call site whose timeout was never seen has one): traces cannot tell until a call is slow
-/// enough to be cut, so this is an even prior, not a fitted share.
-pub const P_UNSEEN_TIMEOUT: f64 = 0.5;
-
-/// The longest threshold drawn for an unseen timeout, nanoseconds (30 s).
+/// The shortest and longest typical timeout drawn when no timeout was seen anywhere,
+/// nanoseconds (10 ms and 30 s).
+const SHORTEST_TIMEOUT_NS: f64 = 1e7;
 const LONGEST_TIMEOUT_NS: f64 = 30e9;
 
-/// A threshold for a call site whose timeout was never seen, or none: with probability
-/// [`P_UNSEEN_TIMEOUT`] one of the thresholds seen elsewhere (log-uniform up to 30 s when none
-/// was), always above the longest attempt seen at this site (a lower one would have cut it).
-fn unseen_timeout(m: &Compiled, e: &SimEdge, rng: &mut ChaCha8Rng) -> Option<f64> {
-    if e.mode == Mode::Asynchronous || rng.gen::<f64>() >= P_UNSEEN_TIMEOUT {
-        return None;
-    }
-    let floor = e.longest_ns.max(1e6);
-    if !m.timeouts_seen.is_empty() {
-        let t = m.timeouts_seen[rng.gen_range(0..m.timeouts_seen.len())];
-        if t > floor {
-            return Some(t);
+/// The prior of the timeouts never seen: the system's timeout habits learned across call
+/// sites ([`augur_model::habits`]: the share π of call sites with a timeout and the log-normal
+/// spread of thresholds, fitted to the timeouts seen and to the calls that lasted long without
+/// being cut). Each posterior draw first draws the habits, shared by every call site whose
+/// timeout was never seen (π from its posterior, μ around its estimate with the uncertainty of
+/// a mean of that many sites); with no timeout seen anywhere, π is uniform and μ anywhere from
+/// 10 ms to 30 s. Then each such site has a timeout with probability π, at a log-normal
+/// threshold around e^μ, conditioned on being above the longest attempt seen there (a lower one
+/// would have cut it). So every timeout an experiment reveals, and every slowed call it shows
+/// surviving, sharpens the prior of all the others.
+type TimeoutPrior = Option<augur_model::habits::TimeoutHabits>;
+
+/// One draw of the timeout habits: (π, μ, σ).
+fn timeout_habits(p: &TimeoutPrior, rng: &mut ChaCha8Rng) -> (f64, f64, f64) {
+    match p {
+        None => {
+            let pi = rng.gen::<f64>();
+            let (lo, hi) = (SHORTEST_TIMEOUT_NS.ln(), LONGEST_TIMEOUT_NS.ln());
+            (pi, lo + (hi - lo) * rng.gen::<f64>(), 1.0)
+        }
+        Some(h) => {
+            let pi = sample_beta(Some(h.share), rng.gen());
+            let mu = h.log_mean + h.log_sd / h.effective.max(1.0).sqrt() * normal(rng);
+            (pi, mu, h.log_sd)
         }
     }
-    let top = LONGEST_TIMEOUT_NS.max(floor * 2.0);
-    Some(floor * (top / floor).powf(rng.gen::<f64>()))
+}
+
+/// A standard normal number (Box–Muller).
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u: f64 = rng.gen::<f64>().max(f64::MIN_POSITIVE);
+    let v: f64 = rng.gen();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+/// A threshold for a call site whose timeout was never seen, or none, under the draw's habits
+/// (see [`TimeoutPrior`]).
+fn unseen_timeout(habits: (f64, f64, f64), e: &SimEdge, rng: &mut ChaCha8Rng) -> Option<f64> {
+    let (pi, mu, sigma) = habits;
+    if e.mode == Mode::Asynchronous || rng.gen::<f64>() >= pi {
+        return None;
+    }
+    // The habits' log-normal threshold, given that it is above what this site has survived.
+    let floor = e.longest_ns.max(1e6);
+    let below = normal_cdf((floor.ln() - mu) / sigma);
+    let u = below + (1.0 - below) * rng.gen::<f64>();
+    let t = (mu + sigma * normal_quantile(u.clamp(1e-12, 1.0 - 1e-12))).exp();
+    Some(t.max(floor * (1.0 + 1e-9)))
+}
+
+/// The standard normal distribution function (Abramowitz and Stegun 7.1.26 on erf, error
+/// below 1.5e-7).
+fn normal_cdf(x: f64) -> f64 {
+    let z = x.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * z);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-z * z).exp();
+    if x >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
+    }
+}
+
+/// The standard normal quantile (Acklam's rational approximation, relative error below 1.2e-9).
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.024_25 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.024_25 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
 }
 
 /// Per-node outcomes of one run.
@@ -482,11 +575,16 @@ fn make_draw(m: &Compiled, seed: u64) -> Draw {
                 })
             })
             .collect(),
-        timeout_ns: m
-            .edges
-            .iter()
-            .map(|e| e.timeout_ns.or_else(|| unseen_timeout(m, e, &mut prng)))
-            .collect(),
+        timeout_ns: {
+            let habits = timeout_habits(&m.timeout_prior, &mut prng);
+            m.edges
+                .iter()
+                .map(|e| {
+                    e.timeout_ns
+                        .or_else(|| unseen_timeout(habits, e, &mut prng))
+                })
+                .collect()
+        },
     }
 }
 
@@ -678,6 +776,22 @@ fn assemble(
         faults: faults.iter().map(|f| f.spec.to_string()).collect(),
         endpoints,
         operations,
+    }
+}
+
+#[cfg(test)]
+mod normal_tests {
+    use super::{normal_cdf, normal_quantile};
+
+    #[test]
+    fn normal_functions_agree_with_known_values() {
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_cdf(1.959_963_985) - 0.975).abs() < 2e-7);
+        assert!((normal_cdf(-1.0) - 0.158_655_254).abs() < 2e-7);
+        for p in [0.01, 0.2, 0.5, 0.9, 0.999] {
+            assert!((normal_cdf(normal_quantile(p)) - p).abs() < 3e-7, "{p}");
+        }
+        assert!((normal_quantile(0.975) - 1.959_963_985).abs() < 1e-8);
     }
 }
 
