@@ -5,7 +5,7 @@
 //!        │                                        │ per-draw endpoint outcomes
 //!  intents.toml ──load/validate──► Intent ────────┤
 //!                                                 ▼
-//!              value (bits: BALD on outcomes + intents' verdict entropy) · harm · budget ──► ranking
+//!              value (bits about every candidate's outcome + intents' verdict entropy) · harm · budget ──► ranking
 //!                                                 ▲ × staleness
 //!  experiment traces ──► outcome: predicted vs observed, evidence ──► refined model, surprise,
 //!                        verdicts ──► ledger (append-only, beside the model) ─┘
@@ -75,18 +75,21 @@ pub fn value_of(
     fault: &FaultSpec,
     opts: &Options,
 ) -> Result<Experiment, RecError> {
-    let sets = vec![vec![fault.clone()]];
-    let mut predictions = simulate_many(view, &sets, &opts.sim)?;
-    let Some((prediction, _)) = predictions.pop() else {
+    // Its value is about what every candidate would show: simulate them all, with it.
+    let mut specs = candidates(view, opts.scope, intents);
+    specs.retain(|s| s != fault);
+    specs.push(fault.clone());
+    let sets: Vec<Vec<FaultSpec>> = specs.iter().map(|f| vec![f.clone()]).collect();
+    let mut all: Vec<Vec<augur_simulator::OpPrediction>> = simulate_many(view, &sets, &opts.sim)?
+        .into_iter()
+        .map(|(p, _)| p.endpoints)
+        .collect();
+    let endpoints = recommend::requests_per_endpoint(view, opts.duration_s);
+    let targets = recommend::targets(&all, &endpoints, opts);
+    let Some(prediction) = all.pop() else {
         return Err(RecError::Sim(augur_simulator::SimError::NoTraffic));
     };
-    let endpoints = recommend::requests_per_endpoint(view, opts.duration_s);
     Ok(recommend::assess(
-        view,
-        intents,
-        fault,
-        prediction.endpoints,
-        &endpoints,
-        opts,
+        view, intents, fault, prediction, &endpoints, &targets, opts,
     ))
 }

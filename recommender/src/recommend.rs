@@ -6,9 +6,11 @@
 //! - **Experiment**: the fault applied to `traffic_share` of the traffic for `duration`. An
 //!   endpoint serving `rate` requests a second shows `rate × duration × share` requests of
 //!   evidence.
-//! - **Value** (bits) = Σ over endpoints of traffic share × [I(failures observed under the fault;
-//!   model parameters) − I(failures the same requests would show without it; parameters)]⁺
-//!   (see [`crate::value`]) + Σ over the intents the fault bears on of priority × H(P(holds)),
+//! - **Value** (bits) = [I(the experiment's outcome; what every candidate experiment would show
+//!   at every endpoint, each weighted by the endpoint's traffic share) − the same for the same
+//!   requests without the fault]⁺ ([`crate::value::predictive_information`]: the outcome is
+//!   the failure rate over the experiment's requests, per posterior draw) + Σ over the intents
+//!   the fault bears on of priority × H(P(holds)),
 //!   times the staleness weight of the target ([`crate::ledger`]: 1 when never tested or
 //!   drifted since it was tested, less when the ledger shows it tested and nothing changed).
 //!   Only error outcomes count as evidence so far; latency outcomes are not yet valued.
@@ -27,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::intents::Intent;
 use crate::ledger::Staleness;
-use crate::value::{binary_entropy, mutual_information};
+use crate::value::{binary_entropy, predictive_information, Observable, RESOLUTION};
 use crate::RecError;
 
 /// The magnitudes tried on every target.
@@ -255,6 +257,81 @@ pub(crate) fn denoise(v: Vec<f64>, simulated: f64) -> Vec<f64> {
     v.into_iter().map(|x| m + (x - m) * keep).collect()
 }
 
+/// [`denoise`] keeping each draw in its place (`None` where the endpoint did not run).
+pub(crate) fn denoise_aligned(v: &[Option<(f64, f64, f64)>], simulated: f64) -> Vec<Option<f64>> {
+    let known: Vec<f64> = v.iter().flatten().map(|d| d.0).collect();
+    let mut shrunk = denoise(known, simulated).into_iter();
+    v.iter()
+        .map(|d| d.as_ref().and_then(|_| shrunk.next()))
+        .collect()
+}
+
+/// What every candidate would show, per draw: the share of user requests that fail under it
+/// (each endpoint's error rate weighted by its traffic share), observed over the requests of an
+/// experiment at full traffic, and no more precisely than [`RESOLUTION`]. These are the
+/// targets of the value ([`crate::value::predictive_information`]).
+pub fn targets(
+    predictions: &[Vec<OpPrediction>],
+    endpoints: &[(String, f64, f64)],
+    opts: &Options,
+) -> Vec<Observable> {
+    predictions
+        .iter()
+        .filter_map(|p| {
+            let seen: Vec<(f64, Vec<Option<f64>>)> = p
+                .iter()
+                .filter_map(|e| {
+                    let &(_, weight, full) =
+                        endpoints.iter().find(|(id, _, _)| *id == e.endpoint)?;
+                    let simulated = (opts.sim.requests as f64 * weight).max(1.0);
+                    // Weighted by traffic share: a request-weighted rate over `full` requests.
+                    Some((full.max(1.0), denoise_aligned(&e.per_draw, simulated)))
+                })
+                .collect();
+            outcome_rate(&seen).map(|o| o.at_resolution(RESOLUTION))
+        })
+        .collect()
+}
+
+/// An experiment's outcome per draw: its failure rate over all the requests it touches (each
+/// endpoint weighted by its requests `n`), with that rate's binomial noise; `None` when it
+/// touches no requests.
+fn outcome_rate(per_endpoint: &[(f64, Vec<Option<f64>>)]) -> Option<Observable> {
+    let total: f64 = per_endpoint.iter().map(|(n, _)| n).sum();
+    let draws = per_endpoint.first().map_or(0, |(_, r)| r.len());
+    if total <= 0.0 || draws == 0 {
+        return None;
+    }
+    let mean_of = |r: &[Option<f64>]| {
+        let k: Vec<f64> = r.iter().flatten().copied().collect();
+        if k.is_empty() {
+            0.0
+        } else {
+            k.iter().sum::<f64>() / k.len() as f64
+        }
+    };
+    let means: Vec<f64> = per_endpoint.iter().map(|(_, r)| mean_of(r)).collect();
+    let rates: Vec<Option<f64>> = (0..draws)
+        .map(|s| {
+            Some(
+                per_endpoint
+                    .iter()
+                    .zip(&means)
+                    .map(|((n, r), m)| n * r.get(s).copied().flatten().unwrap_or(*m))
+                    .sum::<f64>()
+                    / total,
+            )
+        })
+        .collect();
+    let noise = per_endpoint
+        .iter()
+        .zip(&means)
+        .map(|((n, _), m)| n * m * (1.0 - m))
+        .sum::<f64>()
+        / (total * total);
+    Observable::new(&rates, noise)
+}
+
 /// The upper 95% bound of paired differences whose simulation noise has variance `noise`:
 /// mean + 1.645 × the standard deviation left once that noise is taken out.
 fn upper_denoised(v: Vec<f64>, noise: f64) -> f64 {
@@ -275,11 +352,13 @@ pub fn recommend(
     let sets: Vec<Vec<FaultSpec>> = specs.iter().map(|f| vec![f.clone()]).collect();
     let predictions = simulate_many(view, &sets, &opts.sim)?;
     let endpoints = requests_per_endpoint(view, opts.duration_s);
+    let all: Vec<Vec<OpPrediction>> = predictions.into_iter().map(|(p, _)| p.endpoints).collect();
+    let targets = targets(&all, &endpoints, opts);
     let mut out: Vec<Experiment> = specs
         .into_par_iter()
-        .zip(predictions)
-        .map(|(spec, (prediction, _))| {
-            assess(view, intents, &spec, prediction.endpoints, &endpoints, opts)
+        .zip(all)
+        .map(|(spec, predicted)| {
+            assess(view, intents, &spec, predicted, &endpoints, &targets, opts)
         })
         .collect();
     out.sort_by(|a, b| {
@@ -298,6 +377,7 @@ pub fn assess(
     spec: &FaultSpec,
     predicted: Vec<OpPrediction>,
     endpoints: &[(String, f64, f64)],
+    targets: &[Observable],
     opts: &Options,
 ) -> Experiment {
     // Intents this fault bears on: P(holds) per draw.
@@ -325,7 +405,8 @@ pub fn assess(
         });
     }
     let at_share = |share: f64| -> (f64, Harm) {
-        let (mut bits, mut requests, mut failed_hi, mut p99_hi) = (0.0, 0.0, 0.0, 0.0f64);
+        let (mut requests, mut failed_hi, mut p99_hi) = (0.0, 0.0, 0.0f64);
+        let (mut faulted, mut normal) = (Vec::new(), Vec::new());
         for p in &predicted {
             let Some(&(_, weight, full)) = endpoints.iter().find(|(id, _, _)| *id == p.endpoint)
             else {
@@ -335,17 +416,8 @@ pub fn assess(
             // Each draw's rate is measured on the simulated requests that reached this
             // endpoint: remove that Monte Carlo noise before valuing or bounding anything.
             let simulated = (opts.sim.requests as f64 * weight).max(1.0);
-            let faulted = denoise(
-                p.per_draw.iter().flatten().map(|d| d.0).collect(),
-                simulated,
-            );
-            let normal = denoise(
-                p.per_draw_baseline.iter().flatten().map(|d| d.0).collect(),
-                simulated,
-            );
-            let gain =
-                mutual_information(&faulted, n as u64) - mutual_information(&normal, n as u64);
-            bits += weight * gain.max(0.0);
+            faulted.push((n, denoise_aligned(&p.per_draw, simulated)));
+            normal.push((n, denoise_aligned(&p.per_draw_baseline, simulated)));
             requests += n;
             // Harm from paired draws (same parameters): the fault's own effect, not the
             // uncertainty of the error rate it adds to; the simulation noise of each pair is
@@ -370,6 +442,12 @@ pub fn assess(
             failed_hi += upper_denoised(paired(0), noise).max(0.0) * n;
             p99_hi = p99_hi.max(upper(paired(2)));
         }
+        // What the outcome teaches about every candidate's outcome, beyond what the same
+        // requests would teach without the fault.
+        let bits = match (outcome_rate(&faulted), outcome_rate(&normal)) {
+            (Some(f), Some(n)) => predictive_information(&f, &n, targets),
+            _ => 0.0,
+        };
         (
             bits,
             Harm {
@@ -444,7 +522,7 @@ pub fn assess(
         )
     });
     let why = format!(
-        "{}; {effect}{spec} settles it for {value_bits:.2} bits{budget_note}{stale_note}",
+        "{}; {effect}{spec} would teach {value_bits:.2} bits about what the candidate experiments would show{budget_note}{stale_note}",
         evidence(view, &spec.target)
     );
     Experiment {
