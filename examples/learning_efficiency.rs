@@ -58,6 +58,16 @@ fn main() {
     let started = std::time::Instant::now();
     let base = learning_loop::base_model(&cfg, 0).view();
     let truth = truth(&cfg, &base);
+    let world_truth = world.static_truth();
+    for (f, t) in learning_loop::surprising_sites(&world, &base) {
+        let (Some(e), Some(w)) = (base.edge(&f, &t), world_truth.edge(&f, &t)) else {
+            continue;
+        };
+        eprintln!(
+            "surprising call site: {f} -> {t}: believed P(propagate) {:.2} [{:.2}, {:.2}], truly {:.2}",
+            e.p_propagate.interval.mean, e.p_propagate.interval.lo, e.p_propagate.interval.hi, w.p_propagate
+        );
+    }
     eprintln!(
         "{world_name}: {} candidate faults, truth measured in {:.1}s",
         truth.candidates.len(),
@@ -132,6 +142,38 @@ fn main() {
                 .join(" | ")
         );
         means.push((s, m));
+    }
+    for (title, of) in [
+        (
+            "most surprising call sites tested",
+            (|c: &Curve| c.surprising_tested.iter().map(|&x| x as f64).collect())
+                as fn(&Curve) -> Vec<f64>,
+        ),
+        ("true timeouts known", |c: &Curve| {
+            c.timeouts_known.iter().map(|&x| x as f64).collect()
+        }),
+    ] {
+        println!("\n{title} (mean over seeds):\n");
+        println!(
+            "| strategy | {} |",
+            (0..=steps)
+                .map(|k| format!("K={k}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        println!("|---|{}", "---:|".repeat(steps + 1));
+        for s in [Strategy::Augur, Strategy::Random, Strategy::RoundRobin] {
+            let cs: Vec<&Curve> = curves.iter().filter(|c| c.strategy == s).collect();
+            let m = learning_loop::mean_of(&cs, of);
+            println!(
+                "| {} | {} |",
+                s.name(),
+                m.iter()
+                    .map(|x| format!("{x:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
     }
     eprintln!("{:.1}s in all", started.elapsed().as_secs_f64());
     if let Some(path) = plot {

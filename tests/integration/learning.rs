@@ -52,12 +52,19 @@ fn experiments_teach_the_model_and_augur_beats_a_script() {
         .iter()
         .all(|(_, start, _)| (start - last[0].1).abs() < 1e-12));
     let (_, start, augur) = last[0];
+    let (_, _, random) = last[1];
     let (_, _, script) = last[2];
-    // augur's experiments teach the model something that matters for its predictions...
-    assert!(augur < start * 0.9, "augur: {start:.4} -> {augur:.4}");
-    // ...more than a script killing services one after another.
+    // augur's experiments teach the model what matters for its predictions...
+    assert!(augur < start * 0.6, "augur: {start:.4} -> {augur:.4}");
+    // ...more than a script killing services one after another, and clearly more than chance
+    // (measured: 0.44 of random's error after three experiments on this seed; the benchmark's
+    // figures over more seeds are in docs/ACCURACY.md).
     assert!(
         augur < script,
         "augur {augur:.4} vs round-robin {script:.4}"
+    );
+    assert!(
+        augur < random * 0.6,
+        "augur {augur:.4} vs random {random:.4}"
     );
 }
