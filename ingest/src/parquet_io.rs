@@ -238,12 +238,31 @@ fn read_batches<T: parquet::file::reader::ChunkReader + 'static>(
     builder: ParquetRecordBatchReaderBuilder<T>,
     ctx: &mut Ctx<'_>,
 ) -> Result<(), IngestError> {
-    let reader = builder
+    let mut reader = builder
         .with_batch_size(ctx.opts.batch_size.clamp(1024, 1 << 20))
         .build()
         .map_err(|e| ctx.unreadable(Format::Parquet, e.to_string()))?;
     let mut row0 = 0usize;
-    for batch in reader {
+    loop {
+        // The parquet crate panics on some damaged pages instead of returning an error (a
+        // mutated file found one in its bit unpacking, 2026-12-02). A damaged file is bad
+        // input, not a reason to crash: its panic is caught and reported as the file's error.
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next()));
+        let batch = match next {
+            Ok(None) => break,
+            Ok(Some(batch)) => batch,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no reason given".into());
+                return Err(ctx.unreadable(
+                    Format::Parquet,
+                    format!("row {row0}: the Parquet decoder failed on damaged data ({why})"),
+                ));
+            }
+        };
         let batch =
             batch.map_err(|e| ctx.unreadable(Format::Parquet, format!("row {row0}: {e}")))?;
         let mut problems: Vec<(usize, String)> = Vec::new();

@@ -611,7 +611,7 @@ impl ModelBuilder {
                 failed: call.status == StatusCode::Error,
                 producer: message,
                 gap: if waits_for_server {
-                    Some(ps.duration_ns() - s.duration_ns())
+                    Some(ps.duration_ns().saturating_sub(s.duration_ns()))
                 } else {
                     None
                 },
@@ -715,14 +715,14 @@ impl ModelBuilder {
                 cur = match cur {
                     Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
                     Some((cs, ce)) => {
-                        busy += ce - cs;
+                        busy = busy.saturating_add(ce.saturating_sub(cs));
                         Some((s, e))
                     }
                     None => Some((s, e)),
                 };
             }
             if let Some((cs, ce)) = cur {
-                busy += ce - cs;
+                busy = busy.saturating_add(ce.saturating_sub(cs));
             }
             sc.busy[inv as usize] = busy;
 
@@ -781,7 +781,7 @@ impl ModelBuilder {
                     let mut overlap = false;
                     for ev in &group[j..m] {
                         acc.attempts += 1;
-                        let dur = (ev.end - ev.start) as f64;
+                        let dur = ev.end.saturating_sub(ev.start) as f64;
                         if ev.failed {
                             acc.attempt_errors += 1;
                             acc.failed_ns.add(dur);
@@ -826,7 +826,7 @@ impl ModelBuilder {
                 continue;
             }
             let acc = &mut self.nodes[sc.op[i] as usize].1;
-            let own = (s.duration_ns().max(0) - sc.busy[i]).max(0);
+            let own = s.duration_ns().max(0).saturating_sub(sc.busy[i]).max(0);
             acc.self_ns.add(own as f64);
             if sc.failed_calls[i] == 0 {
                 acc.clean += 1;

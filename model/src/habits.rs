@@ -142,13 +142,7 @@ impl View {
                 Some(t) if t.median_ms > 0.0 => seen.push((t.median_ms * 1e6).ln()),
                 Some(_) => {}
                 None => {
-                    let longest = e
-                        .stats
-                        .ok_ns
-                        .max()
-                        .unwrap_or(0.0)
-                        .max(e.stats.failed_ns.max().unwrap_or(0.0))
-                        .max(e.stats.longest_under_fault_ns as f64);
+                    let longest = e.stats.longest_attempt_ns();
                     if longest > 0.0 {
                         censored.push(longest.ln());
                     }

@@ -89,7 +89,7 @@ fn merged(a: &Model, b: &Model) -> Model {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig { cases: 200, rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_3e26), ..ProptestConfig::default() })]
 
     #[test]
     fn merge_of_shards_is_learning_at_once(traces in traces_strategy(), shard in 1usize..4) {
@@ -108,5 +108,47 @@ proptest! {
         let empty = learn(std::iter::empty());
         prop_assert_eq!(merged(&all, &empty), all.clone());
         prop_assert_eq!(merged(&empty, &all), all);
+    }
+}
+
+/// A time from anywhere in i64's range, extremes included (damaged files carry such times).
+fn wild_time() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        Just(i64::MIN),
+        Just(i64::MAX),
+        Just(0i64),
+        Just(-1i64),
+        any::<i64>(),
+        0i64..200_000_000,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_71e5), ..ProptestConfig::default() })]
+
+    /// Times at the edges of i64 (a damaged file's) never make learning panic or overflow, and
+    /// the model still reads and round-trips.
+    #[test]
+    fn extreme_times_never_panic(
+        trace in prop::collection::vec((span_strategy(), wild_time(), wild_time()), 1..12),
+    ) {
+        let gens: Vec<Gen> = trace.iter().map(|(g, _, _)| *g).collect();
+        let mut spans = spans_of(0, &gens);
+        for (s, (_, a, b)) in spans.iter_mut().zip(&trace) {
+            s.start_ns = *a;
+            s.end_ns = *b;
+        }
+        let mut batch = SpanBatch::new();
+        for s in &spans {
+            batch.push_owned(s);
+        }
+        let mut b = ModelBuilder::default();
+        b.add_batch(&batch);
+        let m = b.finish();
+        let v = m.view();
+        let _ = v.timeout_habits();
+        let _ = m.graph();
+        let text = serde_json::to_vec(&m).unwrap();
+        prop_assert_eq!(Model::from_json(&text).unwrap(), m);
     }
 }

@@ -84,7 +84,7 @@ impl Window {
 
     /// Its length in seconds (at least a millisecond, so rates stay finite).
     pub fn seconds(self) -> f64 {
-        ((self.last_ns - self.first_ns) as f64 / 1e9).max(1e-3)
+        (self.last_ns.saturating_sub(self.first_ns) as f64 / 1e9).max(1e-3)
     }
 }
 
@@ -212,6 +212,17 @@ impl CallStats {
         let mut d = self.ok_ns.clone();
         d.merge(&self.failed_ns);
         d
+    }
+
+    /// The longest attempt seen, nanoseconds (0 when none): successful or failed, and under an
+    /// experiment's fault ([`CallStats::longest_under_fault_ns`]). A timeout, if the call has
+    /// one that never cut it, is longer.
+    pub fn longest_attempt_ns(&self) -> f64 {
+        self.ok_ns
+            .max()
+            .unwrap_or(0.0)
+            .max(self.failed_ns.max().unwrap_or(0.0))
+            .max(self.longest_under_fault_ns as f64)
     }
 
     /// Caller invocations that made the call at least once.

@@ -78,18 +78,13 @@ pub struct Evidence {
 
 /// The caller's side of a call site's statistics.
 fn reactions(s: &CallStats) -> CallStats {
-    let longest = s
-        .ok_ns
-        .max()
-        .unwrap_or(0.0)
-        .max(s.failed_ns.max().unwrap_or(0.0));
     CallStats {
         propagated: s.propagated,
         survived: s.survived,
         retries: s.retries.clone(),
         cut_ns: s.cut_ns.clone(),
         unanswered_ns: s.unanswered_ns.clone(),
-        longest_under_fault_ns: s.longest_under_fault_ns.max(longest.round() as u64),
+        longest_under_fault_ns: s.longest_attempt_ns().round() as u64,
         ..CallStats::default()
     }
 }

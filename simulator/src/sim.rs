@@ -152,13 +152,7 @@ impl Compiled {
             if let Some(r) = e.retries {
                 retries_seen.push(r);
             }
-            let longest_ns = e
-                .stats
-                .ok_ns
-                .max()
-                .unwrap_or(0.0)
-                .max(e.stats.failed_ns.max().unwrap_or(0.0))
-                .max(e.stats.longest_under_fault_ns as f64);
+            let longest_ns = e.stats.longest_attempt_ns();
             by_caller[from].push(SimEdge {
                 callee: to,
                 calls,

@@ -241,21 +241,25 @@ pub fn per_candidate(view: &View, truth: &Truth, sim: &SimOptions) -> Vec<(Strin
         .collect()
 }
 
-/// The model after one experiment with `spec`.
-pub fn refine_once(cfg: &LoopConfig<'_>, model: &Model, spec: &FaultSpec, seed: u64) -> Model {
-    let observed = learn(
-        cfg.world,
-        10_000 + seed * 100,
-        cfg.experiment_traces,
-        Some(spec),
-    );
+/// Runs the world with `spec` (traces seeded by `seed`) and records the outcome against
+/// `model`.
+fn experiment(
+    cfg: &LoopConfig<'_>,
+    model: &Model,
+    spec: &FaultSpec,
+    seed: u64,
+) -> augur_recommender::outcome::Outcome {
+    let observed = learn(cfg.world, seed, cfg.experiment_traces, Some(spec));
     let opts = OutcomeOptions {
         sim: cfg.sim.clone(),
         traffic_share: 1.0,
     };
-    outcome(model, &observed, spec, &[], &opts)
-        .expect("recorded")
-        .refined
+    outcome(model, &observed, spec, &[], &opts).expect("the outcome is recorded")
+}
+
+/// The model after one experiment with `spec`.
+pub fn refine_once(cfg: &LoopConfig<'_>, model: &Model, spec: &FaultSpec, seed: u64) -> Model {
+    experiment(cfg, model, spec, 10_000 + seed * 100).refined
 }
 
 /// A splitmix64 step: the random strategy's seeded choices.
@@ -322,23 +326,7 @@ pub fn run(cfg: &LoopConfig<'_>, strategy: Strategy, seed: u64, truth: &Truth) -
                 kind: augur_simulator::FaultKind::Down,
             },
         };
-        let observed = learn(
-            cfg.world,
-            10_000 + seed * 100 + step as u64,
-            cfg.experiment_traces,
-            Some(&spec),
-        );
-        let result = outcome(
-            &model,
-            &observed,
-            &spec,
-            &[],
-            &OutcomeOptions {
-                sim: cfg.sim.clone(),
-                traffic_share: 1.0,
-            },
-        )
-        .expect("the outcome is recorded");
+        let result = experiment(cfg, &model, &spec, 10_000 + seed * 100 + step as u64);
         model = result.refined;
         let scope = fault_scope(&model.view(), &spec).expect("the target is in the model");
         ledger.push(LedgerEntry {
@@ -368,17 +356,7 @@ pub fn one_step_gains(cfg: &LoopConfig<'_>, truth: &Truth, seed: u64) -> Vec<(St
         .candidates
         .iter()
         .map(|spec| {
-            let observed = learn(
-                cfg.world,
-                10_000 + seed * 100,
-                cfg.experiment_traces,
-                Some(spec),
-            );
-            let opts = OutcomeOptions {
-                sim: cfg.sim.clone(),
-                traffic_share: 1.0,
-            };
-            let result = outcome(&model, &observed, spec, &[], &opts).expect("recorded");
+            let result = experiment(cfg, &model, spec, 10_000 + seed * 100);
             (
                 spec.to_string(),
                 mae(&result.refined.view(), truth, &cfg.sim),
