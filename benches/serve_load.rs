@@ -184,6 +184,7 @@ fn main() {
                 bodies.push(encode_batch(&SpanBatch {
                     spans: chunk.to_vec(),
                     strings: b.strings.clone(),
+                    links: Vec::new(),
                 }));
             }
         }

@@ -155,7 +155,7 @@ fn write_world_batched<W: Write>(
         let n = left.min(per_batch.max(1));
         gen.emit(n, &mut batch);
         out.write_batch(&batch)?;
-        batch.spans.clear();
+        batch.truncate(0);
         left -= n;
     }
     out.finish()?;

@@ -304,6 +304,18 @@ impl<W: Write> TraceWriter<W> {
         }
     }
 
+    /// Each linking span's link, by its (trace id, span id).
+    fn links_of(batch: &SpanBatch) -> Links {
+        batch
+            .links
+            .iter()
+            .filter_map(|l| {
+                let s = batch.spans.get(l.span as usize)?;
+                Some(((s.trace_id, s.span_id), (l.trace_id, l.span_id)))
+            })
+            .collect()
+    }
+
     /// Orders span indices of `spans` by service (stable), into `self.order`.
     fn order_by_service(&mut self, spans: &[Span]) {
         self.order.clear();
@@ -313,6 +325,7 @@ impl<W: Write> TraceWriter<W> {
     }
 
     fn otlp_json(&mut self, batch: &SpanBatch, lines: bool) -> Result<(), DatasetError> {
+        let links = Self::links_of(batch);
         let chunk = if lines {
             self.spans_per_message
         } else {
@@ -351,7 +364,7 @@ impl<W: Write> TraceWriter<W> {
                         self.buf.push(b',');
                     }
                     first_span = false;
-                    otlp_json_span(&mut self.buf, &self.prep, s);
+                    otlp_json_span(&mut self.buf, &self.prep, s, link(&links, s));
                     i += 1;
                 }
                 self.buf.extend_from_slice(b"]}]}");
@@ -365,6 +378,7 @@ impl<W: Write> TraceWriter<W> {
     }
 
     fn otlp_proto(&mut self, batch: &SpanBatch) -> Result<(), DatasetError> {
+        let links = Self::links_of(batch);
         for spans in batch.spans.chunks(self.spans_per_message) {
             self.order_by_service(spans);
             let mut req = ExportTraceServiceRequest::default();
@@ -376,7 +390,7 @@ impl<W: Write> TraceWriter<W> {
                     if s.service != service {
                         break;
                     }
-                    out.push(proto_span(batch, &self.prep, s));
+                    out.push(proto_span(batch, &self.prep, s, link(&links, s)));
                     i += 1;
                 }
                 req.resource_spans.push(ResourceSpans {
@@ -411,6 +425,7 @@ impl<W: Write> TraceWriter<W> {
     }
 
     fn jaeger(&mut self, batch: &SpanBatch) -> Result<(), DatasetError> {
+        let links = Self::links_of(batch);
         let mut procs: Vec<u32> = Vec::new();
         let mut start = 0;
         while start < batch.spans.len() {
@@ -442,7 +457,7 @@ impl<W: Write> TraceWriter<W> {
                     self.buf.push(b',');
                 }
                 let p = procs.iter().position(|&x| x == s.service).unwrap_or(0) + 1;
-                jaeger_span(&mut self.buf, &self.prep, s, p);
+                jaeger_span(&mut self.buf, &self.prep, s, p, link(&links, s));
             }
             self.buf.extend_from_slice(b"],\"processes\":{");
             for (k, &svc) in procs.iter().enumerate() {
@@ -568,7 +583,17 @@ fn attributes(p: &Prepared, s: &Span) -> [(&'static str, Option<u32>); 5] {
     ]
 }
 
-fn otlp_json_span(b: &mut Vec<u8>, p: &Prepared, s: &Span) {
+/// Links by the linking span's (trace id, span id).
+type Links = std::collections::HashMap<(TraceId, SpanId), (TraceId, SpanId)>;
+
+fn link(links: &Links, s: &Span) -> Option<(TraceId, SpanId)> {
+    if links.is_empty() {
+        return None;
+    }
+    links.get(&(s.trace_id, s.span_id)).copied()
+}
+
+fn otlp_json_span(b: &mut Vec<u8>, p: &Prepared, s: &Span, link: Option<(TraceId, SpanId)>) {
     b.extend_from_slice(b"{\"traceId\":\"");
     push_hex(b, &s.trace_id);
     b.extend_from_slice(b"\",\"spanId\":\"");
@@ -600,6 +625,13 @@ fn otlp_json_span(b: &mut Vec<u8>, p: &Prepared, s: &Span) {
     if !first {
         b.push(b']');
     }
+    if let Some((t, l)) = link {
+        b.extend_from_slice(b",\"links\":[{\"traceId\":\"");
+        push_hex(b, &t);
+        b.extend_from_slice(b"\",\"spanId\":\"");
+        push_hex(b, &l);
+        b.extend_from_slice(b"\"}]");
+    }
     if s.status != StatusCode::Unset {
         b.extend_from_slice(b",\"status\":{\"code\":");
         push_u64(b, s.status as u64);
@@ -622,6 +654,7 @@ fn proto_span(
     batch: &SpanBatch,
     p: &Prepared,
     s: &Span,
+    link: Option<(TraceId, SpanId)>,
 ) -> opentelemetry_proto::tonic::trace::v1::Span {
     opentelemetry_proto::tonic::trace::v1::Span {
         trace_id: s.trace_id.to_vec(),
@@ -639,11 +672,25 @@ fn proto_span(
             code: s.status as i32,
             ..Default::default()
         }),
+        links: link
+            .map(|(t, l)| opentelemetry_proto::tonic::trace::v1::span::Link {
+                trace_id: t.to_vec(),
+                span_id: l.to_vec(),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
         ..Default::default()
     }
 }
 
-fn jaeger_span(b: &mut Vec<u8>, p: &Prepared, s: &Span, process: usize) {
+fn jaeger_span(
+    b: &mut Vec<u8>,
+    p: &Prepared,
+    s: &Span,
+    process: usize,
+    link: Option<(TraceId, SpanId)>,
+) {
     b.extend_from_slice(b"{\"traceID\":\"");
     push_hex(b, &s.trace_id);
     b.extend_from_slice(b"\",\"spanID\":\"");
@@ -656,6 +703,16 @@ fn jaeger_span(b: &mut Vec<u8>, p: &Prepared, s: &Span, process: usize) {
         push_hex(b, &s.trace_id);
         b.extend_from_slice(b"\",\"spanID\":\"");
         push_hex(b, &parent);
+        b.extend_from_slice(b"\"}");
+    }
+    if let Some((t, l)) = link {
+        if s.parent_span_id.is_some() {
+            b.push(b',');
+        }
+        b.extend_from_slice(b"{\"refType\":\"FOLLOWS_FROM\",\"traceID\":\"");
+        push_hex(b, &t);
+        b.extend_from_slice(b"\",\"spanID\":\"");
+        push_hex(b, &l);
         b.extend_from_slice(b"\"}");
     }
     b.extend_from_slice(b"],\"startTime\":");

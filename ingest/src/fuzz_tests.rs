@@ -86,6 +86,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             rpc_method: None,
             error_type: None,
             experiment: None,
+            link: None,
         };
         batch.push_owned(&span);
         crate::write_parquet(&path, &batch).unwrap();

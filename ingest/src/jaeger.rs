@@ -14,8 +14,8 @@
 //! whole file unreadable, as does a file whose spans are all bad.
 //!
 //! A span's parent is its first `CHILD_OF` reference within the same trace, else its first
-//! `FOLLOWS_FROM` one (older exports also carry `parentSpanID`); references to other traces are
-//! ignored. Kinds, errors and peers come from the tags (`span.kind`, `error`, `otel.status_code`,
+//! `FOLLOWS_FROM` one (older exports also carry `parentSpanID`); its first reference to another
+//! trace is its link (a message consumed in its own trace, pointing at the producer's span). Kinds, errors and peers come from the tags (`span.kind`, `error`, `otel.status_code`,
 //! [`crate::PEER_ATTRIBUTES`]); the service from the span's process.
 
 use std::collections::HashMap;
@@ -137,8 +137,11 @@ impl State<'_, '_> {
                 .map_err(|p| format!("not a Jaeger span: {p}"))
                 .and_then(|js| convert(js, &processes, self.ctx));
             match span {
-                Ok(s) => {
+                Ok((s, link)) => {
                     self.ctx.push(s);
+                    if let Some((t, l)) = link {
+                        self.ctx.batch.link_last(t, l);
+                    }
                     self.accepted += 1;
                     self.ctx.maybe_flush()?;
                 }
@@ -553,11 +556,14 @@ impl MapBody for Processes {
 
 // Conversion.
 
+/// The span, and its first reference to a span of another trace (its link).
+type Converted = (Span, Option<([u8; 16], [u8; 8])>);
+
 fn convert(
     js: JSpan,
     processes: &HashMap<String, Process>,
     ctx: &mut Ctx<'_>,
-) -> Result<Span, String> {
+) -> Result<Converted, String> {
     let tid = js.trace_id.ok_or("missing traceID")?;
     let trace_id: [u8; 16] =
         parse_hex_id(&tid, true).ok_or_else(|| format!("bad traceID {tid:?}"))?;
@@ -590,6 +596,11 @@ fn convert(
             }
         }
     }
+    let link = js.references.iter().find_map(|r| {
+        let t = parse_hex_id::<16>(r.trace_id.as_deref()?, true)?;
+        let s = parse_hex_id::<8>(r.span_id.as_deref()?, true)?;
+        (t != trace_id && t != [0; 16] && s != [0; 8]).then_some((t, s))
+    });
     if parent.is_none() {
         if let Some(p) = js.parent_span_id.as_deref().filter(|p| !p.is_empty()) {
             let p: [u8; 8] =
@@ -618,7 +629,7 @@ fn convert(
     let service = strings.intern(service);
     let name = strings.intern(js.operation_name.as_deref().unwrap_or(""));
     let mut opt = |v: Option<std::borrow::Cow<'_, str>>| v.map(|v| strings.intern(&v));
-    Ok(Span {
+    let span = Span {
         trace_id,
         span_id,
         parent_span_id: parent,
@@ -637,7 +648,8 @@ fn convert(
         rpc_method: opt(attrs.rpc_method),
         error_type: opt(attrs.error_type),
         experiment: opt(attrs.experiment),
-    })
+    };
+    Ok((span, link))
 }
 
 #[cfg(test)]

@@ -96,15 +96,16 @@ impl LakeWriter {
                 return self.append_hour(&hour_of(h * HOUR_NS), batch);
             }
         }
-        let mut by_hour: BTreeMap<i64, Vec<Span>> = BTreeMap::new();
-        for s in &batch.spans {
-            by_hour.entry(hour_index(s)).or_default().push(*s);
+        let mut by_hour: BTreeMap<i64, SpanBatch> = BTreeMap::new();
+        for (i, s) in batch.spans.iter().enumerate() {
+            let part = by_hour.entry(hour_index(s)).or_default();
+            part.spans.push(*s);
+            if let Some((t, l)) = batch.link_of(i) {
+                part.link_last(t, l);
+            }
         }
-        for (h, spans) in by_hour {
-            let part = SpanBatch {
-                spans,
-                strings: batch.strings.clone(),
-            };
+        for (h, mut part) in by_hour {
+            part.strings = batch.strings.clone();
             self.append_hour(&hour_of(h * HOUR_NS), &part)?;
         }
         Ok(())

@@ -110,7 +110,9 @@ pub fn encode_batch(batch: &SpanBatch) -> Vec<u8> {
         }),
         ..Default::default()
     };
-    for s in &batch.spans {
+    let mut links = batch.links.iter().peekable();
+    for (k, s) in batch.spans.iter().enumerate() {
+        let link = links.next_if(|l| l.span as usize == k);
         let i = *index.entry((s.service, s.experiment)).or_insert_with(|| {
             let mut attributes = vec![text("service.name", batch.str(s.service))];
             if let Some(e) = s.experiment {
@@ -152,6 +154,14 @@ pub fn encode_batch(batch: &SpanBatch) -> Vec<u8> {
                 code: s.status as i32,
                 ..Default::default()
             }),
+            links: link
+                .map(|l| opentelemetry_proto::tonic::trace::v1::span::Link {
+                    trace_id: l.trace_id.to_vec(),
+                    span_id: l.span_id.to_vec(),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
             ..Default::default()
         };
         if let Some(scope) = resources.get_mut(i).and_then(|r| r.scope_spans.first_mut()) {

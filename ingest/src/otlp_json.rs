@@ -105,7 +105,7 @@ fn read_lines_with(
             ctx.maybe_flush()?;
             continue;
         }
-        ctx.batch.spans.truncate(first);
+        ctx.batch.truncate(first);
         let mut state = DocState::new(Loc::Line(line_no));
         let mut de = serde_json::Deserializer::from_str(text);
         let parsed = RequestSeed {
@@ -243,7 +243,7 @@ impl DocState {
     /// Drops the spans a failed line had pushed, so that a bad line counts once and adds nothing.
     fn discard(&self, ctx: &mut Ctx<'_>) {
         if self.doc_start != usize::MAX && self.doc_start <= ctx.batch.spans.len() {
-            ctx.batch.spans.truncate(self.doc_start);
+            ctx.batch.truncate(self.doc_start);
         }
     }
 }
@@ -525,7 +525,12 @@ impl<'de> DeserializeSeed<'de> for OneSpan<'_, '_> {
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         let raw: RawSpan<'de> = d.deserialize_map(RawSpanVisitor)?;
         match raw.to_span(self.ctx) {
-            Ok(span) => self.ctx.push(span),
+            Ok(span) => {
+                self.ctx.push(span);
+                if let Some((t, l)) = raw.link_ids() {
+                    self.ctx.batch.link_last(t, l);
+                }
+            }
             Err(reason) => {
                 let loc = self.state.location();
                 // In strict mode this is fatal; the error is carried out through serde.
@@ -548,9 +553,19 @@ struct RawSpan<'de> {
     end: Option<u64>,
     status: Option<Enum<'de>>,
     attrs: Attrs<'de>,
+    /// The first link's (traceId, spanId).
+    link: Option<(Cow<'de, str>, Cow<'de, str>)>,
 }
 
 impl RawSpan<'_> {
+    /// The first link, when its ids are valid (a link that is not is ignored: the span stands).
+    fn link_ids(&self) -> Option<([u8; 16], [u8; 8])> {
+        let (t, s) = self.link.as_ref()?;
+        let t: [u8; 16] = parse_id(t)?;
+        let s: [u8; 8] = parse_id(s)?;
+        (t != [0; 16] && s != [0; 8]).then_some((t, s))
+    }
+
     /// Checks the span and interns its strings (by reference: the raw span is a few hundred bytes,
     /// and moving it per span showed up as `memcpy` in profiles).
     fn to_span(&self, ctx: &mut Ctx<'_>) -> Result<Span, String> {
@@ -654,6 +669,7 @@ impl<'de> Visitor<'de> for RawSpanVisitor {
                 }
                 "status" => s.status = map.next_value::<Option<Status<'de>>>()?.and_then(|st| st.0),
                 "attributes" => s.attrs = map.next_value::<Attrs<'de>>()?,
+                "links" => s.link = map.next_value::<FirstLink<'de>>()?.0,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -786,6 +802,67 @@ impl<'de> de::Deserialize<'de> for Status<'de> {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// The first link of a span's `links` list: its (traceId, spanId), `None` for an empty or null
+/// list (the rest of each link, and further links, are skipped).
+struct FirstLink<'de>(Option<(Cow<'de, str>, Cow<'de, str>)>);
+
+impl<'de> de::Deserialize<'de> for FirstLink<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Link<'de>(Option<Cow<'de, str>>, Option<Cow<'de, str>>);
+        impl<'de> de::Deserialize<'de> for Link<'de> {
+            fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Link<'de>;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a Link object")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Link<'de>, A::Error> {
+                        let (mut t, mut s) = (None, None);
+                        while let Some(key) = map.next_key::<Str<'de>>()? {
+                            match &*key {
+                                "traceId" | "trace_id" => t = Some(map.next_value::<Str<'de>>()?.0),
+                                "spanId" | "span_id" => s = Some(map.next_value::<Str<'de>>()?.0),
+                                _ => {
+                                    map.next_value::<IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        Ok(Link(t, s))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FirstLink<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of Links")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<FirstLink<'de>, E> {
+                Ok(FirstLink(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FirstLink<'de>, A::Error> {
+                let mut first = None;
+                while let Some(Link(t, s)) = seq.next_element::<Link<'de>>()? {
+                    if first.is_none() {
+                        first = Some(t.zip(s));
+                    }
+                }
+                Ok(FirstLink(first.flatten()))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -1009,6 +1086,42 @@ mod tests {
             matches!(res, Err(IngestError::Unreadable { .. })),
             "{res:?}"
         );
+    }
+
+    #[test]
+    fn the_first_link_is_kept_by_both_paths() {
+        let linked = ONE.replace(
+            r#""unknownField":[1,2]"#,
+            r#""links":[{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","attributes":[]},{"traceId":"11111111111111111111111111111111","spanId":"2222222222222222"}]"#,
+        );
+        let want = (
+            [
+                0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80,
+                0x31, 0x9c,
+            ],
+            [0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31],
+        );
+        for lines in [true, false] {
+            let (res, out, _) = read(&linked, lines);
+            res.unwrap();
+            let spans: Vec<_> = out.iter().flat_map(|b| b.to_owned_spans()).collect();
+            assert_eq!(spans.len(), 1);
+            assert_eq!(spans[0].link, Some(want), "lines: {lines}");
+        }
+        // A bad link is ignored; the span stands.
+        let bad = ONE.replace(
+            r#""unknownField":[1,2]"#,
+            r#""links":[{"traceId":"zz","spanId":"b7ad6b7169203331"}]"#,
+        );
+        for lines in [true, false] {
+            let (res, out, report) = read(&bad, lines);
+            res.unwrap();
+            assert_eq!(report.rejected, 0);
+            assert!(out
+                .iter()
+                .flat_map(|b| b.to_owned_spans())
+                .all(|s| s.link.is_none()));
+        }
     }
 
     /// A reader that hands out at most `step` bytes per read (like a pipe or a decompressor).

@@ -121,7 +121,10 @@ pub(crate) fn push_wire(
         let experiment = rs.experiment.map(|e| ctx.batch.strings.intern(e));
         for s in req.spans.get(rs.spans.clone()).unwrap_or_default() {
             match convert(&s.span, service, experiment, ctx) {
-                Ok(span) => ctx.push(span),
+                Ok(span) => {
+                    ctx.push(span);
+                    link_last(&s.span, ctx);
+                }
                 Err(reason) => ctx.bad(
                     format!(
                         "{prefix}resourceSpans[{ri}].scopeSpans[{}].spans[{}]",
@@ -164,8 +167,12 @@ pub(crate) fn push_request(
         let experiment = experiment.map(|e| ctx.batch.strings.intern(e));
         for (si, ss) in rs.scope_spans.iter().enumerate() {
             for (pi, s) in ss.spans.iter().enumerate() {
-                match convert(&prost_span(s), service, experiment, ctx) {
-                    Ok(span) => ctx.push(span),
+                let wire = prost_span(s);
+                match convert(&wire, service, experiment, ctx) {
+                    Ok(span) => {
+                        ctx.push(span);
+                        link_last(&wire, ctx);
+                    }
                     Err(reason) => ctx.bad(
                         format!("{prefix}resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]"),
                         reason,
@@ -202,6 +209,21 @@ fn prost_span(s: &opentelemetry_proto::tonic::trace::v1::Span) -> WireSpan<'_> {
         end_time_unix_nano: s.end_time_unix_nano,
         status_code: s.status.as_ref().map_or(0, |st| st.code),
         attrs,
+        link: s
+            .links
+            .first()
+            .map(|l| (l.trace_id.as_slice(), l.span_id.as_slice())),
+    }
+}
+
+/// Links the span just pushed to its first link, when the link's ids are valid (a link that is
+/// not is ignored: the span stands).
+fn link_last(s: &WireSpan<'_>, ctx: &mut Ctx<'_>) {
+    let Some((t, l)) = s.link else { return };
+    if let (Ok(t), Ok(l)) = (<[u8; 16]>::try_from(t), <[u8; 8]>::try_from(l)) {
+        if t != [0; 16] && l != [0; 8] {
+            ctx.batch.link_last(t, l);
+        }
     }
 }
 

@@ -77,6 +77,8 @@ pub(crate) struct WireSpan<'a> {
     pub status_code: i32,
     /// The string attributes augur keeps, offered in order.
     pub attrs: Attrs<'a>,
+    /// The first link's (trace_id, span_id) bytes.
+    pub link: Option<(&'a [u8], &'a [u8])>,
 }
 
 /// A span with its place in the request (`resourceSpans[r].scopeSpans[scope].spans[index]`).
@@ -365,7 +367,10 @@ fn span<'a>(buf: &'a [u8], depth: u32, s: &mut WireSpan<'a>, m: &mut Memo<'a>) -
             }
             13 => {
                 let body = c.message(wt, depth).map_err(at("links"))?;
-                link(body, depth - 1, m).map_err(at("links"))?;
+                let ids = link(body, depth - 1, m).map_err(at("links"))?;
+                if s.link.is_none() {
+                    s.link = Some(ids);
+                }
             }
             15 => {
                 let body = c.message(wt, depth).map_err(at("status"))?;
@@ -420,15 +425,15 @@ fn event<'a>(buf: &'a [u8], depth: u32, m: &mut Memo<'a>) -> Result<()> {
     Ok(())
 }
 
-/// `Span.Link`: checked only.
-fn link<'a>(buf: &'a [u8], depth: u32, m: &mut Memo<'a>) -> Result<()> {
+/// `Span.Link`: checked, and its (trace_id, span_id) (a field given twice keeps the last).
+fn link<'a>(buf: &'a [u8], depth: u32, m: &mut Memo<'a>) -> Result<(&'a [u8], &'a [u8])> {
     let mut c = Cursor::new(buf);
+    let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
     while let Some((tag, wt)) = c.next_key()? {
         let at = |f| move |e: WireError| e.within("Link", f);
         match tag {
-            1 | 2 => {
-                c.bytes(wt).map_err(at("ids"))?;
-            }
+            1 => trace_id = c.bytes(wt).map_err(at("trace_id"))?,
+            2 => span_id = c.bytes(wt).map_err(at("span_id"))?,
             3 => {
                 c.string(wt, m).map_err(at("trace_state"))?;
             }
@@ -445,7 +450,7 @@ fn link<'a>(buf: &'a [u8], depth: u32, m: &mut Memo<'a>) -> Result<()> {
             _ => c.skip(wt, tag, depth)?,
         }
     }
-    Ok(())
+    Ok((trace_id, span_id))
 }
 
 /// What an `AnyValue`'s `oneof` holds after merging: only strings matter to augur.

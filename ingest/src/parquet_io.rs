@@ -38,12 +38,25 @@ impl SpanBatch {
         let mut trace = FixedSizeBinaryBuilder::with_capacity(n, 16);
         let mut span = FixedSizeBinaryBuilder::with_capacity(n, 8);
         let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
-        for s in &self.spans {
+        let mut link_trace = FixedSizeBinaryBuilder::with_capacity(n, 16);
+        let mut link_span = FixedSizeBinaryBuilder::with_capacity(n, 8);
+        let mut links = self.links.iter().peekable();
+        for (i, s) in self.spans.iter().enumerate() {
             trace.append_value(s.trace_id)?;
             span.append_value(s.span_id)?;
             match &s.parent_span_id {
                 Some(p) => parent.append_value(p)?,
                 None => parent.append_null(),
+            }
+            match links.next_if(|l| l.span as usize == i) {
+                Some(l) => {
+                    link_trace.append_value(l.trace_id)?;
+                    link_span.append_value(l.span_id)?;
+                }
+                None => {
+                    link_trace.append_null();
+                    link_span.append_null();
+                }
             }
         }
         let kinds: ArrayRef = Arc::new(StringArray::from_iter_values(
@@ -71,6 +84,8 @@ impl SpanBatch {
             dict_of(self.spans.iter().map(|s| opt(s.rpc_method)).collect())?,
             dict_of(self.spans.iter().map(|s| opt(s.error_type)).collect())?,
             dict_of(self.spans.iter().map(|s| opt(s.experiment)).collect())?,
+            Arc::new(link_trace.finish()),
+            Arc::new(link_span.finish()),
         ];
         RecordBatch::try_new(span_table_schema(), columns)
     }
@@ -142,6 +157,17 @@ fn fixed<'a>(
     }
 }
 
+fn optional_fixed<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    width: i32,
+) -> Result<Option<&'a arrow_array::FixedSizeBinaryArray>, String> {
+    if batch.column_by_name(name).is_none() {
+        return Ok(None);
+    }
+    fixed(batch, name, width).map(Some)
+}
+
 fn int64<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Int64Array, String> {
     let col = batch
         .column_by_name(name)
@@ -171,6 +197,9 @@ pub(crate) fn push_record_batch(
     let rpc_method = StrCol::of(batch, "rpc_method")?;
     let error_type = StrCol::of(batch, "error_type")?;
     let experiment = StrCol::of(batch, "experiment")?;
+    // Absent in files written before links were kept: no links.
+    let link_trace = optional_fixed(batch, "link_trace_id", 16)?;
+    let link_span = optional_fixed(batch, "link_span_id", 8)?;
     for i in 0..batch.num_rows() {
         if trace.is_null(i) || span.is_null(i) || start.is_null(i) || end.is_null(i) {
             bad(i, "null trace_id, span_id, start_ns or end_ns".into())
@@ -215,6 +244,14 @@ pub(crate) fn push_record_batch(
             .intern(service.get(i).unwrap_or("unknown_service"));
         let name = out.strings.intern(name.get(i).unwrap_or(""));
         out.spans.push(Span { service, name, ..s });
+        if let (Some(lt), Some(ls)) = (link_trace, link_span) {
+            if !lt.is_null(i) && !ls.is_null(i) {
+                let (mut t, mut l) = ([0u8; 16], [0u8; 8]);
+                t.copy_from_slice(lt.value(i));
+                l.copy_from_slice(ls.value(i));
+                out.link_last(t, l);
+            }
+        }
     }
     Ok(())
 }
@@ -386,11 +423,30 @@ mod tests {
                 rpc_method: Some("M".into()),
                 error_type: None,
                 experiment: (i == 4).then(|| "x:down".to_string()),
+                link: (i % 4 == 1).then_some(([7; 16], [i; 8])),
             });
         }
         let rb = b.to_record_batch().unwrap();
         let mut back = SpanBatch::new();
         push_record_batch(&rb, &mut back, &mut |_, _| Ok(())).unwrap();
         assert_eq!(back.to_owned_spans(), b.to_owned_spans());
+        assert_eq!(back.links.len(), 3);
+        // A table without the link columns (an older lake) reads as spans without links.
+        let mut keep = rb
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect::<Vec<_>>();
+        keep.retain(|n| !n.starts_with("link_"));
+        let idx: Vec<usize> = keep
+            .iter()
+            .map(|n| rb.schema().index_of(n).unwrap())
+            .collect();
+        let old = rb.project(&idx).unwrap();
+        let mut back = SpanBatch::new();
+        push_record_batch(&old, &mut back, &mut |_, _| Ok(())).unwrap();
+        assert!(back.links.is_empty());
+        assert_eq!(back.len(), 10);
     }
 }

@@ -219,6 +219,20 @@ impl Interner {
     }
 }
 
+/// A span's link to a span of another trace: OTLP's `links` (a message consumed in its own
+/// trace names the producer's span), Jaeger's references to another trace. Only the first link
+/// of a span is kept. Links are few (consumers), so a batch keeps them beside its spans rather
+/// than in every [`Span`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpanLink {
+    /// The linking span's index in [`SpanBatch::spans`].
+    pub span: u32,
+    /// The linked span's trace.
+    pub trace_id: TraceId,
+    /// The linked span.
+    pub span_id: SpanId,
+}
+
 /// A batch of spans and the strings they name.
 #[derive(Debug, Default, Clone)]
 pub struct SpanBatch {
@@ -226,6 +240,8 @@ pub struct SpanBatch {
     pub spans: Vec<Span>,
     /// The strings the spans' [`Sym`]s name.
     pub strings: Interner,
+    /// The spans' links, in span order, at most one per span.
+    pub links: Vec<SpanLink>,
 }
 
 impl SpanBatch {
@@ -239,7 +255,40 @@ impl SpanBatch {
         SpanBatch {
             spans: Vec::with_capacity(n),
             strings: Interner::new(),
+            links: Vec::new(),
         }
+    }
+
+    /// Links the last span pushed to `(trace_id, span_id)` (a second link of a span is ignored).
+    pub fn link_last(&mut self, trace_id: TraceId, span_id: SpanId) {
+        let Some(i) = self.spans.len().checked_sub(1) else {
+            return;
+        };
+        let span = u32::try_from(i).unwrap_or(u32::MAX);
+        if self.links.last().is_some_and(|l| l.span == span) {
+            return;
+        }
+        self.links.push(SpanLink {
+            span,
+            trace_id,
+            span_id,
+        });
+    }
+
+    /// The link of span `i`, if it has one.
+    pub fn link_of(&self, i: usize) -> Option<(TraceId, SpanId)> {
+        let i = u32::try_from(i).ok()?;
+        self.links
+            .binary_search_by_key(&i, |l| l.span)
+            .ok()
+            .and_then(|k| self.links.get(k))
+            .map(|l| (l.trace_id, l.span_id))
+    }
+
+    /// Keeps the first `n` spans (and their links).
+    pub fn truncate(&mut self, n: usize) {
+        self.spans.truncate(n);
+        self.links.retain(|l| (l.span as usize) < n);
     }
 
     /// Number of spans.
@@ -270,6 +319,7 @@ impl SpanBatch {
         SpanBatch {
             spans: std::mem::take(&mut self.spans),
             strings: self.strings.clone(),
+            links: std::mem::take(&mut self.links),
         }
     }
 }
@@ -305,6 +355,8 @@ pub struct OwnedSpan {
     pub error_type: Option<String>,
     /// See [`Span::experiment`].
     pub experiment: Option<String>,
+    /// See [`SpanLink`]: the linked span's (trace id, span id).
+    pub link: Option<(TraceId, SpanId)>,
 }
 
 /// [`SpanKind`] as an orderable value (its OTLP number).
@@ -328,9 +380,11 @@ impl SpanBatch {
     /// Every span as an [`OwnedSpan`].
     pub fn to_owned_spans(&self) -> Vec<OwnedSpan> {
         let opt = |s: Option<Sym>| s.map(|s| self.str(s).to_string());
+        let mut links = self.links.iter().peekable();
         self.spans
             .iter()
-            .map(|s| OwnedSpan {
+            .enumerate()
+            .map(|(i, s)| OwnedSpan {
                 trace_id: s.trace_id,
                 span_id: s.span_id,
                 parent_span_id: s.parent_span_id,
@@ -345,6 +399,9 @@ impl SpanBatch {
                 rpc_method: opt(s.rpc_method),
                 error_type: opt(s.error_type),
                 experiment: opt(s.experiment),
+                link: links
+                    .next_if(|l| l.span as usize == i)
+                    .map(|l| (l.trace_id, l.span_id)),
             })
             .collect()
     }
@@ -375,6 +432,9 @@ impl SpanBatch {
             error_type,
             experiment,
         });
+        if let Some((t, s)) = s.link {
+            self.link_last(t, s);
+        }
     }
 }
 

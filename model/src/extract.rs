@@ -1047,6 +1047,7 @@ mod tests {
             rpc_method: None,
             error_type: None,
             experiment: None,
+            link: None,
         }
     }
 

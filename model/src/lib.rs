@@ -33,7 +33,7 @@
 //!     trace_id: [1; 16], span_id: [id; 8], parent_span_id: parent.map(|p| [p; 8]),
 //!     service: service.into(), name: name.into(), kind: kind as u8,
 //!     start_ns: 0, end_ns: 1_000_000, status: 0, peer: None, http_route: None,
-//!     rpc_method: None, error_type: None, experiment: None,
+//!     rpc_method: None, error_type: None, experiment: None, link: None,
 //! };
 //! let mut batch = SpanBatch::new();
 //! batch.push_owned(&span(1, None, "frontend", "GET /", SpanKind::Server));

@@ -64,6 +64,7 @@ fn spans_of(t: usize, trace: &[Gen]) -> Vec<OwnedSpan> {
                     rpc_method: None,
                     error_type: None,
                     experiment: None,
+                    link: None,
                 }
             },
         )

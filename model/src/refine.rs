@@ -251,6 +251,7 @@ mod tests {
                 rpc_method: None,
                 error_type: None,
                 experiment: None,
+                link: None,
             });
         }
     }

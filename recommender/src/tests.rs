@@ -42,6 +42,7 @@ fn span(
         rpc_method: None,
         error_type: None,
         experiment: None,
+        link: None,
     }
 }
 

@@ -405,15 +405,17 @@ pub fn run(
         let mut b = ModelBuilder::new(BuildOptions::default());
         for batch in spans {
             let mut part = SpanBatch {
-                spans: Vec::new(),
                 strings: batch.strings.clone(),
+                ..SpanBatch::default()
             };
-            part.spans.extend(
-                batch
-                    .spans
-                    .iter()
-                    .filter(|s| trace_start.get(&s.trace_id).is_some_and(|&t| keep(t))),
-            );
+            for (i, s) in batch.spans.iter().enumerate() {
+                if trace_start.get(&s.trace_id).is_some_and(|&t| keep(t)) {
+                    part.spans.push(*s);
+                    if let Some((t, l)) = batch.link_of(i) {
+                        part.link_last(t, l);
+                    }
+                }
+            }
             if !part.spans.is_empty() {
                 b.add_batch(&part);
             }

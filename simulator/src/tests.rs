@@ -36,6 +36,7 @@ fn span(
         rpc_method: None,
         error_type: None,
         experiment: None,
+        link: None,
     }
 }
 

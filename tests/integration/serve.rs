@@ -205,6 +205,7 @@ fn requests(file: &Path, per_request: usize) -> (Vec<Vec<u8>>, u64) {
             out.push(encode_batch(&augur_ingest::SpanBatch {
                 spans: chunk.to_vec(),
                 strings: b.strings.clone(),
+                links: Vec::new(),
             }));
         }
         Ok(())

@@ -33,6 +33,8 @@ const SPAN_KEYS: &[&[u8]] = &[
     b"parent_span_id",
     b"start_time_unix_nano",
     b"end_time_unix_nano",
+    // Last: most spans have none, so looking for it costs them nothing.
+    b"links",
 ];
 
 #[derive(Clone, Copy)]
@@ -46,6 +48,7 @@ enum SpanField {
     End,
     Attributes,
     Status,
+    Links,
 }
 
 const SPAN_FIELDS: &[SpanField] = &[
@@ -63,6 +66,7 @@ const SPAN_FIELDS: &[SpanField] = &[
     SpanField::ParentSpanId,
     SpanField::Start,
     SpanField::End,
+    SpanField::Links,
 ];
 
 const LO: u64 = 0x0101_0101_0101_0101;
@@ -442,12 +446,38 @@ impl<'a> P<'a> {
                     }
                 }
                 SpanField::Attributes => s.attrs = p.attrs()?,
+                SpanField::Links => {
+                    if !p.null() {
+                        let mut first = true;
+                        p.list(|p| {
+                            let (mut t, mut sp) = (None, None);
+                            p.object(|p, k| {
+                                match k {
+                                    "traceId" | "trace_id" => t = Some(p.str()?),
+                                    "spanId" | "span_id" => sp = Some(p.str()?),
+                                    _ => p.skip(6)?,
+                                }
+                                Some(())
+                            })?;
+                            if first {
+                                s.link = t
+                                    .zip(sp)
+                                    .map(|(t, sp)| (Cow::Borrowed(t), Cow::Borrowed(sp)));
+                                first = false;
+                            }
+                            Some(())
+                        })?;
+                    }
+                }
             }
             Some(())
         })?;
         // A bad span is left to the general path, which locates and reports it.
         let span = s.to_span(ctx).ok()?;
         ctx.push(span);
+        if let Some((t, l)) = s.link_ids() {
+            ctx.batch.link_last(t, l);
+        }
         Some(())
     }
 
