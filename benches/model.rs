@@ -87,6 +87,7 @@ fn big_model() -> Model {
         operations,
         calls,
         unarrived: Vec::new(),
+        links: Vec::new(),
     }
 }
 

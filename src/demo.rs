@@ -63,6 +63,7 @@ pub(crate) struct GenerateArgs {
     pub seed: u64,
     pub fault: Option<String>,
     pub start_offset: f64,
+    pub linked_consumers: bool,
     pub format: OutFormat,
     pub out: PathBuf,
     pub truth: Option<PathBuf>,
@@ -130,14 +131,18 @@ pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
         bail!("--start-offset is a number of seconds (>= 0)");
     }
     let file = File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let truth = augur_datasets::write_world_from(
-        &world,
-        a.seed,
+    let mut gen = augur_datasets::Generator::new(&world, a.seed)?
+        .starting_at((a.start_offset * 1e9) as i64)
+        .with_linked_consumers(a.linked_consumers);
+    if let Some(f) = fault {
+        gen = gen.with_fault(f)?;
+    }
+    let truth = augur_datasets::write_generated(
+        gen,
         a.traces,
-        fault,
         a.format.into(),
         BufWriter::new(file),
-        (a.start_offset * 1e9) as i64,
+        augur_datasets::TRACES_PER_BATCH,
     )
     .with_context(|| format!("writing {}", a.out.display()))?;
     if let Some(path) = &a.truth {

@@ -443,6 +443,11 @@ enum Command {
         /// UTC), e.g. to make an experiment's window after normal traffic for `augur backtest`.
         #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
         start_offset: f64,
+        /// Put each message's consumer in a trace of its own, its CONSUMER span linked to the
+        /// producer's span (OTLP span links) instead of parented by it. Formats without links
+        /// (Zipkin, CSV) cannot carry the link.
+        #[arg(long)]
+        linked_consumers: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = demo::OutFormat::OtlpJsonl)]
         format: demo::OutFormat,
@@ -895,6 +900,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             fault,
             start_offset,
+            linked_consumers,
             format,
             out,
             truth,
@@ -905,6 +911,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             fault,
             start_offset,
+            linked_consumers,
             format,
             out,
             truth,
@@ -1134,6 +1141,10 @@ impl LearnSummary {
                 "calls that never reached an instrumented service",
             ),
             (q.traces_cut_by_window, "traces cut by --trace-window"),
+            (
+                q.links_unmatched,
+                "consumer spans linked to a producer span never seen",
+            ),
         ];
         for (n, what) in issues {
             if n > 0 {

@@ -56,6 +56,7 @@ pub struct Generator<'w> {
     edges: Vec<Vec<Count>>,
     traces: u64,
     spans: u64,
+    linked_consumers: bool,
 }
 
 /// The trace being emitted.
@@ -184,7 +185,16 @@ impl<'w> Generator<'w> {
                 .collect(),
             traces: 0,
             spans: 0,
+            linked_consumers: false,
         })
+    }
+
+    /// Emits each message's consumer in a trace of its own, its CONSUMER span linked to the
+    /// producer's span instead of parented by it (as messaging instrumentations that receive in
+    /// batches do). The truth is the same: the call is still producer → consumer.
+    pub fn with_linked_consumers(mut self, linked: bool) -> Self {
+        self.linked_consumers = linked;
+        self
     }
 
     /// Starts the traces `offset_ns` after the base time (traffic of another period, e.g. an
@@ -588,6 +598,18 @@ impl<'w> Generator<'w> {
                     failed = false;
                     let consumer_failed = if down {
                         true
+                    } else if self.linked_consumers {
+                        // The consumer's own trace, its entry linked to the producer's span.
+                        let delay = self.lognormal_ns(LogNormal::new(5.0, 0.8)) as i64;
+                        let producer_trace = out.trace_id;
+                        out.trace_id = self.trace_id();
+                        let entry = out.batch.spans.len();
+                        let failed = self
+                            .run_op(out, c, None, SpanKind::Consumer, end + delay, depth + 1)
+                            .1;
+                        out.batch.link(entry, producer_trace, pid);
+                        out.trace_id = producer_trace;
+                        failed
                     } else {
                         let delay = self.lognormal_ns(LogNormal::new(5.0, 0.8)) as i64;
                         self.run_op(

@@ -148,6 +148,19 @@ fn write_world_batched<W: Write>(
     if let Some(f) = fault {
         gen = gen.with_fault(f)?;
     }
+    write_generated(gen, traces, format, writer, per_batch)
+}
+
+/// Streams `traces` traces of a configured [`Generator`] to `writer` in `format`, `per_batch`
+/// traces at a time; returns the truth.
+pub fn write_generated<W: Write>(
+    mut gen: Generator<'_>,
+    traces: usize,
+    format: TraceFormat,
+    writer: W,
+    per_batch: usize,
+) -> Result<GraphTruth, DatasetError> {
+    let world = gen.world();
     let mut out = TraceWriter::new(format, writer).with_peer_attributes(world.peer_attributes());
     let mut batch = SpanBatch::with_capacity(per_batch * 16);
     let mut left = traces;

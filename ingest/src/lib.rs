@@ -30,7 +30,12 @@
 //!   wrong shape, truncated compression) is an [`IngestError`] naming the file.
 //! - Every reader gives the same span for the same span: ids as bytes (Zipkin's 64-bit trace ids are
 //!   zero-extended), times in nanoseconds, kinds and statuses as OTLP's enums, the peer picked from
-//!   [`PEER_ATTRIBUTES`] in that order.
+//!   [`PEER_ATTRIBUTES`] in that order, a span's first link to another trace (OTLP `links`, Jaeger
+//!   references to another trace; Zipkin and CSV have none) in [`SpanBatch::links`].
+//!
+//! The span table has two columns more than ARCHITECTURE.md lists: `link_trace_id` and
+//! `link_span_id` (nullable), the span's first link; Parquet files without them read as spans
+//! without links.
 //!
 //! ## Example
 //! ```

@@ -275,6 +275,25 @@ impl SpanBatch {
         });
     }
 
+    /// Links span `i` to `(trace_id, span_id)`, keeping the links in span order (a second link of
+    /// a span is ignored; so is an index past the spans).
+    pub fn link(&mut self, i: usize, trace_id: TraceId, span_id: SpanId) {
+        let Ok(span) = u32::try_from(i) else { return };
+        if i >= self.spans.len() {
+            return;
+        }
+        if let Err(at) = self.links.binary_search_by_key(&span, |l| l.span) {
+            self.links.insert(
+                at,
+                SpanLink {
+                    span,
+                    trace_id,
+                    span_id,
+                },
+            );
+        }
+    }
+
     /// The link of span `i`, if it has one.
     pub fn link_of(&self, i: usize) -> Option<(TraceId, SpanId)> {
         let i = u32::try_from(i).ok()?;

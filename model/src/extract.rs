@@ -52,7 +52,8 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use crate::model::{
-    bump, CallSite, CallStats, Model, Operation, TraceQuality, Unarrived, Window, SCHEMA_VERSION,
+    bump, CallSite, CallStats, LinkedCalls, Model, Operation, TraceQuality, Unarrived, Window,
+    SCHEMA_VERSION,
 };
 use crate::sketch::LogSketch;
 
@@ -203,6 +204,15 @@ pub struct ModelBuilder {
     reached: FxHashMap<(NodeIdx, Sym, NodeIdx), u64>,
     /// Client calls that reached nothing instrumented: (caller, peer, client span name).
     leaf_calls: FxHashMap<(NodeIdx, Sym, Sym), CallStats>,
+    /// Links of spans not folded yet: (trace, span) → the linked (trace, span).
+    span_links: FxHashMap<(TraceId, SpanId), (TraceId, SpanId)>,
+    /// Messages sent that reached no consumer in their own trace, by their span, oldest first:
+    /// (caller, peer, name), for consumers in other traces linked to them.
+    producers: Recent<(NodeIdx, Sym, Sym)>,
+    /// Consumers linked to a producer span not seen yet, by that span.
+    waiting: Recent<NodeIdx>,
+    /// Messages consumed in another trace, linked: (caller, peer, name, consumer) → messages.
+    linked: FxHashMap<(NodeIdx, Sym, Sym, NodeIdx), u64>,
     window: Option<Window>,
     quality: TraceQuality,
     scratch: Scratch,
@@ -217,6 +227,7 @@ impl Default for ModelBuilder {
 impl ModelBuilder {
     /// An empty builder.
     pub fn new(opts: BuildOptions) -> Self {
+        let recent = opts.trace_window.max(1);
         ModelBuilder {
             opts,
             strings: Interner::new(),
@@ -234,6 +245,10 @@ impl ModelBuilder {
             edges: FxHashMap::default(),
             reached: FxHashMap::default(),
             leaf_calls: FxHashMap::default(),
+            span_links: FxHashMap::default(),
+            producers: Recent::new(recent),
+            waiting: Recent::new(recent),
+            linked: FxHashMap::default(),
             window: None,
             quality: TraceQuality::default(),
             scratch: Scratch::default(),
@@ -249,6 +264,12 @@ impl ModelBuilder {
     pub fn add_batch(&mut self, batch: &SpanBatch) {
         self.remap.clear();
         self.remap.resize(batch.strings.len(), NONE);
+        for l in &batch.links {
+            if let Some(s) = batch.spans.get(l.span as usize) {
+                self.span_links
+                    .insert((s.trace_id, s.span_id), (l.trace_id, l.span_id));
+            }
+        }
         for span in &batch.spans {
             let mut s = *span;
             s.service = self.sym(batch, s.service);
@@ -417,6 +438,9 @@ impl ModelBuilder {
                     s.name = map(s.name);
                     s.peer = s.peer.map(&mut map);
                     out.spans.push(s);
+                    if let Some(&(t, l)) = self.span_links.get(&(s.trace_id, s.span_id)) {
+                        out.link_last(t, l);
+                    }
                 }
             });
         }
@@ -431,6 +455,8 @@ impl ModelBuilder {
         for (_, t) in open {
             self.close(&t);
         }
+        // Consumers whose producer never came (not traced, or in input never seen).
+        self.quality.links_unmatched += self.waiting.len() as u64;
         self.into_model()
     }
 
@@ -592,6 +618,11 @@ impl ModelBuilder {
                 if !sc.orphan[i] && s.kind != SpanKind::Consumer {
                     acc.roots += 1;
                 }
+                if !self.span_links.is_empty() {
+                    if let Some(link) = self.span_links.remove(&(s.trace_id, s.span_id)) {
+                        self.consumed(link, op);
+                    }
+                }
                 continue;
             }
             let ps = spans[p as usize];
@@ -648,6 +679,11 @@ impl ModelBuilder {
             if !matches!(s.kind, SpanKind::Client | SpanKind::Producer) || sc.covered[i] {
                 continue;
             }
+            if s.kind == SpanKind::Producer {
+                if let Some(peer) = s.peer {
+                    self.produced((s.trace_id, s.span_id), (sc.op[i], peer, s.name));
+                }
+            }
             match s.peer {
                 Some(peer) => sc.events.push(CallEvent {
                     inv: sc.inv[i],
@@ -668,8 +704,39 @@ impl ModelBuilder {
             }
         }
 
+        if !self.span_links.is_empty() {
+            for s in spans.iter() {
+                self.span_links.remove(&(s.trace_id, s.span_id));
+            }
+        }
         self.fold_calls(spans, &mut sc);
         self.scratch = sc;
+    }
+
+    /// A consumer entry `op` linked to the producer span `link`.
+    fn consumed(&mut self, link: (TraceId, SpanId), op: NodeIdx) {
+        match self.producers.remove(&link) {
+            Some((from, peer, name)) => {
+                *self.linked.entry((from, peer, name, op)).or_default() += 1
+            }
+            None => {
+                if let Some(_dropped) = self.waiting.insert(link, op) {
+                    self.quality.links_unmatched += 1;
+                }
+            }
+        }
+    }
+
+    /// A message sent from `call` that reached no consumer in its own trace.
+    fn produced(&mut self, span: (TraceId, SpanId), call: (NodeIdx, Sym, Sym)) {
+        match self.waiting.remove(&span) {
+            Some(op) => *self.linked.entry((call.0, call.1, call.2, op)).or_default() += 1,
+            None => {
+                // A producer whose consumer never comes is the usual case for queues nobody
+                // traces; forgetting the oldest costs nothing.
+                let _ = self.producers.insert(span, call);
+            }
+        }
     }
 
     /// Folds one trace's call events into the call-site statistics, and each invocation's self
@@ -896,6 +963,20 @@ impl ModelBuilder {
             })
             .collect();
         unarrived.sort_by(|a, b| (&a.from, &a.peer, &a.name).cmp(&(&b.from, &b.peer, &b.name)));
+        let mut links: Vec<LinkedCalls> = self
+            .linked
+            .iter()
+            .map(|(&(from, peer, name, to), &messages)| LinkedCalls {
+                from: ids[from as usize].clone(),
+                peer: self.strings.resolve(peer).to_string(),
+                name: self.strings.resolve(name).to_string(),
+                to: ids[to as usize].clone(),
+                messages,
+            })
+            .collect();
+        links.sort_by(|a, b| {
+            (&a.from, &a.peer, &a.name, &a.to).cmp(&(&b.from, &b.peer, &b.name, &b.to))
+        });
         let mut quality = self.quality.clone();
         quality.spans -= self.buffered as u64;
         Model {
@@ -905,7 +986,57 @@ impl ModelBuilder {
             operations,
             calls,
             unarrived,
+            links,
         }
+    }
+}
+
+/// A map that keeps at most `cap` entries, forgetting the oldest first.
+struct Recent<V> {
+    cap: usize,
+    map: FxHashMap<(TraceId, SpanId), V>,
+    order: VecDeque<(TraceId, SpanId)>,
+}
+
+impl<V> Recent<V> {
+    fn new(cap: usize) -> Self {
+        Recent {
+            cap,
+            map: FxHashMap::default(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Inserts; returns an entry forgotten to make room, if one was.
+    fn insert(&mut self, k: (TraceId, SpanId), v: V) -> Option<V> {
+        let mut dropped = None;
+        while self.map.len() >= self.cap {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(v) = self.map.remove(&old) {
+                dropped = Some(v);
+            }
+        }
+        if self.map.insert(k, v).is_none() {
+            self.order.push_back(k);
+        }
+        // Keys removed by a match stay in `order` until they come up; keep it in bounds.
+        if self.order.len() > 2 * self.cap.max(self.map.len()) {
+            let map = &self.map;
+            self.order.retain(|k| map.contains_key(k));
+        }
+        dropped
+    }
+
+    fn remove(&mut self, k: &(TraceId, SpanId)) -> Option<V> {
+        // The key stays in `order` until it comes up: removing from the middle of the queue
+        // would cost a scan, and a stale key is skipped when it is popped.
+        self.map.remove(k)
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
     }
 }
 
@@ -1066,6 +1197,57 @@ mod tests {
             .iter()
             .map(|e| (e.from.clone(), e.to.clone(), e.calls))
             .collect()
+    }
+
+    #[test]
+    fn a_consumer_linked_from_its_own_trace_is_the_producers_callee_in_either_order() {
+        use SpanKind::*;
+        let mut producer = span(1, 2, Some(1), "shop", "publish", Producer, 10, 11);
+        producer.peer = Some("orders".into());
+        let send = vec![span(1, 1, None, "shop", "POST /", Server, 0, 20), producer];
+        let mut consumer = span(2, 7, None, "mail", "orders process", Consumer, 30, 40);
+        consumer.link = Some(([1; 16], [2; 8]));
+        let receive = vec![consumer];
+        for (first, second) in [(&send, &receive), (&receive, &send)] {
+            // A window of one span: each trace is folded before the other arrives.
+            let mut b = ModelBuilder::new(BuildOptions { trace_window: 1 });
+            for part in [first, second] {
+                let mut batch = SpanBatch::new();
+                for s in part.iter() {
+                    batch.push_owned(s);
+                }
+                b.add_batch(&batch);
+                // Push the first trace out before the second comes.
+                let mut filler = SpanBatch::new();
+                filler.push_owned(&span(9, 9, None, "other", "tick", Server, 0, 1));
+                b.add_batch(&filler);
+            }
+            let m = b.finish();
+            assert_eq!(m.links.len(), 1);
+            assert_eq!(m.quality.links_unmatched, 0);
+            let v = m.view();
+            let e = v
+                .edge("shop POST /", "mail orders process")
+                .expect("the linked call");
+            assert_eq!((e.calls, e.mode), (1, Mode::Asynchronous));
+            assert!(
+                v.node("orders").is_none(),
+                "no virtual queue: {:?}",
+                v.nodes
+            );
+            assert_eq!(v.calls_to_instrumented_without_server, 0);
+            assert!(!v.node("mail orders process").unwrap().endpoint);
+        }
+        // A consumer whose producer never comes: counted, on its own.
+        let m = {
+            let mut batch = SpanBatch::new();
+            batch.push_owned(&receive[0]);
+            let mut b = ModelBuilder::default();
+            b.add_batch(&batch);
+            b.finish()
+        };
+        assert_eq!(m.quality.links_unmatched, 1);
+        assert!(m.links.is_empty());
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct TraceQuality {
     pub clients_without_peer: u64,
     /// Traces finished early because too many spans were buffered (raise `--trace-window`).
     pub traces_cut_by_window: u64,
+    /// Consumer spans linked to a producer span that never came (not traced, or outside the
+    /// input): their message is not placed on a producer's call.
+    #[serde(default)]
+    pub links_unmatched: u64,
 }
 
 impl TraceQuality {
@@ -60,6 +64,7 @@ impl TraceQuality {
         self.cycles += o.cycles;
         self.clients_without_peer += o.clients_without_peer;
         self.traces_cut_by_window += o.traces_cut_by_window;
+        self.links_unmatched += o.links_unmatched;
     }
 }
 
@@ -263,6 +268,23 @@ pub struct Unarrived {
     pub stats: CallStats,
 }
 
+/// Messages sent by a caller's PRODUCER spans that were consumed in other traces, linked to
+/// them (OTLP span links): they place the caller's calls to that peer on the consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkedCalls {
+    /// Caller operation id.
+    pub from: String,
+    /// The peer the producer spans name (the queue).
+    pub peer: String,
+    /// The producer span name.
+    pub name: String,
+    /// The consumer operation id.
+    pub to: String,
+    /// Messages matched.
+    pub messages: u64,
+}
+
 /// The learned model: sufficient statistics only (counts and sketches), so models merge exactly.
 /// Read it through [`Model::view`] (calls placed, behaviour and posteriors derived).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -280,6 +302,10 @@ pub struct Model {
     pub calls: Vec<CallSite>,
     /// Calls that reached nothing instrumented, sorted by (from, peer, name).
     pub unarrived: Vec<Unarrived>,
+    /// Of those, messages consumed in other traces (linked), sorted by (from, peer, name, to).
+    /// Absent from files when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkedCalls>,
 }
 
 /// A node of the graph contract.
@@ -454,6 +480,12 @@ impl Model {
             &other.unarrived,
             |u| (u.from.clone(), u.peer.clone(), u.name.clone()),
             |a, b| a.stats.merge(&b.stats),
+        );
+        merge_sorted(
+            &mut self.links,
+            &other.links,
+            |l| (l.from.clone(), l.peer.clone(), l.name.clone(), l.to.clone()),
+            |a, b| a.messages += b.messages,
         );
     }
 
@@ -665,6 +697,7 @@ mod tests {
                 name: "SELECT".into(),
                 stats,
             }],
+            links: Vec::new(),
         }
     }
 

@@ -107,6 +107,8 @@ impl Model {
             operations: Vec::new(),
             calls: Vec::new(),
             unarrived: Vec::new(),
+            // Where messages went is the base model's to say.
+            links: Vec::new(),
         };
         let mut new_operations: Vec<String> = outcome
             .operations
@@ -205,6 +207,12 @@ impl Model {
                 .collect(),
             calls,
             unarrived,
+            links: self
+                .links
+                .iter()
+                .filter(|l| scope.callees.contains(&l.to))
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! behaviour derived from its counts, and every probability a posterior with a credible interval.
 //!
 //! ## Where a call that never arrived went
-//! A client span that reached nothing instrumented names a peer. If the peer names an instrumented
+//! A PRODUCER span whose messages were consumed in other traces, linked to it (span links),
+//! went to the consumer that took most of them ([`Model::links`]). Otherwise:
+//! a client span that reached nothing instrumented names a peer. If the peer names an instrumented
 //! service (other than the caller's own), the call went to that service and failed before its
 //! server saw it (a `down` service looks like this); its operation is the one this caller's client
 //! span of that name reached when it did arrive, else the operation of that name, else the one this
@@ -364,6 +366,9 @@ pub(crate) struct Resolver<'m> {
     reached: BTreeMap<(&'m str, &'m str), Vec<(&'m str, u64)>>,
     /// caller → (callee, attempts) of its arrived calls.
     calls_of: BTreeMap<&'m str, Vec<(&'m str, u64)>>,
+    /// (caller, peer, producer span name) → the consumer that took most of its messages in
+    /// other traces (span links), with how many.
+    linked: BTreeMap<(&'m str, &'m str, &'m str), (&'m str, u64)>,
 }
 
 impl<'m> Resolver<'m> {
@@ -396,6 +401,14 @@ impl<'m> Resolver<'m> {
                 .or_default()
                 .push((c.to.as_str(), c.stats.attempts));
         }
+        let mut linked: BTreeMap<(&str, &str, &str), (&str, u64)> = BTreeMap::new();
+        for l in &model.links {
+            let key = (l.from.as_str(), l.peer.as_str(), l.name.as_str());
+            let best = linked.entry(key).or_insert((l.to.as_str(), 0));
+            if l.messages > best.1 || (l.messages == best.1 && l.to.as_str() < best.0) {
+                *best = (l.to.as_str(), l.messages);
+            }
+        }
         Resolver {
             model,
             op_index,
@@ -403,6 +416,7 @@ impl<'m> Resolver<'m> {
             ops_of,
             reached,
             calls_of,
+            linked,
         }
     }
 
@@ -411,8 +425,18 @@ impl<'m> Resolver<'m> {
         Some(self.model.operations[i].service.as_str())
     }
 
+    /// The consumer that took most of the messages of these producer spans in other traces
+    /// (span links), if any did.
+    pub(crate) fn linked_target(&self, caller: &str, peer: &str, name: &str) -> Option<&'m str> {
+        let &(to, _) = self.linked.get(&(caller, peer, name))?;
+        self.op_index.contains_key(to).then_some(to)
+    }
+
     /// The instrumented operation a call from `caller` named `name` to `peer` was meant for.
     pub(crate) fn target(&self, caller: &str, peer: &str, name: &str) -> Option<&'m str> {
+        if let Some(to) = self.linked_target(caller, peer, name) {
+            return Some(to);
+        }
         let svc = *self.services.get(&normalise(peer))?;
         if Some(svc) == self.service_of(caller) {
             // Real data names a service's own database or cache after the service: not a call
@@ -527,6 +551,14 @@ impl Model {
         let mut virtuals: BTreeMap<String, CallStats> = BTreeMap::new();
         let mut to_instrumented = 0;
         for u in &self.unarrived {
+            if let Some(op) = r.linked_target(&u.from, &u.peer, &u.name) {
+                // Messages consumed in other traces: the call arrived, just not in its trace.
+                edges
+                    .entry((u.from.clone(), op.to_string()))
+                    .or_default()
+                    .merge(&u.stats);
+                continue;
+            }
             let to = match r.target(&u.from, &u.peer, &u.name) {
                 Some(op) => {
                     to_instrumented += u.stats.attempts;

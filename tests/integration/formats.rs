@@ -219,3 +219,40 @@ fn a_large_random_world_is_learned_exactly() {
         assert_same(format, &learned(&dir, &file), &truth_graph(&truth));
     }
 }
+
+#[test]
+fn consumers_linked_from_their_own_traces_give_the_same_true_graph() {
+    // Messaging instrumentations that receive in batches start a new trace per message and link
+    // it to the producer's span instead of parenting it. Every format that carries span links
+    // gives the true graph: producer -> consumer, asynchronous, no virtual queue in between.
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = SHOP.to_vec();
+    args.push("--linked-consumers");
+    for format in [
+        "otlp-json",
+        "otlp-jsonl",
+        "otlp-proto",
+        "otlp-proto-stream",
+        "jaeger",
+        "parquet",
+    ] {
+        let (file, truth) = generate(&dir, format, &args);
+        let want = truth_graph(&truth);
+        assert!(want.1.contains_key(&(
+            "checkout PlaceOrder".to_string(),
+            "email orders process".to_string()
+        )));
+        assert_same(&format!("{format}, linked"), &learned(&dir, &file), &want);
+    }
+    // Zipkin has no links: the consumer is on its own, its queue an uninstrumented peer.
+    let (file, _) = generate(&dir, "zipkin", &args);
+    let (nodes, edges) = learned(&dir, &file);
+    assert!(
+        nodes.iter().any(|(id, v, _)| *v && id == "orders"),
+        "{nodes:?}"
+    );
+    assert!(!edges.contains_key(&(
+        "checkout PlaceOrder".to_string(),
+        "email orders process".to_string()
+    )));
+}
