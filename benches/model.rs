@@ -88,6 +88,7 @@ fn big_model() -> Model {
         calls,
         unarrived: Vec::new(),
         links: Vec::new(),
+        peer_kinds: Vec::new(),
     }
 }
 

@@ -93,12 +93,20 @@ impl Out<'_> {
             end_ns: start_ns,
             status: StatusCode::Unset,
             peer,
+            peer_kind: augur_ingest::PeerKind::Unknown,
             http_route: None,
             rpc_method: None,
             error_type: None,
             experiment: self.experiment,
         });
         self.batch.spans.len() - 1
+    }
+
+    /// Marks span `idx`'s peer as a database or a queue (as its attributes will say).
+    fn peer_kind(&mut self, idx: usize, kind: augur_ingest::PeerKind) {
+        if let Some(s) = self.batch.spans.get_mut(idx) {
+            s.peer_kind = kind;
+        }
     }
 
     fn end(&mut self, idx: usize, end_ns: i64, failed: bool, error_type: Option<&str>) {
@@ -593,6 +601,7 @@ impl<'w> Generator<'w> {
                         t,
                         Some(queue),
                     );
+                    out.peer_kind(pidx, augur_ingest::PeerKind::Messaging);
                     end = t + self.uniform_ns(0.3, 1.5);
                     out.end(pidx, end, false, None);
                     failed = false;
@@ -695,6 +704,16 @@ impl<'w> Generator<'w> {
                         kind,
                         t,
                         Some(&peer.name),
+                    );
+                    out.peer_kind(
+                        cidx,
+                        match peer.kind {
+                            PeerKind::Database | PeerKind::Cache => {
+                                augur_ingest::PeerKind::Database
+                            }
+                            PeerKind::Queue => augur_ingest::PeerKind::Messaging,
+                            PeerKind::External => augur_ingest::PeerKind::Unknown,
+                        },
                     );
                     let (c_end, f, why) = if down {
                         (t + self.uniform_ns(0.5, 3.0), true, "connection_refused")

@@ -177,6 +177,7 @@ fn row(f: &[String], c: &Columns, ctx: &mut Ctx<'_>) -> Result<Span, String> {
         end_ns,
         status,
         peer: None,
+        peer_kind: Default::default(),
         http_route: None,
         rpc_method: None,
         error_type: None,

@@ -82,6 +82,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             end_ns: 2,
             status: 0,
             peer: Some("db".into()),
+            peer_kind: Default::default(),
             http_route: None,
             rpc_method: None,
             error_type: None,

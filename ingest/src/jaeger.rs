@@ -644,6 +644,7 @@ fn convert(
             StatusCode::Unset
         },
         peer: opt(attrs.peer.map(|(_, v)| v)),
+        peer_kind: attrs.peer_kind,
         http_route: opt(attrs.http_route),
         rpc_method: opt(attrs.rpc_method),
         error_type: opt(attrs.error_type),

@@ -80,8 +80,8 @@ pub use read::{
 };
 pub use report::{IngestReport, Problem, MAX_KEPT_PROBLEMS};
 pub use span::{
-    decode_hex_into, fnv1a64, parse_base64_id, parse_hex_id, to_hex, Interner, OwnedSpan, Span,
-    SpanBatch, SpanId, SpanKind, StatusCode, Sym, TraceId,
+    decode_hex_into, fnv1a64, parse_base64_id, parse_hex_id, to_hex, Interner, OwnedSpan, PeerKind,
+    Span, SpanBatch, SpanId, SpanKind, SpanLink, StatusCode, Sym, TraceId,
 };
 
 /// The attributes that name the remote side of a client or producer span, most specific first:

@@ -129,8 +129,14 @@ pub fn encode_batch(batch: &SpanBatch) -> Vec<u8> {
             resources.len() - 1
         });
         let mut attributes = Vec::new();
+        // The attribute that says what the peer is (read back as its `peer_kind`).
+        let peer_key = match s.peer_kind {
+            crate::PeerKind::Database => "db.system",
+            crate::PeerKind::Messaging => "messaging.destination.name",
+            crate::PeerKind::Unknown => "peer.service",
+        };
         let optional = [
-            ("peer.service", s.peer),
+            (peer_key, s.peer),
             ("http.route", s.http_route),
             ("rpc.method", s.rpc_method),
             ("error.type", s.error_type),
@@ -198,6 +204,7 @@ mod tests {
             end_ns: 1_700_000_000_005_000_000,
             status: StatusCode::Ok,
             peer: None,
+            peer_kind: crate::PeerKind::Unknown,
             http_route: Some(route),
             rpc_method: None,
             error_type: None,

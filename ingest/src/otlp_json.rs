@@ -626,6 +626,7 @@ impl RawSpan<'_> {
             end_ns,
             status,
             peer,
+            peer_kind: a.peer_kind,
             http_route,
             rpc_method,
             error_type,
@@ -876,11 +877,20 @@ pub(crate) struct Attrs<'de> {
     pub error_type: Option<Cow<'de, str>>,
     pub experiment: Option<Cow<'de, str>>,
     pub service: Option<Cow<'de, str>>,
+    /// What kind of peer the attributes mark.
+    pub peer_kind: crate::span::PeerKind,
 }
 
 impl<'de> Attrs<'de> {
     /// Keeps `value` if `key` is one of the attributes augur reads.
     pub(crate) fn offer(&mut self, key: &str, value: Cow<'de, str>) {
+        match key {
+            "db.system" => self.peer_kind = crate::span::PeerKind::Database,
+            "messaging.system" | "messaging.destination.name" | "messaging.destination" => {
+                self.peer_kind = crate::span::PeerKind::Messaging
+            }
+            _ => {}
+        }
         if let Some(rank) = crate::peer_rank(key) {
             if self.peer.as_ref().is_none_or(|(r, _)| rank < *r) && !value.is_empty() {
                 self.peer = Some((rank, value));

@@ -281,6 +281,7 @@ fn convert(
         end_ns,
         status: StatusCode::from_i32(s.status_code),
         peer,
+        peer_kind: attrs.peer_kind,
         http_route,
         rpc_method,
         error_type,

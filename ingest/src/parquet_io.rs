@@ -19,7 +19,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::read::{Ctx, Format};
 use crate::schema::span_table_schema;
-use crate::span::{Span, SpanBatch, SpanKind, StatusCode, Sym};
+use crate::span::{PeerKind, Span, SpanBatch, SpanKind, StatusCode, Sym};
 use crate::IngestError;
 
 impl SpanBatch {
@@ -84,6 +84,9 @@ impl SpanBatch {
             dict_of(self.spans.iter().map(|s| opt(s.rpc_method)).collect())?,
             dict_of(self.spans.iter().map(|s| opt(s.error_type)).collect())?,
             dict_of(self.spans.iter().map(|s| opt(s.experiment)).collect())?,
+            Arc::new(DictionaryArray::<Int32Type>::from_iter(
+                self.spans.iter().map(|s| s.peer_kind.as_str()),
+            )),
             Arc::new(link_trace.finish()),
             Arc::new(link_span.finish()),
         ];
@@ -197,6 +200,7 @@ pub(crate) fn push_record_batch(
     let rpc_method = StrCol::of(batch, "rpc_method")?;
     let error_type = StrCol::of(batch, "error_type")?;
     let experiment = StrCol::of(batch, "experiment")?;
+    let peer_kind = StrCol::of(batch, "peer_kind")?;
     // Absent in files written before links were kept: no links.
     let link_trace = optional_fixed(batch, "link_trace_id", 16)?;
     let link_span = optional_fixed(batch, "link_span_id", 8)?;
@@ -234,6 +238,9 @@ pub(crate) fn push_record_batch(
                 .and_then(StatusCode::from_name)
                 .unwrap_or_default(),
             peer: opt(&peer),
+            peer_kind: peer_kind
+                .get(i)
+                .map_or(PeerKind::Unknown, PeerKind::from_name),
             http_route: opt(&http_route),
             rpc_method: opt(&rpc_method),
             error_type: opt(&error_type),
@@ -419,6 +426,7 @@ mod tests {
                 end_ns: i64::from(i) * 100 + 50,
                 status: i % 3,
                 peer: (i == 3).then(|| "db".to_string()),
+                peer_kind: Default::default(),
                 http_route: None,
                 rpc_method: Some("M".into()),
                 error_type: None,

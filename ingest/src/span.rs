@@ -84,6 +84,41 @@ impl SpanKind {
     }
 }
 
+/// What kind of peer a client or producer span calls, from the attributes it carries:
+/// `db.system` marks a database (or cache), `messaging.*` a message queue. Anything else named
+/// by a peer attribute is [`PeerKind::Unknown`] (a service, or a third-party API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum PeerKind {
+    /// Neither marker.
+    #[default]
+    Unknown = 0,
+    /// `db.system` was recorded.
+    Database = 1,
+    /// `messaging.system` or `messaging.destination(.name)` was recorded.
+    Messaging = 2,
+}
+
+impl PeerKind {
+    /// The name stored in the span table (`None` for [`PeerKind::Unknown`]).
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            PeerKind::Unknown => None,
+            PeerKind::Database => Some("database"),
+            PeerKind::Messaging => Some("messaging"),
+        }
+    }
+
+    /// The kind for a stored name.
+    pub fn from_name(name: &str) -> PeerKind {
+        match name {
+            "database" => PeerKind::Database,
+            "messaging" => PeerKind::Messaging,
+            _ => PeerKind::Unknown,
+        }
+    }
+}
+
 /// The span status, as OpenTelemetry defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
@@ -151,6 +186,8 @@ pub struct Span {
     pub status: StatusCode,
     /// The remote side of a client or producer span (see [`crate::PEER_ATTRIBUTES`]).
     pub peer: Option<Sym>,
+    /// What kind of peer it is, from the span's attributes.
+    pub peer_kind: PeerKind,
     /// `http.route`, when recorded.
     pub http_route: Option<Sym>,
     /// `rpc.method`, when recorded.
@@ -366,6 +403,8 @@ pub struct OwnedSpan {
     pub status: StatusOrd,
     /// See [`Span::peer`].
     pub peer: Option<String>,
+    /// See [`Span::peer_kind`].
+    pub peer_kind: PeerKind,
     /// See [`Span::http_route`].
     pub http_route: Option<String>,
     /// See [`Span::rpc_method`].
@@ -414,6 +453,7 @@ impl SpanBatch {
                 end_ns: s.end_ns,
                 status: s.status as u8,
                 peer: opt(s.peer),
+                peer_kind: s.peer_kind,
                 http_route: opt(s.http_route),
                 rpc_method: opt(s.rpc_method),
                 error_type: opt(s.error_type),
@@ -446,6 +486,7 @@ impl SpanBatch {
             end_ns: s.end_ns,
             status: s.status_code(),
             peer,
+            peer_kind: s.peer_kind,
             http_route,
             rpc_method,
             error_type,

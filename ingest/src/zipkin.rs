@@ -460,6 +460,7 @@ fn convert(z: ZSpan, ctx: &mut Ctx<'_>) -> Result<Rec, String> {
             StatusCode::Unset
         },
         peer,
+        peer_kind: attrs.peer_kind,
         http_route: opt(attrs.http_route),
         rpc_method: opt(attrs.rpc_method),
         error_type: opt(attrs.error_type),

@@ -46,14 +46,16 @@
 
 use std::collections::VecDeque;
 
-use augur_ingest::{Interner, Span, SpanBatch, SpanId, SpanKind, StatusCode, Sym, TraceId};
+use augur_ingest::{
+    Interner, PeerKind, Span, SpanBatch, SpanId, SpanKind, StatusCode, Sym, TraceId,
+};
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
 use crate::model::{
-    bump, CallSite, CallStats, LinkedCalls, Model, Operation, TraceQuality, Unarrived, Window,
-    SCHEMA_VERSION,
+    bump, CallSite, CallStats, LinkedCalls, Model, Operation, PeerKinds, TraceQuality, Unarrived,
+    Window, SCHEMA_VERSION,
 };
 use crate::sketch::LogSketch;
 
@@ -151,6 +153,7 @@ const EMPTY_SPAN: Span = Span {
     end_ns: 0,
     status: StatusCode::Unset,
     peer: None,
+    peer_kind: augur_ingest::PeerKind::Unknown,
     http_route: None,
     rpc_method: None,
     error_type: None,
@@ -213,6 +216,9 @@ pub struct ModelBuilder {
     waiting: Recent<NodeIdx>,
     /// Messages consumed in another trace, linked: (caller, peer, name, consumer) → messages.
     linked: FxHashMap<(NodeIdx, Sym, Sym, NodeIdx), u64>,
+    /// Calls that reached nothing instrumented whose span marked the peer a database or a queue,
+    /// by peer: [database, messaging].
+    peer_kinds: FxHashMap<Sym, [u64; 2]>,
     window: Option<Window>,
     quality: TraceQuality,
     scratch: Scratch,
@@ -249,6 +255,7 @@ impl ModelBuilder {
             producers: Recent::new(recent),
             waiting: Recent::new(recent),
             linked: FxHashMap::default(),
+            peer_kinds: FxHashMap::default(),
             window: None,
             quality: TraceQuality::default(),
             scratch: Scratch::default(),
@@ -684,6 +691,11 @@ impl ModelBuilder {
                     self.produced((s.trace_id, s.span_id), (sc.op[i], peer, s.name));
                 }
             }
+            if let (Some(peer), k @ (PeerKind::Database | PeerKind::Messaging)) =
+                (s.peer, s.peer_kind)
+            {
+                self.peer_kinds.entry(peer).or_default()[k as usize - 1] += 1;
+            }
             match s.peer {
                 Some(peer) => sc.events.push(CallEvent {
                     inv: sc.inv[i],
@@ -977,6 +989,16 @@ impl ModelBuilder {
         links.sort_by(|a, b| {
             (&a.from, &a.peer, &a.name, &a.to).cmp(&(&b.from, &b.peer, &b.name, &b.to))
         });
+        let mut peer_kinds: Vec<PeerKinds> = self
+            .peer_kinds
+            .iter()
+            .map(|(&peer, &[database, messaging])| PeerKinds {
+                peer: self.strings.resolve(peer).to_string(),
+                database,
+                messaging,
+            })
+            .collect();
+        peer_kinds.sort_by(|a, b| a.peer.cmp(&b.peer));
         let mut quality = self.quality.clone();
         quality.spans -= self.buffered as u64;
         Model {
@@ -987,6 +1009,7 @@ impl ModelBuilder {
             calls,
             unarrived,
             links,
+            peer_kinds,
         }
     }
 }
@@ -1174,6 +1197,7 @@ mod tests {
             end_ns: end,
             status: 0,
             peer: None,
+            peer_kind: Default::default(),
             http_route: None,
             rpc_method: None,
             error_type: None,

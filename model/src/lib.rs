@@ -32,7 +32,7 @@
 //! let span = |id: u8, parent: Option<u8>, service: &str, name: &str, kind: SpanKind| OwnedSpan {
 //!     trace_id: [1; 16], span_id: [id; 8], parent_span_id: parent.map(|p| [p; 8]),
 //!     service: service.into(), name: name.into(), kind: kind as u8,
-//!     start_ns: 0, end_ns: 1_000_000, status: 0, peer: None, http_route: None,
+//!     start_ns: 0, end_ns: 1_000_000, status: 0, peer: None, peer_kind: Default::default(), http_route: None,
 //!     rpc_method: None, error_type: None, experiment: None, link: None,
 //! };
 //! let mut batch = SpanBatch::new();

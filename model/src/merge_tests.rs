@@ -60,6 +60,7 @@ fn spans_of(t: usize, trace: &[Gen]) -> Vec<OwnedSpan> {
                     end_ns: 1_000_000_000 + start + len,
                     status: if failed { 2 } else { 0 },
                     peer: peer.map(|p| SERVICES[p].to_string()),
+                    peer_kind: Default::default(),
                     http_route: None,
                     rpc_method: None,
                     error_type: None,

@@ -285,6 +285,19 @@ pub struct LinkedCalls {
     pub messages: u64,
 }
 
+/// Calls to a peer that reached nothing instrumented whose spans marked the peer a database
+/// (`db.system`) or a message queue (`messaging.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerKinds {
+    /// The peer's name.
+    pub peer: String,
+    /// Attempts whose span carried `db.system`.
+    pub database: u64,
+    /// Attempts whose span carried `messaging.*`.
+    pub messaging: u64,
+}
+
 /// The learned model: sufficient statistics only (counts and sketches), so models merge exactly.
 /// Read it through [`Model::view`] (calls placed, behaviour and posteriors derived).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,6 +319,9 @@ pub struct Model {
     /// Absent from files when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkedCalls>,
+    /// What kind of peer the uninstrumented peers are, by peer (absent when none was marked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_kinds: Vec<PeerKinds>,
 }
 
 /// A node of the graph contract.
@@ -486,6 +502,15 @@ impl Model {
             &other.links,
             |l| (l.from.clone(), l.peer.clone(), l.name.clone(), l.to.clone()),
             |a, b| a.messages += b.messages,
+        );
+        merge_sorted(
+            &mut self.peer_kinds,
+            &other.peer_kinds,
+            |k| k.peer.clone(),
+            |a, b| {
+                a.database += b.database;
+                a.messaging += b.messaging;
+            },
         );
     }
 
@@ -698,6 +723,7 @@ mod tests {
                 stats,
             }],
             links: Vec::new(),
+            peer_kinds: Vec::new(),
         }
     }
 

@@ -107,8 +107,9 @@ impl Model {
             operations: Vec::new(),
             calls: Vec::new(),
             unarrived: Vec::new(),
-            // Where messages went is the base model's to say.
+            // Where messages went, and what the peers are, is the base model's to say.
             links: Vec::new(),
+            peer_kinds: Vec::new(),
         };
         let mut new_operations: Vec<String> = outcome
             .operations
@@ -213,6 +214,12 @@ impl Model {
                 .filter(|l| scope.callees.contains(&l.to))
                 .cloned()
                 .collect(),
+            peer_kinds: self
+                .peer_kinds
+                .iter()
+                .filter(|k| scope.callees.contains(&k.peer))
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -255,6 +262,7 @@ mod tests {
                 end_ns: ms.1 * 1_000_000,
                 status: if error { 2 } else { 1 },
                 peer: peer.map(Into::into),
+                peer_kind: Default::default(),
                 http_route: None,
                 rpc_method: None,
                 error_type: None,

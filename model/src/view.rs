@@ -236,6 +236,10 @@ pub struct Node {
     pub p_error: Posterior,
     /// For endpoints: their traffic.
     pub traffic: Option<Traffic>,
+    /// For a virtual node: `database` (most calls to it carried `db.system`), `queue`
+    /// (`messaging.*`) or `external` (neither).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_kind: Option<String>,
 }
 
 /// A call site, as read.
@@ -602,6 +606,7 @@ impl Model {
                     share: o.roots as f64 / total_roots.max(1) as f64,
                     per_second: self.window.map_or(0.0, |w| o.roots as f64 / w.seconds()),
                 }),
+                peer_kind: None,
             })
             .collect();
         for (peer, s) in &virtuals {
@@ -621,6 +626,19 @@ impl Model {
                 self_ns: d,
                 p_error: Posterior::new(jeffreys, "jeffreys", s.attempt_errors, s.attempts),
                 traffic: None,
+                peer_kind: Some(
+                    match self
+                        .peer_kinds
+                        .binary_search_by(|k| k.peer.as_str().cmp(peer))
+                        .ok()
+                        .and_then(|i| self.peer_kinds.get(i))
+                    {
+                        Some(k) if k.database * 2 > s.attempts => "database",
+                        Some(k) if k.messaging * 2 > s.attempts => "queue",
+                        _ => "external",
+                    }
+                    .to_string(),
+                ),
             });
         }
         nodes.sort_by(|a, b| a.id.cmp(&b.id));

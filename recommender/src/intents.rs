@@ -10,8 +10,10 @@
 //! ```
 //!
 //! A family (`*:KIND` with `within = "<endpoint>"`) means that fault on every service and virtual
-//! node the endpoint depends on (reachable through its calls, its own service excluded); the
-//! intent holds when it holds for each of them. Unknown fields are errors; so are unknown
+//! node the endpoint depends on (reachable through its calls, its own service excluded); with
+//! `kind = "database"` (or `queue`, `external`) it means every uninstrumented peer of that kind
+//! (what its calls' attributes say: `db.system`, `messaging.*`, neither), among the endpoint's
+//! dependencies when `within` is given too. The intent holds when it holds for each of them. Unknown fields are errors; so are unknown
 //! endpoints and targets, with the closest names suggested.
 
 use std::collections::{BTreeSet, VecDeque};
@@ -38,6 +40,7 @@ struct RawIntent {
     belief: String,
     fault: String,
     within: Option<String>,
+    kind: Option<String>,
     expect: Expect,
     priority: Option<u32>,
 }
@@ -123,13 +126,37 @@ pub fn parse(text: &str, view: &View) -> Result<Vec<Intent>, String> {
         endpoint(view, &e.endpoint).map_err(ctx)?;
         let spec: FaultSpec = raw.fault.parse().map_err(|e| ctx(format!("{e}")))?;
         let faults = if spec.target == "*" {
-            let Some(within) = &raw.within else {
+            if raw.within.is_none() && raw.kind.is_none() {
                 return Err(ctx(
-                    "a family fault (`*:...`) needs within = \"<endpoint>\"".into(),
+                    "a family fault (`*:...`) needs within = \"<endpoint>\", kind = \"database|queue|external\", or both".into(),
                 ));
+            }
+            let mut targets: Vec<String> = match &raw.within {
+                Some(within) => dependencies(view, endpoint(view, within).map_err(ctx)?),
+                None => view.nodes.iter().map(|n| n.service.clone()).collect(),
             };
-            let root = endpoint(view, within).map_err(ctx)?;
-            dependencies(view, root)
+            if let Some(kind) = &raw.kind {
+                if !PEER_KINDS.contains(&kind.as_str()) {
+                    return Err(ctx(format!(
+                        "kind `{kind}` is not one of {}",
+                        PEER_KINDS.join(", ")
+                    )));
+                }
+                targets.retain(|t| {
+                    view.nodes
+                        .iter()
+                        .any(|n| n.is_virtual && &n.id == t && n.peer_kind.as_deref() == Some(kind))
+                });
+            }
+            targets.sort();
+            targets.dedup();
+            if targets.is_empty() {
+                return Err(ctx(format!(
+                    "the family `{}` names no target in this model",
+                    raw.fault
+                )));
+            }
+            targets
                 .into_iter()
                 .map(|target| FaultSpec {
                     target,
@@ -137,8 +164,10 @@ pub fn parse(text: &str, view: &View) -> Result<Vec<Intent>, String> {
                 })
                 .collect()
         } else {
-            if raw.within.is_some() {
-                return Err(ctx("within is only for family faults (`*:...`)".into()));
+            if raw.within.is_some() || raw.kind.is_some() {
+                return Err(ctx(
+                    "within and kind are only for family faults (`*:...`)".into()
+                ));
             }
             spec.resolve(view).map_err(|e| ctx(e.to_string()))?;
             vec![spec]
@@ -154,6 +183,9 @@ pub fn parse(text: &str, view: &View) -> Result<Vec<Intent>, String> {
     }
     Ok(out)
 }
+
+/// The kinds of uninstrumented peer a family may name.
+pub const PEER_KINDS: [&str; 3] = ["database", "queue", "external"];
 
 /// The endpoint node with this id, or an error suggesting the closest endpoints.
 fn endpoint(view: &View, id: &str) -> Result<usize, String> {

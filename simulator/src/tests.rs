@@ -32,6 +32,7 @@ fn span(
         end_ns: i64::from(t) * 1000 * MS + end * MS,
         status: if failed { 2 } else { 0 },
         peer: None,
+        peer_kind: Default::default(),
         http_route: None,
         rpc_method: None,
         error_type: None,

@@ -637,6 +637,7 @@ mod tests {
                 end_ns: 1_700_000_000_001_000_000,
                 status: augur_ingest::StatusCode::Ok,
                 peer: None,
+                peer_kind: augur_ingest::PeerKind::Unknown,
                 http_route: None,
                 rpc_method: None,
                 error_type: None,

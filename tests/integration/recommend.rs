@@ -183,3 +183,76 @@ fn recommend_errors_are_clear() {
     let err = fails(&["recommend", &model, "--duration", "0"]);
     assert!(err.contains("--duration"), "{err}");
 }
+
+#[test]
+fn a_family_can_name_every_peer_of_a_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shop(&dir);
+    // What the calls' attributes said each uninstrumented peer is.
+    let (json, _) = ok(&["model", "show", &model, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let kind_of = |id: &str| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .and_then(|n| n["peer_kind"].as_str().map(String::from))
+    };
+    assert_eq!(kind_of("postgres").as_deref(), Some("database"));
+    assert_eq!(kind_of("redis").as_deref(), Some("database"));
+    assert_eq!(kind_of("stripe").as_deref(), Some("external"));
+    assert_eq!(kind_of("order-analytics").as_deref(), Some("queue"));
+    assert_eq!(kind_of("frontend GET /"), None);
+
+    let intents = dir.path().join("intents.toml");
+    std::fs::write(
+        &intents,
+        r#"
+[[intent]]
+id = "checkout-survives-any-database-slowdown"
+belief = "Every store is behind a timeout and a retry."
+fault = "*:latency=+100ms"
+kind = "database"
+within = "frontend POST /checkout"
+expect = { endpoint = "frontend POST /checkout", error_rate_below = 0.05 }
+"#,
+    )
+    .unwrap();
+    let (json, _) = ok(&[
+        "recommend",
+        &model,
+        "--intents",
+        intents.to_str().unwrap(),
+        "--top",
+        "500",
+        "--requests",
+        "300",
+        "--samples",
+        "8",
+        "--json",
+    ]);
+    let rec: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let bearing: Vec<&str> = rec["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !e["intents"].as_array().unwrap().is_empty())
+        .map(|e| e["fault"].as_str().unwrap())
+        .collect();
+    let mut bearing = bearing;
+    bearing.sort();
+    assert_eq!(
+        bearing,
+        ["postgres:latency=+100ms", "redis:latency=+100ms"],
+        "{bearing:?}"
+    );
+    // A kind that does not exist is an error naming the kinds.
+    std::fs::write(
+        &intents,
+        "[[intent]]\nid='x'\nbelief='b'\nfault='*:down'\nkind='disk'\nexpect={endpoint='frontend GET /', error_rate_below=0.1}\n",
+    )
+    .unwrap();
+    let err = fails(&["recommend", &model, "--intents", intents.to_str().unwrap()]);
+    assert!(err.contains("database, queue, external"), "{err}");
+}
