@@ -10,6 +10,9 @@
 //! averaged over the seeds; with PLOT.svg, also draws the curves. The loop itself is
 //! `tests/integration/learning_loop.rs`, which the test suite runs on a smaller scale.
 //!
+//! `AUGUR_TRUTH_TRACES` (default 3,000) and `AUGUR_SIM_REQUESTS` (2,000) set the traces per
+//! candidate for the truth and the requests simulated per draw.
+//!
 //! Diagnostics: `AUGUR_ONE_STEP=1` prints, for every candidate, augur's value in bits beside the
 //! error reduction it would really bring as the first experiment (an oracle's view);
 //! `AUGUR_BREAKDOWN=SPEC` prints each candidate's error before and after the experiment SPEC.
@@ -43,14 +46,22 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // The truth's and the simulation's own noise set a floor under the error; these two
+    // environment variables lower it (at a cost in time).
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let cfg = LoopConfig {
         world: &world,
         learn_traces: 6_000,
         experiment_traces: 1_500,
-        truth_traces: 3_000,
+        truth_traces: env("AUGUR_TRUTH_TRACES", 3_000),
         steps,
         sim: augur_simulator::SimOptions {
-            requests: 2_000,
+            requests: env("AUGUR_SIM_REQUESTS", 2_000),
             samples: 32,
             seed: 11,
         },

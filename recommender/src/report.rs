@@ -804,7 +804,7 @@ impl Report {
             esc(m.last.as_deref().unwrap_or("-"))
         );
 
-        h.push_str("<h2>Experiments to run next</h2>\n<table id=\"experiments\"><tr><th>#</th><th>fault</th><th class=\"num\">value (bits)</th><th>safe</th><th class=\"num\">traffic</th><th class=\"num\">harm (failed requests, 95% bound)</th><th>predicted blast radius</th><th>why</th></tr>\n");
+        h.push_str("<h2>Experiments to run next</h2>\n<table id=\"experiments\"><tr><th>#</th><th>fault</th><th class=\"num\">value (bits)</th><th>safe</th><th class=\"num\">traffic</th><th class=\"num\">harm (failed requests, 95% bound)</th><th>predicted blast radius (error rate of the requests under the fault: now → predicted [90%])</th><th>why</th></tr>\n");
         for (k, x) in self.experiments.iter().enumerate() {
             let e = &x.experiment;
             let blast = if x.blast_radius.is_empty() {
