@@ -5,8 +5,9 @@
 //! Two experiments overlap when their outcomes vary together across the posterior draws (they
 //! inform the same parameters): once one is run, the other's outcome is largely predictable. The
 //! overlap of B with a chosen A is the largest squared correlation, across draws, between any
-//! endpoint outcome of A and any of B (denoised error rates). Greedy selection (the classic
-//! near-optimal rule for diminishing returns) adds, at each step, the experiment with the largest
+//! endpoint outcome of A and any of B (denoised error rates, and log median latencies where they
+//! vary by more than a percent). Greedy selection (the classic near-optimal rule for
+//! diminishing returns) adds, at each step, the experiment with the largest
 //! **marginal value**: its model bits × (1 − its largest overlap with the experiments chosen),
 //! plus its intents' bits for intents not yet settled, among experiments whose harm fits the
 //! budget left. It stops when nothing fits or adds value.
@@ -50,7 +51,7 @@ pub struct Plan {
 }
 
 /// An experiment's outcome across draws: per endpoint with any spread, the denoised error rate
-/// of each draw, standardised (mean 0, variance 1).
+/// of each draw and its log median latency, standardised (mean 0, variance 1).
 fn signature(
     e: &Experiment,
     endpoints: &[(String, f64, f64)],
@@ -61,15 +62,25 @@ fn signature(
         let Some(&(_, weight, _)) = endpoints.iter().find(|(id, _, _)| *id == p.endpoint) else {
             continue;
         };
+        let simulated = (sim_requests as f64 * weight).max(1.0);
         let rates = crate::recommend::denoise(
             p.per_draw.iter().map(|d| d.map_or(0.0, |d| d.0)).collect(),
-            (sim_requests as f64 * weight).max(1.0),
+            simulated,
         );
-        let n = rates.len().max(1) as f64;
-        let m = rates.iter().sum::<f64>() / n;
-        let sd = (rates.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt();
-        if sd > 1e-9 {
-            out.push(rates.iter().map(|x| (x - m) / sd).collect());
+        // The log median latency too, where it moves by more than a percent across draws.
+        let medians: Vec<f64> = crate::recommend::log_latency(&p.per_draw, simulated)
+            .map(|(_, [p50, _])| {
+                let m = p50.iter().flatten().sum::<f64>() / p50.len().max(1) as f64;
+                p50.iter().map(|x| x.unwrap_or(m)).collect()
+            })
+            .unwrap_or_default();
+        for (values, floor) in [(rates, 1e-9), (medians, 0.01)] {
+            let n = values.len().max(1) as f64;
+            let m = values.iter().sum::<f64>() / n;
+            let sd = (values.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt();
+            if sd > floor {
+                out.push(values.iter().map(|x| (x - m) / sd).collect());
+            }
         }
     }
     out

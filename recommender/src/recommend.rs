@@ -9,11 +9,11 @@
 //! - **Value** (bits) = [I(the experiment's outcome; what every candidate experiment would show
 //!   at every endpoint, each weighted by the endpoint's traffic share) − the same for the same
 //!   requests without the fault]⁺ ([`crate::value::predictive_information`]: the outcome is
-//!   the failure rate over the experiment's requests, per posterior draw) + Σ over the intents
-//!   the fault bears on of priority × H(P(holds)),
+//!   the failure rate over the experiment's requests and their log median and p99 latency, per
+//!   posterior draw; the targets are the same three quantities of every candidate) + Σ over
+//!   the intents the fault bears on of priority × H(P(holds)),
 //!   times the staleness weight of the target ([`crate::ledger`]: 1 when never tested or
 //!   drifted since it was tested, less when the ledger shows it tested and nothing changed).
-//!   Only error outcomes count as evidence so far; latency outcomes are not yet valued.
 //! - **Harm**: the upper (95th percentile over posterior draws, each paired with its own
 //!   baseline) extra failed user requests over the experiment, and the upper p99 latency
 //!   increase. With an error budget (failed requests the
@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::intents::Intent;
 use crate::ledger::Staleness;
-use crate::value::{binary_entropy, predictive_information, Observable, RESOLUTION};
+use crate::value::{
+    binary_entropy, predictive_information, Observable, LATENCY_RESOLUTION, RESOLUTION,
+};
 use crate::RecError;
 
 /// The magnitudes tried on every target.
@@ -257,6 +259,105 @@ pub(crate) fn denoise(v: Vec<f64>, simulated: f64) -> Vec<f64> {
     v.into_iter().map(|x| m + (x - m) * keep).collect()
 }
 
+/// Per-draw values with measurement noise of variance `noise` shrunk away, each draw moved
+/// toward the mean so that the spread left is the spread between draws.
+fn shrink(v: Vec<f64>, noise: f64) -> Vec<f64> {
+    let (m, var) = mean_var(&v);
+    let keep = if var > 0.0 {
+        ((var - noise).max(0.0) / var).sqrt()
+    } else {
+        0.0
+    };
+    v.into_iter().map(|x| m + (x - m) * keep).collect()
+}
+
+/// The variance of the sample median of n log-normal latencies is about `MEDIAN_NOISE × σ² / n`
+/// (σ the spread of the log latency; π/2).
+const MEDIAN_NOISE: f64 = std::f64::consts::FRAC_PI_2;
+/// The same for the 99th percentile: q(1 − q)/φ(z_q)² at q = 0.99.
+const P99_NOISE: f64 = 13.94;
+/// z of the 99th percentile of a normal distribution.
+const Z99: f64 = 2.326;
+
+/// The quantities an experiment's outcome shows, per draw: the share of its requests that
+/// fail, and the log of their median and 99th-percentile latency (each a request-weighted mean
+/// over the endpoints it touches). `baseline` takes the draws without the fault (what the same
+/// requests would show anyway); `share` scales each endpoint's requests (`endpoints`:
+/// id, traffic weight, requests at full traffic); `sim_requests` is the simulated requests per
+/// draw, whose Monte Carlo noise is taken out of every draw first.
+pub(crate) fn outcome(
+    predicted: &[OpPrediction],
+    baseline: bool,
+    endpoints: &[(String, f64, f64)],
+    share: f64,
+    sim_requests: usize,
+) -> Vec<Observable> {
+    // Per quantity, per endpoint: (requests, values per draw, noise one request adds).
+    let mut parts: [Vec<Part>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for p in predicted {
+        let Some(&(_, weight, full)) = endpoints.iter().find(|(id, _, _)| *id == p.endpoint) else {
+            continue;
+        };
+        let n = (full * share).round().max(0.0);
+        let simulated = (sim_requests as f64 * weight).max(1.0);
+        let draws = if baseline {
+            &p.per_draw_baseline
+        } else {
+            &p.per_draw
+        };
+        let rates = denoise_aligned(draws, simulated);
+        let m = mean_of(&rates);
+        parts[0].push(Part {
+            n,
+            per_draw: rates,
+            unit_noise: m * (1.0 - m),
+        });
+        let Some((sigma2, logs)) = log_latency(draws, simulated) else {
+            continue;
+        };
+        for ((k, unit), per_draw) in [(1, MEDIAN_NOISE), (2, P99_NOISE)].into_iter().zip(logs) {
+            parts[k].push(Part {
+                n,
+                per_draw,
+                unit_noise: unit * sigma2,
+            });
+        }
+    }
+    parts.iter().filter_map(|p| outcome_mean(p)).collect()
+}
+
+/// Per draw, the log of the median and of the p99 latency (ms) of `simulated` requests, their
+/// Monte Carlo noise shrunk away, and σ² of the log latency (from the distance between median
+/// and p99, at least 0.01²); `None` when no draw has a latency.
+pub(crate) fn log_latency(
+    draws: &[Option<(f64, f64, f64)>],
+    simulated: f64,
+) -> Option<(f64, [Vec<Option<f64>>; 2])> {
+    let spreads: Vec<f64> = draws
+        .iter()
+        .flatten()
+        .filter(|d| d.1 > 0.0 && d.2 >= d.1)
+        .map(|d| (d.2 / d.1).ln() / Z99)
+        .collect();
+    if spreads.is_empty() {
+        return None;
+    }
+    let sigma2 = (spreads.iter().sum::<f64>() / spreads.len() as f64)
+        .max(0.01)
+        .powi(2);
+    let logs = |pick: fn(&(f64, f64, f64)) -> f64, unit: f64| {
+        let v: Vec<Option<f64>> = draws
+            .iter()
+            .map(|d| d.as_ref().map(|d| pick(d).max(1e-3).ln()))
+            .collect();
+        shrink_aligned(&v, unit * sigma2 / simulated)
+    };
+    Some((
+        sigma2,
+        [logs(|d| d.1, MEDIAN_NOISE), logs(|d| d.2, P99_NOISE)],
+    ))
+}
+
 /// [`denoise`] keeping each draw in its place (`None` where the endpoint did not run).
 pub(crate) fn denoise_aligned(v: &[Option<(f64, f64, f64)>], simulated: f64) -> Vec<Option<f64>> {
     let known: Vec<f64> = v.iter().flatten().map(|d| d.0).collect();
@@ -266,10 +367,26 @@ pub(crate) fn denoise_aligned(v: &[Option<(f64, f64, f64)>], simulated: f64) -> 
         .collect()
 }
 
+/// [`shrink`] keeping each draw in its place.
+fn shrink_aligned(v: &[Option<f64>], noise: f64) -> Vec<Option<f64>> {
+    let mut shrunk = shrink(v.iter().flatten().copied().collect(), noise).into_iter();
+    v.iter().map(|d| d.and_then(|_| shrunk.next())).collect()
+}
+
+fn mean_of(r: &[Option<f64>]) -> f64 {
+    let k: Vec<f64> = r.iter().flatten().copied().collect();
+    if k.is_empty() {
+        0.0
+    } else {
+        k.iter().sum::<f64>() / k.len() as f64
+    }
+}
+
 /// What every candidate would show, per draw: the share of user requests that fail under it
-/// (each endpoint's error rate weighted by its traffic share), observed over the requests of an
-/// experiment at full traffic, and no more precisely than [`RESOLUTION`]. These are the
-/// targets of the value ([`crate::value::predictive_information`]).
+/// and their log median and p99 latency ([`outcome`]), observed over the requests of an
+/// experiment at full traffic, and no more precisely than [`RESOLUTION`] (failures) and
+/// [`LATENCY_RESOLUTION`] (latency). These are the targets of the value
+/// ([`crate::value::predictive_information`]).
 pub fn targets(
     predictions: &[Vec<OpPrediction>],
     endpoints: &[(String, f64, f64)],
@@ -277,59 +394,54 @@ pub fn targets(
 ) -> Vec<Observable> {
     predictions
         .iter()
-        .filter_map(|p| {
-            let seen: Vec<(f64, Vec<Option<f64>>)> = p
-                .iter()
-                .filter_map(|e| {
-                    let &(_, weight, full) =
-                        endpoints.iter().find(|(id, _, _)| *id == e.endpoint)?;
-                    let simulated = (opts.sim.requests as f64 * weight).max(1.0);
-                    // Weighted by traffic share: a request-weighted rate over `full` requests.
-                    Some((full.max(1.0), denoise_aligned(&e.per_draw, simulated)))
-                })
-                .collect();
-            outcome_rate(&seen).map(|o| o.at_resolution(RESOLUTION))
+        .flat_map(|p| {
+            let mut quantities = outcome(p, false, endpoints, 1.0, opts.sim.requests);
+            for (k, q) in quantities.iter_mut().enumerate() {
+                let sd = if k == 0 {
+                    RESOLUTION
+                } else {
+                    LATENCY_RESOLUTION
+                };
+                *q = q.clone().at_resolution(sd);
+            }
+            quantities
         })
         .collect()
 }
 
-/// An experiment's outcome per draw: its failure rate over all the requests it touches (each
-/// endpoint weighted by its requests `n`), with that rate's binomial noise; `None` when it
-/// touches no requests.
-fn outcome_rate(per_endpoint: &[(f64, Vec<Option<f64>>)]) -> Option<Observable> {
-    let total: f64 = per_endpoint.iter().map(|(n, _)| n).sum();
-    let draws = per_endpoint.first().map_or(0, |(_, r)| r.len());
+/// One endpoint's share of an outcome.
+struct Part {
+    /// Its requests.
+    n: f64,
+    /// Per draw, its value (`None` where it did not run: its mean stands in).
+    per_draw: Vec<Option<f64>>,
+    /// The variance one request adds to observing it.
+    unit_noise: f64,
+}
+
+/// The request-weighted mean over endpoints, per draw, with its observation noise; `None`
+/// when it touches no requests.
+fn outcome_mean(parts: &[Part]) -> Option<Observable> {
+    let total: f64 = parts.iter().map(|p| p.n).sum();
+    let draws = parts.first().map_or(0, |p| p.per_draw.len());
     if total <= 0.0 || draws == 0 {
         return None;
     }
-    let mean_of = |r: &[Option<f64>]| {
-        let k: Vec<f64> = r.iter().flatten().copied().collect();
-        if k.is_empty() {
-            0.0
-        } else {
-            k.iter().sum::<f64>() / k.len() as f64
-        }
-    };
-    let means: Vec<f64> = per_endpoint.iter().map(|(_, r)| mean_of(r)).collect();
-    let rates: Vec<Option<f64>> = (0..draws)
+    let means: Vec<f64> = parts.iter().map(|p| mean_of(&p.per_draw)).collect();
+    let values: Vec<Option<f64>> = (0..draws)
         .map(|s| {
             Some(
-                per_endpoint
+                parts
                     .iter()
                     .zip(&means)
-                    .map(|((n, r), m)| n * r.get(s).copied().flatten().unwrap_or(*m))
+                    .map(|(p, m)| p.n * p.per_draw.get(s).copied().flatten().unwrap_or(*m))
                     .sum::<f64>()
                     / total,
             )
         })
         .collect();
-    let noise = per_endpoint
-        .iter()
-        .zip(&means)
-        .map(|((n, _), m)| n * m * (1.0 - m))
-        .sum::<f64>()
-        / (total * total);
-    Observable::new(&rates, noise)
+    let noise = parts.iter().map(|p| p.n * p.unit_noise).sum::<f64>() / (total * total);
+    Observable::new(&values, noise)
 }
 
 /// The upper 95% bound of paired differences whose simulation noise has variance `noise`:
@@ -406,7 +518,6 @@ pub fn assess(
     }
     let at_share = |share: f64| -> (f64, Harm) {
         let (mut requests, mut failed_hi, mut p99_hi) = (0.0, 0.0, 0.0f64);
-        let (mut faulted, mut normal) = (Vec::new(), Vec::new());
         for p in &predicted {
             let Some(&(_, weight, full)) = endpoints.iter().find(|(id, _, _)| *id == p.endpoint)
             else {
@@ -416,8 +527,6 @@ pub fn assess(
             // Each draw's rate is measured on the simulated requests that reached this
             // endpoint: remove that Monte Carlo noise before valuing or bounding anything.
             let simulated = (opts.sim.requests as f64 * weight).max(1.0);
-            faulted.push((n, denoise_aligned(&p.per_draw, simulated)));
-            normal.push((n, denoise_aligned(&p.per_draw_baseline, simulated)));
             requests += n;
             // Harm from paired draws (same parameters): the fault's own effect, not the
             // uncertainty of the error rate it adds to; the simulation noise of each pair is
@@ -444,10 +553,11 @@ pub fn assess(
         }
         // What the outcome teaches about every candidate's outcome, beyond what the same
         // requests would teach without the fault.
-        let bits = match (outcome_rate(&faulted), outcome_rate(&normal)) {
-            (Some(f), Some(n)) => predictive_information(&f, &n, targets),
-            _ => 0.0,
-        };
+        let bits = predictive_information(
+            &outcome(&predicted, false, endpoints, share, opts.sim.requests),
+            &outcome(&predicted, true, endpoints, share, opts.sim.requests),
+            targets,
+        );
         (
             bits,
             Harm {
@@ -511,14 +621,18 @@ pub fn assess(
             .then(b.endpoint.cmp(&a.endpoint))
     });
     let effect = shown.map_or(String::new(), |p| {
-        let e = &p.predicted.error_rate;
+        let (e, l) = (&p.predicted.error_rate, &p.predicted.p50_ms);
         format!(
-            "{} errors predicted {:.1}% [{:.1}, {:.1}] vs {:.1}% now; ",
+            "{} errors predicted {:.1}% [{:.1}, {:.1}] vs {:.1}% now, median {:.0} ms [{:.0}, {:.0}] vs {:.0} ms; ",
             p.endpoint,
             e.mean * 100.0,
             e.lo * 100.0,
             e.hi * 100.0,
-            p.baseline.error_rate * 100.0
+            p.baseline.error_rate * 100.0,
+            l.mean,
+            l.lo,
+            l.hi,
+            p.baseline.p50_ms
         )
     });
     let why = format!(

@@ -418,3 +418,89 @@ fn the_ledger_appends_reads_and_tells_staleness() {
     let err = read(&path).unwrap_err().to_string();
     assert!(err.contains("line 3"), "{err}");
 }
+
+/// One endpoint's prediction with the given per-draw (error rate, p50 ms, p99 ms), its
+/// baseline draws all `base`.
+fn predicted(draws: Vec<(f64, f64, f64)>, base: (f64, f64, f64)) -> augur_simulator::OpPrediction {
+    use augur_simulator::{Band, OpPrediction, Point, Predicted};
+    let band = |k: usize| {
+        let v: Vec<f64> = draws.iter().map(|d| [d.0, d.1, d.2][k]).collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        Band {
+            mean: m,
+            lo: v.iter().copied().fold(f64::INFINITY, f64::min),
+            hi: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
+    };
+    OpPrediction {
+        endpoint: "web op".into(),
+        service: "web".into(),
+        operation: "op".into(),
+        baseline: Point {
+            error_rate: base.0,
+            p50_ms: base.1,
+            p99_ms: base.2,
+        },
+        predicted: Predicted {
+            error_rate: band(0),
+            p50_ms: band(1),
+            p99_ms: band(2),
+        },
+        draws_run: draws.len(),
+        per_draw_baseline: vec![Some(base); draws.len()],
+        per_draw: draws.into_iter().map(Some).collect(),
+    }
+}
+
+#[test]
+fn latency_outcomes_are_worth_bits_where_no_request_fails() {
+    // Nothing ever fails. Under half the posterior draws a slowed call is cut short by a
+    // timeout the model is unsure of (40 ms medians), under the others it runs on (120 ms);
+    // a second candidate hangs on the same timeout, a third on nothing uncertain.
+    let s = 64;
+    let cut = |k: usize| k.is_multiple_of(2);
+    let base = (0.0, 10.0, 30.0);
+    let uncertain = predicted(
+        (0..s)
+            .map(|k| {
+                if cut(k) {
+                    (0.0, 40.0, 120.0)
+                } else {
+                    (0.0, 120.0, 360.0)
+                }
+            })
+            .collect(),
+        base,
+    );
+    let related = predicted(
+        (0..s)
+            .map(|k| {
+                if cut(k) {
+                    (0.0, 45.0, 135.0)
+                } else {
+                    (0.0, 210.0, 630.0)
+                }
+            })
+            .collect(),
+        base,
+    );
+    let known = predicted(vec![(0.0, 15.0, 45.0); s], base);
+    let all = vec![vec![uncertain], vec![related], vec![known]];
+    let endpoints = vec![("web op".to_string(), 1.0, 6_000.0)];
+    let o = opts();
+    let targets = recommend::targets(&all, &endpoints, &o);
+    let v = model();
+    let value = |k: usize| {
+        let spec = augur_simulator::FaultSpec {
+            target: "geo".into(),
+            kind: FaultKind::AddLatencyMs(500.0),
+        };
+        recommend::assess(&v, &[], &spec, all[k].clone(), &endpoints, &targets, &o).value_bits
+    };
+    let (uncertain, related, known) = (value(0), value(1), value(2));
+    // The uncertain experiment tells its own latency and the related one's: several bits;
+    // the known one teaches nothing.
+    assert!(uncertain > 4.0, "uncertain {uncertain}");
+    assert!(related > 4.0, "related {related}");
+    assert!(known < 0.05, "known {known}");
+}

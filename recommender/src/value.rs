@@ -3,9 +3,12 @@
 //! ## The estimator: information about what every candidate would show
 //! The model's uncertain parameters θ are represented by S posterior draws θ₁..θ_S, the same
 //! draws for every candidate experiment (the simulator runs one shared set). Under draw s, each
-//! candidate c predicts a failure rate y_c(s): the share of user requests that would fail while
-//! it runs (each endpoint weighted by its traffic). An experiment e's outcome is its own failure
-//! rate over the requests it touches, y_e(s), observed with binomial noise.
+//! candidate c predicts three quantities y_c(s): the share of user requests that would fail
+//! while it runs, and the log of their median and of their 99th-percentile latency (each a mean
+//! over endpoints weighted by their traffic). An experiment e's outcome is the same three
+//! quantities over the requests it touches, y_e(s), observed with sampling noise (binomial for
+//! the failures; about π/2 · σ²/n for a log median and 13.9 · σ²/n for a log p99 of n requests
+//! whose log latency has spread σ).
 //!
 //! What matters is not the parameters for their own sake but the predictions they make: the
 //! value of e is the information its outcome gives about the outcome of *every* candidate (the
@@ -13,17 +16,24 @@
 //! oriented Bayesian active learning"), in its Gaussian form:
 //!
 //! ```text
-//! value(e) = Σ_c [ I(y_e; y_c) − I(y_e⁰; y_c) ]⁺,   I(x; t) = −½ log2(1 − R²(x, t))
+//! value(e) = Σ_c Σ_q [ I(y_e; y_c,q) − I(y_e⁰; y_c,q) ]⁺,   I(x; t) = −½ log2(1 − R²(x, t))
 //! ```
 //!
-//! - R²(x, t) is the squared correlation of x and t across draws, discounted by both sides'
-//!   observation noise (a rate seen over few requests says little), with the chance correlation
-//!   of S draws removed (the adjusted R², `1 − (1 − r²)(S − 1)/(S − 2)`, floored at 0).
-//! - Each target y_c is seen no more precisely than [`RESOLUTION`] (a percentage point):
-//!   information finer than that changes no decision, so a rate already known to ±0.01% is not
-//!   worth learning to ±0.001%, while one known only to ±30% is worth several bits.
+//! - q runs over the three quantities; y_e is the whole outcome (all three together).
+//! - R²(x, t) is the share of t's variance across draws that the best linear fit on x explains,
+//!   discounted by every side's observation noise (a rate seen over few requests says little),
+//!   with the chance fit of S draws removed (the adjusted R², `1 − (1 − R²)(S − 1)/(S − k − 1)`
+//!   for k outcome quantities, floored at 0).
+//! - Each target is seen no more precisely than [`RESOLUTION`] (a percentage point of
+//!   failures) or [`LATENCY_RESOLUTION`] (5% of latency): information finer than that changes
+//!   no decision, so a rate already known to ±0.01% is not worth learning to ±0.001%, while one
+//!   known only to ±30% is worth several bits.
 //! - y_e⁰ is what the same requests would show *without* the fault (the baseline draws): normal
 //!   traffic teaches that anyway, so only what the fault adds counts.
+//! - A candidate's failures and latency are counted as separate targets: where a timeout moves
+//!   both, learning it counts twice. Latency counts for systems whose traces carry no errors at
+//!   all (whose every experiment would otherwise be worth nothing) and for retries and
+//!   timeouts that change how long requests take more than whether they fail.
 //!
 //! An experiment that settles a parameter many predictions hang on (a timeout every slow call
 //! meets, the timeout habits every unseen timeout is drawn from, a fallback every outage behind
@@ -41,6 +51,10 @@
 /// resolution (their noise is at least its square): learning a rate of 0.1% ± 0.01% to
 /// ± 0.001% is worth next to nothing, learning one of 40% ± 30% is worth several bits.
 pub const RESOLUTION: f64 = 0.01;
+
+/// How precisely a candidate's latency is worth knowing, as a natural-log ratio: 5%. A median
+/// known to ±1% is not worth refining; one that a timeout may cut in half or not is.
+pub const LATENCY_RESOLUTION: f64 = 0.05;
 
 /// Binary entropy in bits.
 pub fn binary_entropy(p: f64) -> f64 {
@@ -104,37 +118,101 @@ impl Observable {
     }
 }
 
-/// The share of a target's variance that a linear fit on `x` across draws explains (both
-/// sides' observation noise included), with the chance fit of few draws removed (the adjusted
-/// R², `1 − (1 − R²)(S − 1)/(S − 2)`), in [0, 1).
-fn explained(x: &Observable, t: &Observable) -> f64 {
+/// The share of a target's variance that a linear fit on the outcomes `xs` explains (every
+/// side's observation noise included, each outcome's independent of the others'), with the
+/// chance fit of few draws removed (the adjusted R², `1 − (1 − R²)(S − 1)/(S − k − 1)` for
+/// k outcomes), in [0, 1).
+fn explained(xs: &[Observable], t: &Observable) -> f64 {
     let s = t.centred.len() as f64;
-    let (dx, dt) = (x.var + x.noise, t.var + t.noise);
-    if dx <= 0.0 || dt <= 0.0 || s < 3.0 {
+    let dt = t.var + t.noise;
+    // Outcomes that never vary and are never noisy carry nothing (and would make the
+    // system singular).
+    let xs: Vec<&Observable> = xs
+        .iter()
+        .filter(|x| x.centred.len() == t.centred.len() && x.var + x.noise > 0.0)
+        .collect();
+    let k = xs.len();
+    if k == 0 || dt <= 0.0 || s < k as f64 + 2.0 {
         return 0.0;
     }
-    let c = x.cov(t);
-    let r2 = (c * c / dx / dt).clamp(0.0, 1.0);
-    (1.0 - (1.0 - r2) * (s - 1.0) / (s - 2.0)).clamp(0.0, 1.0 - 1e-12)
+    // Normal equations of the best linear predictor: A w = b, A the outcomes' covariance
+    // (noise on the diagonal), b their covariance with the target; R² = b·w / var(target).
+    let mut a: Vec<Vec<f64>> = xs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            xs.iter()
+                .enumerate()
+                .map(|(j, y)| x.cov(y) + if i == j { x.noise } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    // A ridge far below any noise keeps outcomes that repeat each other solvable.
+    let ridge = a
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r[i])
+        .fold(0.0f64, f64::max)
+        * 1e-9;
+    for (i, r) in a.iter_mut().enumerate() {
+        r[i] += ridge;
+    }
+    let b: Vec<f64> = xs.iter().map(|x| x.cov(t)).collect();
+    let Some(w) = solve(&mut a, b.clone()) else {
+        return 0.0;
+    };
+    let r2 = (b.iter().zip(&w).map(|(b, w)| b * w).sum::<f64>() / dt).clamp(0.0, 1.0);
+    (1.0 - (1.0 - r2) * (s - 1.0) / (s - k as f64 - 1.0)).clamp(0.0, 1.0 - 1e-12)
 }
 
-/// Expected information, in bits, that an experiment's outcome gives about the targets (what
-/// every candidate experiment would show) beyond what the same requests would give without the
-/// fault: Σ over targets of [I(faulted; target) − I(normal; target)]⁺ (normal traffic teaches
-/// the rest anyway).
+/// Solves `a x = b` for a small symmetric positive semi-definite `a` (Gaussian elimination
+/// with partial pivoting); `None` when `a` is singular.
+fn solve(a: &mut [Vec<f64>], mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    let scale = (0..n).map(|i| a[i][i].abs()).fold(0.0f64, f64::max);
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() <= scale * 1e-12 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..n {
+            let f = a[row][col] / a[col][col];
+            let (above, below) = a.split_at_mut(row);
+            for (x, p) in below[0][col..].iter_mut().zip(&above[col][col..]) {
+                *x -= f * p;
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for row in (0..n).rev() {
+        let tail: f64 = (row + 1..n).map(|c| a[row][c] * x[c]).sum();
+        x[row] = (b[row] - tail) / a[row][row];
+    }
+    Some(x)
+}
+
+/// Expected information, in bits, that an experiment's outcome (the quantities `faulted`: its
+/// failure rate, its latencies) gives about the targets (what every candidate experiment would
+/// show) beyond what the same requests would give without the fault (`normal`, the same
+/// quantities): Σ over targets of [I(faulted; target) − I(normal; target)]⁺ (normal traffic
+/// teaches the rest anyway).
 ///
 /// Gaussian approximation across posterior draws: I(X; T) = −½ log2(1 − R²), R² the share of
-/// the target's variance a linear fit on X explains (observation noise on both sides included,
+/// the target's variance a linear fit on X explains (observation noise on every side included,
 /// the chance fit of few draws removed). With S draws, unrelated quantities
 /// correlate by chance; that is not information, and the adjustment takes it out on average.
 pub fn predictive_information(
-    faulted: &Observable,
-    normal: &Observable,
+    faulted: &[Observable],
+    normal: &[Observable],
     targets: &[Observable],
 ) -> f64 {
+    let draws = faulted.first().map_or(0, |f| f.centred.len());
     targets
         .iter()
-        .filter(|t| t.centred.len() == faulted.centred.len() && t.var > 0.0)
+        .filter(|t| t.centred.len() == draws && t.var > 0.0)
         .map(|t| {
             let with_fault = explained(faulted, t);
             let without = explained(normal, t);
@@ -179,18 +257,36 @@ mod tests {
         // R² = ½ × ½ = ¼, so I = −½ log2(¾); the normal outcome says nothing.
         let t = Observable::new(&rates, var).unwrap();
         let y = Observable::new(&rates, var).unwrap();
-        let i = predictive_information(&y, &flat, std::slice::from_ref(&t));
+        let i = predictive_information(
+            std::slice::from_ref(&y),
+            std::slice::from_ref(&flat),
+            std::slice::from_ref(&t),
+        );
         let want = -0.5 * 0.75f64.log2();
         assert!((i - want).abs() < 0.01, "{i} vs {want}");
         // Two targets, twice the information; an outcome that never varies teaches nothing.
-        let two = predictive_information(&y, &flat, &[t.clone(), t.clone()]);
+        let two = predictive_information(
+            std::slice::from_ref(&y),
+            std::slice::from_ref(&flat),
+            &[t.clone(), t.clone()],
+        );
         assert!((two - 2.0 * i).abs() < 1e-9);
         assert_eq!(
-            predictive_information(&flat, &flat, std::slice::from_ref(&t)),
+            predictive_information(
+                std::slice::from_ref(&flat),
+                std::slice::from_ref(&flat),
+                std::slice::from_ref(&t)
+            ),
             0.0
         );
         // What the same requests would show without the fault is not counted again.
-        assert!(predictive_information(&y, &y, std::slice::from_ref(&t)) < 1e-6);
+        assert!(
+            predictive_information(
+                std::slice::from_ref(&y),
+                std::slice::from_ref(&y),
+                std::slice::from_ref(&t)
+            ) < 1e-6
+        );
         // An unrelated outcome (independent draws): next to nothing, with few draws too.
         for n in [32, 4000] {
             let y = Observable::new(&some(uniforms(7, n)), 0.0).unwrap();
@@ -198,7 +294,11 @@ mod tests {
             let mut total = 0.0;
             for k in 0..50 {
                 let t = Observable::new(&some(uniforms(100 + k, n)), 0.0).unwrap();
-                total += predictive_information(&y, &normal, &[t]);
+                total += predictive_information(
+                    std::slice::from_ref(&y),
+                    std::slice::from_ref(&normal),
+                    &[t],
+                );
             }
             assert!(
                 total / 50.0 < 0.03,
@@ -206,5 +306,41 @@ mod tests {
                 total / 50.0
             );
         }
+    }
+
+    #[test]
+    fn two_outcomes_tell_what_each_alone_cannot() {
+        let n = 4000;
+        let some = |v: Vec<f64>| v.into_iter().map(Some).collect::<Vec<_>>();
+        let a = uniforms(11, n);
+        let b = uniforms(12, n);
+        let sum: Vec<f64> = a.iter().zip(&b).map(|(a, b)| a + b).collect();
+        let var_sum = Observable::new(&some(sum.clone()), 0.0).unwrap().var;
+        // The target is seen with noise of 1% of its spread: R² ≈ 1/1.01 from both outcomes.
+        let t = Observable::new(&some(sum), var_sum * 0.01).unwrap();
+        let x1 = Observable::new(&some(a.clone()), 0.0).unwrap();
+        let x2 = Observable::new(&some(b), 0.0).unwrap();
+        let flat = Observable::new(&vec![Some(0.5); n], 0.0).unwrap();
+        let both = predictive_information(
+            &[x1.clone(), x2],
+            &[flat.clone(), flat.clone()],
+            std::slice::from_ref(&t),
+        );
+        let want = -0.5 * (1.0 - 1.0 / 1.01f64).log2();
+        assert!((both - want).abs() < 0.1, "{both} vs {want}");
+        // One of the two explains half the target's variance (about 0.5 bits).
+        let one = predictive_information(
+            std::slice::from_ref(&x1),
+            std::slice::from_ref(&flat),
+            std::slice::from_ref(&t),
+        );
+        assert!((one - 0.5).abs() < 0.05, "{one}");
+        // An outcome repeated adds nothing (and does not make the fit singular).
+        let twice = predictive_information(
+            &[x1.clone(), x1.clone()],
+            &[flat.clone(), flat.clone()],
+            std::slice::from_ref(&t),
+        );
+        assert!((twice - one).abs() < 1e-3, "{twice} vs {one}");
     }
 }

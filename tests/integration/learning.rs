@@ -31,34 +31,42 @@ fn experiments_teach_the_model_and_augur_beats_a_script() {
         "{} candidates",
         truth.candidates.len()
     );
+    // Two seeds (each its own learning traffic, experiment traces and random draws): one seed
+    // at this small scale decides between near-equal experiments by simulation noise.
+    let seeds = [0u64, 1];
     let mut last = Vec::new();
     for s in [Strategy::Augur, Strategy::Random, Strategy::RoundRobin] {
-        let c = run(&cfg, s, 0, &truth);
-        eprintln!(
-            "{:>11}: MAE {:?} after {:?}",
-            s.name(),
-            c.mae
-                .iter()
-                .map(|m| (m * 1e4).round() / 1e4)
-                .collect::<Vec<_>>(),
-            c.chosen
-        );
-        assert_eq!(c.mae.len(), 4);
-        assert_eq!(c.chosen.len(), 3);
-        last.push((s, c.mae[0], c.mae[3]));
+        let (mut start, mut end) = (0.0, 0.0);
+        for seed in seeds {
+            let c = run(&cfg, s, seed, &truth);
+            eprintln!(
+                "{:>11} seed {seed}: MAE {:?} after {:?}",
+                s.name(),
+                c.mae
+                    .iter()
+                    .map(|m| (m * 1e4).round() / 1e4)
+                    .collect::<Vec<_>>(),
+                c.chosen
+            );
+            assert_eq!(c.mae.len(), 4);
+            assert_eq!(c.chosen.len(), 3);
+            start += c.mae[0] / seeds.len() as f64;
+            end += c.mae[3] / seeds.len() as f64;
+        }
+        last.push((s, start, end));
     }
-    // Every run starts from the same model.
+    // Every strategy starts from the same models.
     assert!(last
         .iter()
         .all(|(_, start, _)| (start - last[0].1).abs() < 1e-12));
     let (_, start, augur) = last[0];
     let (_, _, random) = last[1];
     let (_, _, script) = last[2];
+    eprintln!("mean over seeds: start {start:.4}, augur {augur:.4}, random {random:.4}, round-robin {script:.4}");
     // augur's experiments teach the model what matters for its predictions...
     assert!(augur < start * 0.6, "augur: {start:.4} -> {augur:.4}");
     // ...more than a script killing services one after another, and clearly more than chance
-    // (measured: 0.44 of random's error after three experiments on this seed; the benchmark's
-    // figures over more seeds are in docs/ACCURACY.md).
+    // (the benchmark's figures over more seeds and steps are in docs/ACCURACY.md).
     assert!(
         augur < script,
         "augur {augur:.4} vs round-robin {script:.4}"
