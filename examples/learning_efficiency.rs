@@ -11,7 +11,8 @@
 //! `tests/integration/learning_loop.rs`, which the test suite runs on a smaller scale.
 //!
 //! `AUGUR_TRUTH_TRACES` (default 3,000) and `AUGUR_SIM_REQUESTS` (2,000) set the traces per
-//! candidate for the truth and the requests simulated per draw.
+//! candidate for the truth and the requests simulated per draw; `AUGUR_STRATEGIES` (names,
+//! comma-separated, e.g. `augur plan,random`) runs only some of the strategies.
 //!
 //! Diagnostics: `AUGUR_ONE_STEP=1` prints, for every candidate, augur's value in bits beside the
 //! error reduction it would really bring as the first experiment (an oracle's view);
@@ -66,6 +67,16 @@ fn main() {
             seed: 11,
         },
     };
+    let strategies: Vec<Strategy> = match std::env::var("AUGUR_STRATEGIES") {
+        Ok(names) => {
+            let names: Vec<&str> = names.split(',').map(str::trim).collect();
+            Strategy::ALL
+                .into_iter()
+                .filter(|s| names.contains(&s.name()))
+                .collect()
+        }
+        Err(_) => Strategy::ALL.to_vec(),
+    };
     let started = std::time::Instant::now();
     let base = learning_loop::base_model(&cfg, 0).view();
     let truth = truth(&cfg, &base);
@@ -117,7 +128,7 @@ fn main() {
     }
     let mut curves: Vec<Curve> = Vec::new();
     for seed in 0..seeds {
-        for s in [Strategy::Augur, Strategy::Random, Strategy::RoundRobin] {
+        for &s in &strategies {
             let c = run(&cfg, s, seed, &truth);
             eprintln!(
                 "seed {seed} {:>11}: MAE {}  chose {}",
@@ -141,7 +152,7 @@ fn main() {
     );
     println!("|---|{}", "---:|".repeat(steps + 1));
     let mut means = Vec::new();
-    for s in [Strategy::Augur, Strategy::Random, Strategy::RoundRobin] {
+    for &s in &strategies {
         let of: Vec<&Curve> = curves.iter().filter(|c| c.strategy == s).collect();
         let m = mean_curve(&of);
         println!(
@@ -173,7 +184,7 @@ fn main() {
                 .join(" | ")
         );
         println!("|---|{}", "---:|".repeat(steps + 1));
-        for s in [Strategy::Augur, Strategy::Random, Strategy::RoundRobin] {
+        for &s in &strategies {
             let cs: Vec<&Curve> = curves.iter().filter(|c| c.strategy == s).collect();
             let m = learning_loop::mean_of(&cs, of);
             println!(
@@ -231,7 +242,7 @@ fn svg(title: &str, means: &[(Strategy, Vec<f64>)]) -> String {
             y(v) + 4.0
         ));
     }
-    let colours = ["#c0392b", "#7f8c8d", "#2980b9"];
+    let colours = ["#c0392b", "#e67e22", "#7f8c8d", "#2980b9"];
     for (i, (strategy, m)) in means.iter().enumerate() {
         let points: Vec<String> = m
             .iter()
@@ -240,11 +251,11 @@ fn svg(title: &str, means: &[(Strategy, Vec<f64>)]) -> String {
             .collect();
         s.push_str(&format!(
             "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n<text x=\"{}\" y=\"{}\" fill=\"{}\">{}</text>\n",
-            colours[i % 3],
+            colours[i % colours.len()],
             points.join(" "),
             w - right + 8.0,
             top + 16.0 * i as f64 + 10.0,
-            colours[i % 3],
+            colours[i % colours.len()],
             strategy.name()
         ));
     }

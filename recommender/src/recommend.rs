@@ -202,8 +202,10 @@ pub fn requests_per_endpoint(view: &View, duration_s: f64) -> Vec<(String, f64, 
         .collect()
 }
 
-/// The model's evidence about the calls into a fault's target, in words.
-fn evidence(view: &View, target: &str) -> String {
+/// The model's evidence about the calls into a fault's target, in words: for a latency fault,
+/// what it knows of their timeouts; for the others, of their failures.
+fn evidence(view: &View, spec: &FaultSpec) -> String {
+    let target = spec.target.as_str();
     let callee = target.rsplit("->").next().unwrap_or(target);
     let into: Vec<_> = view
         .edges
@@ -222,6 +224,40 @@ fn evidence(view: &View, target: &str) -> String {
     }) else {
         return format!("nothing calls {callee}");
     };
+    if matches!(
+        spec.kind,
+        FaultKind::AddLatencyMs(_) | FaultKind::ScaleSelf(_)
+    ) {
+        // The busiest call into the target whose timeout is not known, else the busiest.
+        let Some(e) = into
+            .iter()
+            .max_by_key(|e| (e.timeout.is_none(), e.calls, std::cmp::Reverse(&e.from)))
+        else {
+            return format!("nothing calls {callee}");
+        };
+        return match &e.timeout {
+            Some(t) => format!(
+                "{} -> {} times out at {:.0} ms [{:.0}, {:.0}]",
+                e.from, e.to, t.median_ms, t.lo_ms, t.hi_ms
+            ),
+            None => {
+                let sync = view
+                    .edges
+                    .iter()
+                    .filter(|e| e.mode != augur_model::Mode::Asynchronous);
+                let (seen, sites) = sync.fold((0, 0), |(s, n), e| {
+                    (s + usize::from(e.timeout.is_some()), n + 1)
+                });
+                let habits = format!(" (timeouts seen at {seen} of {sites} call sites)");
+                format!(
+                    "no timeout seen on {} -> {}: its calls ran up to {:.0} ms uncut{habits}",
+                    e.from,
+                    e.to,
+                    e.stats.longest_attempt_ns() / 1e6
+                )
+            }
+        };
+    }
     let p = &e.p_propagate;
     let sd = p.distribution().map_or(0.0, |b| b.std_dev());
     format!(
@@ -637,7 +673,7 @@ pub fn assess(
     });
     let why = format!(
         "{}; {effect}{spec} would teach {value_bits:.2} bits about what the candidate experiments would show{budget_note}{stale_note}",
-        evidence(view, &spec.target)
+        evidence(view, spec)
     );
     Experiment {
         fault: spec.to_string(),

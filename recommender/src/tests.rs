@@ -504,3 +504,80 @@ fn latency_outcomes_are_worth_bits_where_no_request_fails() {
     assert!(related > 4.0, "related {related}");
     assert!(known < 0.05, "known {known}");
 }
+
+#[test]
+fn a_plan_does_not_pay_twice_for_the_same_lesson() {
+    // Three latency experiments: two hang on the same uncertain timeout (their outcomes move
+    // together across the draws), the third on another one.
+    let s = 64;
+    let base = (0.0, 10.0, 30.0);
+    let hanging = |k: usize, on: usize, short: f64, long: f64| {
+        if (k / on).is_multiple_of(2) {
+            (0.0, short, 3.0 * short)
+        } else {
+            (0.0, long, 3.0 * long)
+        }
+    };
+    let a = predicted((0..s).map(|k| hanging(k, 1, 40.0, 120.0)).collect(), base);
+    let twin = predicted((0..s).map(|k| hanging(k, 1, 45.0, 200.0)).collect(), base);
+    let other = predicted((0..s).map(|k| hanging(k, 2, 30.0, 60.0)).collect(), base);
+    let all = vec![vec![a], vec![twin], vec![other]];
+    let endpoints = vec![("web op".to_string(), 1.0, 6_000.0)];
+    let o = opts();
+    let targets = recommend::targets(&all, &endpoints, &o);
+    let v = model();
+    let names = ["a", "twin", "other"];
+    let experiments = all
+        .iter()
+        .zip(names)
+        .map(|(p, name)| {
+            let spec = augur_simulator::FaultSpec {
+                target: name.into(),
+                kind: FaultKind::AddLatencyMs(500.0),
+            };
+            recommend::assess(&v, &[], &spec, p.clone(), &endpoints, &targets, &o)
+        })
+        .collect();
+    let rec = recommend::Recommendation { experiments };
+    let plan = crate::plan::plan(&rec, &endpoints, 1e9, 3, o.sim.requests);
+    let picked: Vec<&str> = plan.experiments.iter().map(|p| p.fault.as_str()).collect();
+    assert!(plan.experiments.len() >= 2, "{plan:?}");
+    // One of the twins first (each teaches both twins' latency), then the other lesson.
+    assert!(
+        picked[0].starts_with("a:") || picked[0].starts_with("twin:"),
+        "{picked:?}"
+    );
+    assert!(picked[1].starts_with("other:"), "{picked:?}");
+    let second = &plan.experiments[1];
+    assert!(
+        second.marginal_bits > 0.8 * second.value_bits,
+        "a new lesson keeps its value: {second:?}"
+    );
+    // The second twin, if chosen at all, adds next to nothing.
+    if let Some(third) = plan.experiments.get(2) {
+        assert!(third.marginal_bits < 0.1 * third.value_bits, "{third:?}");
+    }
+}
+
+#[test]
+fn why_speaks_of_timeouts_for_latency_and_of_failures_otherwise() {
+    let v = model();
+    let why = |kind| {
+        let spec = augur_simulator::FaultSpec {
+            target: "geo".into(),
+            kind,
+        };
+        value_of(&v, &[], &spec, &opts()).unwrap().why
+    };
+    let slow = why(FaultKind::AddLatencyMs(500.0));
+    assert!(
+        slow.starts_with("no timeout seen on web op -> geo op: its calls ran up to 3 ms uncut"),
+        "{slow}"
+    );
+    assert!(slow.contains("timeouts seen at 0 of"), "{slow}");
+    let down = why(FaultKind::Down);
+    assert!(
+        down.starts_with("0 natural failures of web op -> geo op seen"),
+        "{down}"
+    );
+}

@@ -26,6 +26,9 @@ use augur_simulator::{simulate_many, FaultSpec, SimOptions};
 pub enum Strategy {
     /// augur's top recommendation (ledger staleness included).
     Augur,
+    /// `augur plan` before any experiment: the whole set chosen at once from the starting
+    /// model (a night's plan), run in its order without re-planning.
+    Plan,
     /// A candidate drawn uniformly at random.
     Random,
     /// The next service, `down` (a script library's chaos schedule).
@@ -33,9 +36,18 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// Every strategy, in the order reports show them.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Augur,
+        Strategy::Plan,
+        Strategy::Random,
+        Strategy::RoundRobin,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Augur => "augur",
+            Strategy::Plan => "augur plan",
             Strategy::Random => "random",
             Strategy::RoundRobin => "round-robin",
         }
@@ -299,9 +311,16 @@ pub fn run(cfg: &LoopConfig<'_>, strategy: Strategy, seed: u64, truth: &Truth) -
         surprising_tested: vec![0],
         timeouts_known: vec![timeouts_known(cfg.world, &start)],
     };
+    let mut planned: Vec<FaultSpec> = Vec::new();
     for step in 0..cfg.steps {
         let view = model.view();
         let spec = match strategy {
+            Strategy::Plan => {
+                if step == 0 {
+                    planned = plan_at_once(cfg, &view, truth);
+                }
+                planned[step.min(planned.len() - 1)].clone()
+            }
             Strategy::Augur => {
                 let opts = Options {
                     scope: Scope::Service,
@@ -346,6 +365,31 @@ pub fn run(cfg: &LoopConfig<'_>, strategy: Strategy, seed: u64, truth: &Truth) -
         curve.timeouts_known.push(timeouts_known(cfg.world, &now));
     }
     curve
+}
+
+/// `augur plan` from `view` for `cfg.steps` experiments with no budget to speak of, filled up
+/// from the ranking when the plan stops early (nothing left adds value).
+fn plan_at_once(cfg: &LoopConfig<'_>, view: &View, truth: &Truth) -> Vec<FaultSpec> {
+    let opts = Options {
+        scope: Scope::Service,
+        sim: cfg.sim.clone(),
+        ..Options::default()
+    };
+    let rec =
+        augur_recommender::recommend::recommend(view, &[], &opts).expect("the candidates simulate");
+    let endpoints = augur_recommender::recommend::requests_per_endpoint(view, opts.duration_s);
+    let plan = augur_recommender::plan::plan(&rec, &endpoints, 1e15, cfg.steps, opts.sim.requests);
+    let mut out: Vec<FaultSpec> = Vec::new();
+    let ranked = rec.experiments.iter().map(|e| &e.fault);
+    for fault in plan.experiments.iter().map(|e| &e.fault).chain(ranked) {
+        if let Ok(f) = fault.parse::<FaultSpec>() {
+            if truth.candidates.contains(&f) && !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    out.truncate(cfg.steps.max(1));
+    out
 }
 
 /// The MAE after one experiment with each candidate from the starting model (what an oracle
