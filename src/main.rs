@@ -169,9 +169,10 @@ enum Command {
     /// Candidates: every target in --scope (service: services and uninstrumented peers;
     /// operation: also single operations; edge: also single call sites) × down, error=0.1,
     /// error=0.5, latency=+100ms, latency=+500ms, plus the intents' faults. value_bits is the
-    /// expected information gain about the model's uncertain parameters (from the failures the
-    /// experiment would show at each endpoint, weighted by its traffic) plus, for each intent the
-    /// fault bears on, priority × the entropy of P(holds). harm is the 95% upper bound of extra
+    /// expected information its outcome (the failures and the median and p99 latency it would
+    /// show, endpoints weighted by traffic) gives about what every candidate would show, beyond
+    /// what normal traffic shows anyway, plus, for each intent the fault bears on, priority ×
+    /// the entropy of P(holds) (docs/INTENTS.md). harm is the 95% upper bound of extra
     /// failed user requests and of the p99 increase over --duration; with --error-budget an
     /// experiment over budget is scaled down in traffic share, or marked unsafe with why.
     /// The JSON form is a contract: {"experiments":[{"fault","value_bits","intents":[{"id",
