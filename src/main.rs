@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use augur_ingest::{IngestReport, ReadOptions, SpanBatch};
-use augur_model::{BuildOptions, Model, ModelBuilder};
+use augur_model::{BuildOptions, ExperimentTraces, Model, ModelBuilder};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod demo;
@@ -80,6 +80,12 @@ enum Command {
         /// span. Raise it when spans of one trace are spread far apart in the input.
         #[arg(long, value_name = "SPANS", default_value_t = augur_model::DEFAULT_TRACE_WINDOW)]
         trace_window: usize,
+        /// Learn experiments' traces as normal traffic too. By default a trace with a span
+        /// carrying the `augur.experiment` attribute (recorded while that fault was injected)
+        /// is left out and counted: an injected fault is not how the system normally behaves,
+        /// and `augur outcome` is what learns from it.
+        #[arg(long)]
+        include_experiments: bool,
         /// Print the summary as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -615,12 +621,20 @@ fn run(cli: Cli) -> Result<()> {
             into,
             read,
             trace_window,
+            include_experiments,
             json,
         } => {
             if trace_window == 0 {
                 bail!("--trace-window must be at least 1");
             }
-            let opts = BuildOptions { trace_window };
+            let opts = BuildOptions {
+                trace_window,
+                experiments: if include_experiments {
+                    ExperimentTraces::Learn
+                } else {
+                    ExperimentTraces::SetAside
+                },
+            };
             // Read the old model first, so a bad one stops us before the traces are read.
             let base = match &into {
                 Some(path) if path.exists() => Some(Model::load(path)?),
@@ -1145,6 +1159,10 @@ impl LearnSummary {
             (
                 q.links_unmatched,
                 "consumer spans linked to a producer span never seen",
+            ),
+            (
+                q.experiment_traces,
+                "traces of experiments left out (a span carried augur.experiment: record them with augur outcome, or learn them with --include-experiments)",
             ),
         ];
         for (n, what) in issues {

@@ -39,7 +39,7 @@ pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
         None => Vec::new(),
     };
     augur_recommender::outcome::fault_scope(&view, &spec)?;
-    let (observed, _) = learn(a.traces, a.read, BuildOptions::default())
+    let (observed, _) = learn(a.traces, a.read, BuildOptions::learning_experiments())
         .context("learning the experiment's traces")?;
     drop(view);
     let progress = Progress::spinner("predicting the experiment, comparing, refining the model");

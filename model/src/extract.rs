@@ -76,12 +76,39 @@ pub struct BuildOptions {
     /// trace; if its parent went with the finished part it is counted in
     /// [`TraceQuality::missing_parents`](crate::TraceQuality::missing_parents).
     pub trace_window: usize,
+    /// What to do with the traces of experiments (a span carrying the `augur.experiment`
+    /// attribute: the fault that was active).
+    pub experiments: ExperimentTraces,
+}
+
+/// What a model does with the traces recorded while an experiment's fault was active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExperimentTraces {
+    /// Left out of the model and counted in
+    /// [`TraceQuality::experiment_traces`](crate::TraceQuality::experiment_traces): an injected
+    /// fault is not the system's normal behaviour (its traces are an outcome's evidence,
+    /// `augur outcome`).
+    #[default]
+    SetAside,
+    /// Learned like any other trace (an outcome's own traces, a backtest's windows).
+    Learn,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             trace_window: DEFAULT_TRACE_WINDOW,
+            experiments: ExperimentTraces::SetAside,
+        }
+    }
+}
+
+impl BuildOptions {
+    /// The defaults, learning experiments' traces too.
+    pub fn learning_experiments() -> Self {
+        BuildOptions {
+            experiments: ExperimentTraces::Learn,
+            ..BuildOptions::default()
         }
     }
 }
@@ -286,7 +313,8 @@ impl ModelBuilder {
             s.http_route = None;
             s.rpc_method = None;
             s.error_type = None;
-            s.experiment = None;
+            // Only whether an experiment was active matters here (not which one).
+            s.experiment = s.experiment.map(|_| 0);
             self.quality.spans += 1;
             let w = Window {
                 first_ns: s.start_ns,
@@ -480,6 +508,13 @@ impl ModelBuilder {
 
     /// Links one trace's spans and folds them into the statistics.
     fn fold_trace(&mut self, spans: &mut Vec<Span>) {
+        if self.opts.experiments == ExperimentTraces::SetAside
+            && spans.iter().any(|s| s.experiment.is_some())
+        {
+            self.quality.experiment_traces += 1;
+            self.quality.experiment_spans += spans.len() as u64;
+            return;
+        }
         self.quality.traces += 1;
         let mut sc = std::mem::take(&mut self.scratch);
         let n = spans.len();
@@ -1224,6 +1259,55 @@ mod tests {
     }
 
     #[test]
+    fn an_experiments_traces_are_set_aside_unless_asked_for() {
+        use SpanKind::*;
+        // Trace 1 is normal; in trace 2 (an experiment) the callee's failure is injected, and
+        // only one span of it says so (the attribute may sit on any span of the trace).
+        let mut spans = vec![
+            span(1, 1, None, "web", "GET /", Server, 0, 10),
+            span(1, 2, Some(1), "web", "call api", Client, 1, 5),
+            span(1, 3, Some(2), "api", "get", Server, 2, 4),
+            span(2, 1, None, "web", "GET /", Server, 0, 10),
+            span(2, 2, Some(1), "web", "call api", Client, 1, 5),
+            span(2, 3, Some(2), "api", "get", Server, 2, 4),
+        ];
+        spans[4].status = 2;
+        spans[5].status = 2;
+        spans[5].experiment = Some("api:error=1".into());
+        let learn = |opts: BuildOptions| {
+            let mut batch = SpanBatch::new();
+            for s in &spans {
+                batch.push_owned(s);
+            }
+            let mut b = ModelBuilder::new(opts);
+            b.add_batch(&batch);
+            b.finish()
+        };
+        let aside = learn(BuildOptions::default());
+        assert_eq!(aside.quality.traces, 1);
+        assert_eq!(
+            (
+                aside.quality.experiment_traces,
+                aside.quality.experiment_spans
+            ),
+            (1, 3)
+        );
+        assert_eq!(aside.quality.spans, 6, "spans read, all of them");
+        let e = aside.view();
+        let e = e.edge("web GET /", "api get").expect("the normal call");
+        assert_eq!((e.calls, e.failed), (1, 0));
+        let all = learn(BuildOptions::learning_experiments());
+        assert_eq!((all.quality.traces, all.quality.experiment_traces), (2, 0));
+        let v = all.view();
+        let e = v.edge("web GET /", "api get").expect("both calls");
+        assert_eq!((e.calls, e.failed), (2, 1));
+        // The counts merge.
+        let mut twice = aside.clone();
+        twice.merge(&aside);
+        assert_eq!(twice.quality.experiment_traces, 2);
+    }
+
+    #[test]
     fn a_consumer_linked_from_its_own_trace_is_the_producers_callee_in_either_order() {
         use SpanKind::*;
         let mut producer = span(1, 2, Some(1), "shop", "publish", Producer, 10, 11);
@@ -1234,7 +1318,10 @@ mod tests {
         let receive = vec![consumer];
         for (first, second) in [(&send, &receive), (&receive, &send)] {
             // A window of one span: each trace is folded before the other arrives.
-            let mut b = ModelBuilder::new(BuildOptions { trace_window: 1 });
+            let mut b = ModelBuilder::new(BuildOptions {
+                trace_window: 1,
+                ..BuildOptions::default()
+            });
             for part in [first, second] {
                 let mut batch = SpanBatch::new();
                 for s in part.iter() {
@@ -1438,7 +1525,10 @@ mod tests {
                 b.add_batch(&batch);
             }
         };
-        let opts = BuildOptions { trace_window: 1000 };
+        let opts = BuildOptions {
+            trace_window: 1000,
+            ..BuildOptions::default()
+        };
         let mut whole = ModelBuilder::new(opts.clone());
         feed(&mut whole, &spans);
         let whole = whole.finish();
@@ -1468,7 +1558,10 @@ mod tests {
         let b = span(1, 2, Some(1), "a", "call", Client, 1, 9);
         let c = span(1, 3, Some(2), "b", "y", Server, 2, 8);
         let other = span(2, 1, None, "z", "root", Server, 0, 1);
-        let mut builder = ModelBuilder::new(BuildOptions { trace_window: 3 });
+        let mut builder = ModelBuilder::new(BuildOptions {
+            trace_window: 3,
+            ..BuildOptions::default()
+        });
         for s in [&c, &other, &a, &b] {
             let mut batch = SpanBatch::new();
             batch.push_owned(s);
@@ -1487,7 +1580,10 @@ mod tests {
         let others: Vec<OwnedSpan> = (0..5u8)
             .map(|t| span(10 + t, 1, None, "z", "root", Server, 0, 1))
             .collect();
-        let mut builder = ModelBuilder::new(BuildOptions { trace_window: 3 });
+        let mut builder = ModelBuilder::new(BuildOptions {
+            trace_window: 3,
+            ..BuildOptions::default()
+        });
         let mut feed = |s: &OwnedSpan| {
             let mut batch = SpanBatch::new();
             batch.push_owned(s);

@@ -65,7 +65,7 @@ pub use diff::{
     diff, ks_test, BehaviourChange, Drift, EdgeRef, LatencyShift, PropagationMove, LATENCY_ALPHA,
     LATENCY_MIN_SAMPLES, LATENCY_MIN_SHIFT, TIMEOUT_SHIFT,
 };
-pub use extract::{BuildOptions, ModelBuilder, DEFAULT_TRACE_WINDOW};
+pub use extract::{BuildOptions, ExperimentTraces, ModelBuilder, DEFAULT_TRACE_WINDOW};
 pub use model::{
     CallSite, CallStats, Graph, GraphEdge, GraphNode, Model, Operation, TraceQuality, Unarrived,
     Window, MAX_PER_INVOCATION, OLDEST_READABLE_VERSION, SCHEMA_VERSION,

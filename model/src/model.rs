@@ -49,6 +49,14 @@ pub struct TraceQuality {
     /// input): their message is not placed on a producer's call.
     #[serde(default)]
     pub links_unmatched: u64,
+    /// Traces left out because a span carried `augur.experiment` (recorded while an
+    /// experiment's fault was active: `augur outcome` learns from them, normal learning does
+    /// not; [`crate::ExperimentTraces`]).
+    #[serde(default)]
+    pub experiment_traces: u64,
+    /// Their spans (counted in `spans` too, as read).
+    #[serde(default)]
+    pub experiment_spans: u64,
 }
 
 impl TraceQuality {
@@ -65,6 +73,8 @@ impl TraceQuality {
         self.clients_without_peer += o.clients_without_peer;
         self.traces_cut_by_window += o.traces_cut_by_window;
         self.links_unmatched += o.links_unmatched;
+        self.experiment_traces += o.experiment_traces;
+        self.experiment_spans += o.experiment_spans;
     }
 }
 

@@ -402,7 +402,10 @@ pub fn run(
     }
     let in_any_window = |t: i64| experiments.iter().any(|e| t >= e.start_ns && t < e.end_ns);
     let learn = |keep: &dyn Fn(i64) -> bool, extra: bool| -> Model {
-        let mut b = ModelBuilder::new(BuildOptions::default());
+        // The windows are chosen by the labels' times: traces tagged with an experiment are
+        // learned like the rest (the window's are what is compared; the baseline excludes
+        // every window by time).
+        let mut b = ModelBuilder::new(BuildOptions::learning_experiments());
         for batch in spans {
             let mut part = SpanBatch {
                 strings: batch.strings.clone(),

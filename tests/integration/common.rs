@@ -75,7 +75,8 @@ pub fn read_spans(path: &Path) -> (Vec<OwnedSpan>, IngestReport) {
 /// Learns from runs of the world (each with an optional fault) and returns the view and the
 /// truth of all runs together. Self-time truths are the first run's.
 pub fn learn_runs(world: &World, seed: u64, runs: &[(Option<&str>, usize)]) -> (View, GraphTruth) {
-    let mut builder = ModelBuilder::default();
+    // Runs with a fault are learned too (their spans carry `augur.experiment`).
+    let mut builder = ModelBuilder::new(augur_model::BuildOptions::learning_experiments());
     let mut truth: Option<GraphTruth> = None;
     for (k, &(fault, traces)) in runs.iter().enumerate() {
         let mut gen = Generator::new(world, seed + k as u64).unwrap();

@@ -31,7 +31,15 @@ fn generate(dir: &tempfile::TempDir, format: &str, extra: &[&str]) -> (String, s
 /// Learns `file` and returns its graph as (nodes, edges with call counts).
 fn learned(dir: &tempfile::TempDir, file: &str) -> (Nodes, Edges) {
     let model = dir.path().join(format!("{}.model", file.replace('/', "_")));
-    ok(&["learn", file, "--out", model.to_str().unwrap(), "--strict"]);
+    // Experiments' traces too: these tests are about the graph whatever traffic it came from.
+    ok(&[
+        "learn",
+        file,
+        "--out",
+        model.to_str().unwrap(),
+        "--strict",
+        "--include-experiments",
+    ]);
     let (json, _) = ok(&["graph", model.to_str().unwrap(), "--format", "json"]);
     let g: serde_json::Value = serde_json::from_str(&json).unwrap();
     let nodes = g["nodes"]

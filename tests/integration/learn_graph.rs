@@ -374,3 +374,76 @@ fn the_demo_runs_every_stage() {
     let ledger = std::fs::read_to_string(out.join("model.ledger.jsonl")).unwrap();
     assert_eq!(ledger.lines().count(), 1);
 }
+
+#[test]
+fn experiments_traces_are_left_out_of_normal_learning() {
+    // Normal traffic, and traffic recorded while payment was down on purpose (its spans carry
+    // `augur.experiment = payment:down`). Learning both must not teach the model that payment
+    // fails: the injected fault is not its normal behaviour.
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (normal, faulted) = (path("normal.jsonl"), path("faulted.jsonl"));
+    ok(&[
+        "generate", "--world", "shop", "--traces", "300", "--seed", "1", "--out", &normal,
+    ]);
+    ok(&[
+        "generate",
+        "--world",
+        "shop",
+        "--traces",
+        "200",
+        "--seed",
+        "2",
+        "--fault",
+        "payment:down",
+        "--out",
+        &faulted,
+    ]);
+    let edges = |model: &str| -> serde_json::Value {
+        let (json, _) = ok(&["graph", model, "--format", "json"]);
+        let g: serde_json::Value = serde_json::from_str(&json).unwrap();
+        g["edges"].clone()
+    };
+    let (only, both, all) = (path("only.json"), path("both.json"), path("all.json"));
+    ok(&["learn", &normal, "--out", &only]);
+    let (summary, stderr) = ok(&["learn", &normal, &faulted, "--out", &both, "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(s["quality"]["experiment_traces"], 200, "{summary}");
+    assert!(s["quality"]["experiment_spans"].as_u64().unwrap() > 200);
+    assert_eq!(s["traces"], 300, "{summary}");
+    // The text summary says what was left out and what to do with it.
+    let (_, text) = ok(&["learn", &normal, &faulted, "--out", &both]);
+    assert!(
+        text.contains("200 traces of experiments left out")
+            && text.contains("augur outcome")
+            && text.contains("--include-experiments"),
+        "{text}{stderr}"
+    );
+    assert_eq!(edges(&both), edges(&only));
+    // Asked to, it learns them like any traffic: payment's calls then fail.
+    ok(&[
+        "learn",
+        &normal,
+        &faulted,
+        "--out",
+        &all,
+        "--include-experiments",
+    ]);
+    let failed_into_payment = |e: &serde_json::Value| -> u64 {
+        e.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["to"].as_str().unwrap().starts_with("payment"))
+            .map(|e| e["errors"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        failed_into_payment(&edges(&only)),
+        failed_into_payment(&edges(&both))
+    );
+    let (before, after) = (
+        failed_into_payment(&edges(&only)),
+        failed_into_payment(&edges(&all)),
+    );
+    assert!(after > before + 10, "{before} -> {after}");
+}

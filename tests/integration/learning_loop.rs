@@ -152,7 +152,9 @@ fn learn(world: &World, seed: u64, traces: usize, fault: Option<&FaultSpec>) -> 
             )
             .expect("the target is in the world");
     }
-    let mut builder = ModelBuilder::default();
+    // An experiment's traces carry its fault (`augur.experiment`): learned here, as
+    // `augur outcome` does.
+    let mut builder = ModelBuilder::new(augur_model::BuildOptions::learning_experiments());
     let mut left = traces;
     while left > 0 {
         let n = left.min(2_000);

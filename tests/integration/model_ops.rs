@@ -33,7 +33,7 @@ impl Files {
 
     fn learn(&self, inputs: &[&str], model: &str) -> String {
         let out = self.path(model);
-        let mut args = vec!["learn"];
+        let mut args = vec!["learn", "--include-experiments"];
         args.extend_from_slice(inputs);
         args.extend(["--out", &out]);
         ok(&args);
@@ -58,7 +58,7 @@ fn learn_into_and_merge_equal_learning_at_once() {
     // learn --into, one file at a time (the first creates the model).
     let into = f.path("into.json");
     for input in [&y, &x, &z] {
-        ok(&["learn", "--into", &into, input]);
+        ok(&["learn", "--include-experiments", "--into", &into, input]);
     }
     assert!(
         bytes(&into) == bytes(&all),

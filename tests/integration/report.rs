@@ -35,7 +35,15 @@ fn the_nightly_report_renders_in_headless_chromium() {
         &["--fault", "shipping:latency=+200ms"],
     );
     let old = d.join("old.json");
-    ok(&["learn", &old_traces, "--out", old.to_str().unwrap()]);
+    // (The generator tags a fault's spans as an experiment's; here they stand for last month's
+    // normal traffic.)
+    ok(&[
+        "learn",
+        &old_traces,
+        "--out",
+        old.to_str().unwrap(),
+        "--include-experiments",
+    ]);
     // An experiment recorded in the ledger.
     let down = generate_shop(
         d,
