@@ -1242,13 +1242,17 @@ mod tests {
     }
 
     fn build(spans: &[OwnedSpan]) -> crate::View {
+        build_with(spans, BuildOptions::default()).view()
+    }
+
+    fn build_with(spans: &[OwnedSpan], opts: BuildOptions) -> Model {
         let mut batch = SpanBatch::new();
         for s in spans {
             batch.push_owned(s);
         }
-        let mut b = ModelBuilder::default();
+        let mut b = ModelBuilder::new(opts);
         b.add_batch(&batch);
-        b.finish().view()
+        b.finish()
     }
 
     fn edge_list(m: &crate::View) -> Vec<(String, String, u64)> {
@@ -1274,16 +1278,7 @@ mod tests {
         spans[4].status = 2;
         spans[5].status = 2;
         spans[5].experiment = Some("api:error=1".into());
-        let learn = |opts: BuildOptions| {
-            let mut batch = SpanBatch::new();
-            for s in &spans {
-                batch.push_owned(s);
-            }
-            let mut b = ModelBuilder::new(opts);
-            b.add_batch(&batch);
-            b.finish()
-        };
-        let aside = learn(BuildOptions::default());
+        let aside = build_with(&spans, BuildOptions::default());
         assert_eq!(aside.quality.traces, 1);
         assert_eq!(
             (
@@ -1296,7 +1291,7 @@ mod tests {
         let e = aside.view();
         let e = e.edge("web GET /", "api get").expect("the normal call");
         assert_eq!((e.calls, e.failed), (1, 0));
-        let all = learn(BuildOptions::learning_experiments());
+        let all = build_with(&spans, BuildOptions::learning_experiments());
         assert_eq!((all.quality.traces, all.quality.experiment_traces), (2, 0));
         let v = all.view();
         let e = v.edge("web GET /", "api get").expect("both calls");

@@ -285,14 +285,8 @@ fn mean_var(v: &[f64]) -> (f64, f64) {
 /// measurement shrunk away: each draw moves toward the mean so that the spread left is the
 /// spread between draws (the parameters' uncertainty), not the simulation's.
 pub(crate) fn denoise(v: Vec<f64>, simulated: f64) -> Vec<f64> {
-    let (m, var) = mean_var(&v);
-    let noise = m * (1.0 - m) / simulated;
-    let keep = if var > 0.0 {
-        ((var - noise).max(0.0) / var).sqrt()
-    } else {
-        0.0
-    };
-    v.into_iter().map(|x| m + (x - m) * keep).collect()
+    let m = mean_var(&v).0;
+    shrink(v, m * (1.0 - m) / simulated)
 }
 
 /// Per-draw values with measurement noise of variance `noise` shrunk away, each draw moved
@@ -396,11 +390,9 @@ pub(crate) fn log_latency(
 
 /// [`denoise`] keeping each draw in its place (`None` where the endpoint did not run).
 pub(crate) fn denoise_aligned(v: &[Option<(f64, f64, f64)>], simulated: f64) -> Vec<Option<f64>> {
-    let known: Vec<f64> = v.iter().flatten().map(|d| d.0).collect();
-    let mut shrunk = denoise(known, simulated).into_iter();
-    v.iter()
-        .map(|d| d.as_ref().and_then(|_| shrunk.next()))
-        .collect()
+    let rates: Vec<Option<f64>> = v.iter().map(|d| d.map(|d| d.0)).collect();
+    let m = mean_of(&rates);
+    shrink_aligned(&rates, m * (1.0 - m) / simulated)
 }
 
 /// [`shrink`] keeping each draw in its place.
