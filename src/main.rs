@@ -369,8 +369,12 @@ enum Command {
     /// log and synced to disk before it is acknowledged; spans go to the Parquet lake under
     /// STATE/lake and into the model, snapshotted every --snapshot-every seconds and on
     /// SIGTERM/SIGINT to STATE/model.json. A restart resumes from the snapshot and the log.
+    /// Traces whose spans carry augur.experiment (the fault being injected) are kept out of the
+    /// model and wait, by fault, until POST /api/outcome records them; the live model is normal
+    /// traffic's plus the evidence of every outcome in STATE/model.ledger.jsonl.
     /// The API (JSON): GET /api/graph, POST /api/simulate {"faults":[..]}, GET
-    /// /api/recommendations?top=K&scope=.., POST /api/value {"fault":".."}, GET /healthz,
+    /// /api/recommendations?top=K&scope=.., POST /api/value {"fault":".."}, GET
+    /// /api/experiments, POST /api/outcome {"fault":".."}, GET /api/ledger, GET /healthz,
     /// GET /metrics (Prometheus). See docs/SERVE.md.
     Serve(serve::ServeArgs),
     /// Check the model against past experiments: for each, learn from the fault-free traffic

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use augur_model::{BuildOptions, Model};
-use augur_recommender::ledger::{self, LedgerEntry, LEDGER_VERSION};
+use augur_recommender::ledger::{self, LedgerEntry};
 use augur_recommender::outcome::{outcome, OutcomeOptions};
 
 use crate::{emit, learn, Progress, ReadArgs};
@@ -77,15 +77,13 @@ pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
         .refined
         .save(out)
         .with_context(|| format!("saving the refined model to {}", out.display()))?;
-    let scope = augur_recommender::outcome::fault_scope(&result.refined.view(), &spec)?;
-    let entry = LedgerEntry {
-        version: LEDGER_VERSION,
-        recorded_at: augur_ingest::lake::utc_text(now_ns()),
-        traces: a.traces.iter().map(|p| p.display().to_string()).collect(),
-        model: out.display().to_string(),
-        outcome: result.report.clone(),
-        tested: result.refined.neighbourhood(&scope),
-    };
+    let entry = LedgerEntry::of(
+        &result,
+        &spec,
+        augur_ingest::lake::utc_text(now_ns()),
+        a.traces.iter().map(|p| p.display().to_string()).collect(),
+        out.display().to_string(),
+    )?;
     ledger::append(&new_ledger, &entry)?;
     emit(a.json, &result.report, || result.report.to_text())?;
     eprintln!(
@@ -96,7 +94,7 @@ pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
     Ok(())
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

@@ -92,6 +92,10 @@ pub enum ExperimentTraces {
     SetAside,
     /// Learned like any other trace (an outcome's own traces, a backtest's windows).
     Learn,
+    /// Set aside as [`ExperimentTraces::SetAside`] does, and their spans kept, with the
+    /// experiment each names, for [`ModelBuilder::take_set_aside`] (a live server learns each
+    /// experiment's traces on their own, for its outcome).
+    Collect,
 }
 
 impl Default for BuildOptions {
@@ -249,6 +253,8 @@ pub struct ModelBuilder {
     window: Option<Window>,
     quality: TraceQuality,
     scratch: Scratch,
+    /// Spans of experiments' traces set aside, with [`ExperimentTraces::Collect`].
+    set_aside: Vec<Span>,
 }
 
 impl Default for ModelBuilder {
@@ -286,6 +292,7 @@ impl ModelBuilder {
             window: None,
             quality: TraceQuality::default(),
             scratch: Scratch::default(),
+            set_aside: Vec::new(),
         }
     }
 
@@ -313,8 +320,9 @@ impl ModelBuilder {
             s.http_route = None;
             s.rpc_method = None;
             s.error_type = None;
-            // Only whether an experiment was active matters here (not which one).
-            s.experiment = s.experiment.map(|_| 0);
+            // Only whether an experiment was active matters to the model; which one matters
+            // to experiments' traces handed out (rare: the lookup costs nothing otherwise).
+            s.experiment = s.experiment.map(|e| self.sym(batch, e));
             self.quality.spans += 1;
             let w = Window {
                 first_ns: s.start_ns,
@@ -463,21 +471,48 @@ impl ModelBuilder {
             let Some(t) = self.open.get(id) else { continue };
             for_each_block(&self.slab, &self.next_block, t, |_, block| {
                 for s in block {
-                    let mut s = *s;
-                    let mut map = |sym: Sym| {
-                        *remap
-                            .entry(sym)
-                            .or_insert_with(|| out.strings.intern(self.strings.resolve(sym)))
-                    };
-                    s.service = map(s.service);
-                    s.name = map(s.name);
-                    s.peer = s.peer.map(&mut map);
-                    out.spans.push(s);
-                    if let Some(&(t, l)) = self.span_links.get(&(s.trace_id, s.span_id)) {
-                        out.link_last(t, l);
-                    }
+                    self.hand_out(s, &mut out, &mut remap);
                 }
             });
+        }
+        out
+    }
+
+    /// Appends `s` to `out`, its strings re-interned there.
+    fn hand_out(&self, s: &Span, out: &mut SpanBatch, remap: &mut FxHashMap<Sym, Sym>) {
+        let mut s = *s;
+        let mut map = |sym: Sym| {
+            *remap
+                .entry(sym)
+                .or_insert_with(|| out.strings.intern(self.strings.resolve(sym)))
+        };
+        s.service = map(s.service);
+        s.name = map(s.name);
+        s.peer = s.peer.map(&mut map);
+        s.experiment = s.experiment.map(&mut map);
+        out.spans.push(s);
+        if let Some(&(t, l)) = self.span_links.get(&(s.trace_id, s.span_id)) {
+            out.link_last(t, l);
+        }
+    }
+
+    /// The spans of the experiments' traces set aside since the last call, whole traces in the
+    /// order they were finished, each span naming its experiment as it arrived
+    /// ([`ExperimentTraces::Collect`]; empty otherwise).
+    pub fn take_set_aside(&mut self) -> SpanBatch {
+        if self.set_aside.is_empty() {
+            return SpanBatch::new();
+        }
+        let spans = std::mem::take(&mut self.set_aside);
+        let mut out = SpanBatch::with_capacity(spans.len());
+        let mut remap: FxHashMap<Sym, Sym> = FxHashMap::default();
+        for s in &spans {
+            self.hand_out(s, &mut out, &mut remap);
+        }
+        if !self.span_links.is_empty() {
+            for s in &spans {
+                self.span_links.remove(&(s.trace_id, s.span_id));
+            }
         }
         out
     }
@@ -508,11 +543,19 @@ impl ModelBuilder {
 
     /// Links one trace's spans and folds them into the statistics.
     fn fold_trace(&mut self, spans: &mut Vec<Span>) {
-        if self.opts.experiments == ExperimentTraces::SetAside
+        if self.opts.experiments != ExperimentTraces::Learn
             && spans.iter().any(|s| s.experiment.is_some())
         {
             self.quality.experiment_traces += 1;
             self.quality.experiment_spans += spans.len() as u64;
+            if self.opts.experiments == ExperimentTraces::Collect {
+                // Their links go with them (see take_set_aside).
+                self.set_aside.extend_from_slice(spans);
+            } else if !self.span_links.is_empty() {
+                for s in spans.iter() {
+                    self.span_links.remove(&(s.trace_id, s.span_id));
+                }
+            }
             return;
         }
         self.quality.traces += 1;
@@ -1291,6 +1334,40 @@ mod tests {
         let e = aside.view();
         let e = e.edge("web GET /", "api get").expect("the normal call");
         assert_eq!((e.calls, e.failed), (1, 0));
+        // Collected: the same model, and the experiment's trace handed out whole, named.
+        let mut batch = SpanBatch::new();
+        for s in &spans {
+            batch.push_owned(s);
+        }
+        let mut b = ModelBuilder::new(BuildOptions {
+            experiments: ExperimentTraces::Collect,
+            ..BuildOptions::default()
+        });
+        b.add_batch(&batch);
+        assert_eq!(b.take_set_aside().len(), 0, "nothing finished yet");
+        let pending = b.pending();
+        let named: Vec<_> = pending
+            .spans
+            .iter()
+            .filter_map(|s| s.experiment.map(|e| pending.strings.resolve(e)))
+            .collect();
+        assert_eq!(
+            named,
+            ["api:error=1"],
+            "pending spans keep their experiment"
+        );
+        b.finish_idle(u64::MAX);
+        let taken = b.take_set_aside();
+        assert_eq!(taken.len(), 3);
+        assert!(taken.spans.iter().all(|s| s.trace_id == spans[3].trace_id));
+        let named: Vec<_> = taken
+            .spans
+            .iter()
+            .filter_map(|s| s.experiment.map(|e| taken.strings.resolve(e)))
+            .collect();
+        assert_eq!(named, ["api:error=1"]);
+        assert_eq!(b.take_set_aside().len(), 0, "handed out once");
+        assert_eq!(b.finish(), aside);
         let all = build_with(&spans, BuildOptions::learning_experiments());
         assert_eq!((all.quality.traces, all.quality.experiment_traces), (2, 0));
         let v = all.view();

@@ -47,6 +47,49 @@ pub struct LedgerEntry {
     pub outcome: OutcomeReport,
     /// The tested neighbourhood after the experiment.
     pub tested: Model,
+    /// The experiment's evidence ([`crate::outcome::Outcome::evidence`]): what it added to the
+    /// model. Absent in entries written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Model>,
+}
+
+impl LedgerEntry {
+    /// The entry for an experiment's outcome of `spec`: its report, its evidence, and the
+    /// neighbourhood it tested in the refined model.
+    pub fn of(
+        outcome: &crate::outcome::Outcome,
+        spec: &FaultSpec,
+        recorded_at: String,
+        traces: Vec<String>,
+        model: String,
+    ) -> Result<LedgerEntry, RecError> {
+        let scope = fault_scope(&outcome.refined.view(), spec)?;
+        Ok(LedgerEntry {
+            version: LEDGER_VERSION,
+            recorded_at,
+            traces,
+            model,
+            outcome: outcome.report.clone(),
+            tested: outcome.refined.neighbourhood(&scope),
+            evidence: Some(outcome.evidence.clone()),
+        })
+    }
+}
+
+/// The evidence of every entry that kept it, added up: what the recorded experiments taught,
+/// to merge into a model learned from normal traffic only. Returns it and how many entries
+/// gave evidence.
+pub fn evidence(entries: &[LedgerEntry]) -> Option<(Model, usize)> {
+    let mut sum: Option<Model> = None;
+    let mut n = 0;
+    for e in entries.iter().filter_map(|e| e.evidence.as_ref()) {
+        n += 1;
+        match &mut sum {
+            Some(m) => m.merge(e),
+            None => sum = Some(e.clone()),
+        }
+    }
+    sum.map(|m| (m, n))
 }
 
 /// The ledger beside a model file: `model.json` → `model.ledger.jsonl`.

@@ -215,6 +215,9 @@ pub struct Outcome {
     pub report: OutcomeReport,
     /// The base model with the experiment's evidence added.
     pub refined: Model,
+    /// The experiment's evidence alone (what was added): kept in the ledger, so that a model
+    /// rebuilt from normal traffic can take every recorded experiment in again (`augur serve`).
+    pub evidence: Model,
 }
 
 /// The fault's scope in the base model's node ids.
@@ -552,7 +555,11 @@ pub fn outcome(
         intents: verdicts,
         summary,
     };
-    Ok(Outcome { report, refined })
+    Ok(Outcome {
+        report,
+        refined,
+        evidence: ev.model,
+    })
 }
 
 fn summarise(

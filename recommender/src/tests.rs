@@ -363,14 +363,22 @@ fn the_ledger_appends_reads_and_tells_staleness() {
     };
     let o = outcome(&base, &traffic(5000..5300, Some(true)), &spec, &[], &opts).unwrap();
     let scope = fault_scope(&o.refined.view(), &spec).unwrap();
-    let entry = LedgerEntry {
-        version: LEDGER_VERSION,
-        recorded_at: "2026-12-02T00:00:00Z".into(),
-        traces: vec!["geo-down.jsonl".into()],
-        model: model_path.display().to_string(),
-        outcome: o.report.clone(),
-        tested: o.refined.neighbourhood(&scope),
-    };
+    let entry = LedgerEntry::of(
+        &o,
+        &spec,
+        "2026-12-02T00:00:00Z".into(),
+        vec!["geo-down.jsonl".into()],
+        model_path.display().to_string(),
+    )
+    .unwrap();
+    assert_eq!(entry.tested, o.refined.neighbourhood(&scope));
+    assert_eq!(entry.version, LEDGER_VERSION);
+    // The evidence kept is what refining added: base + evidence is the refined model.
+    let (sum, n) = crate::ledger::evidence(std::slice::from_ref(&entry)).unwrap();
+    assert_eq!(n, 1);
+    let mut again = base.clone();
+    again.merge(&sum);
+    assert_eq!(again, o.refined);
     append(&path, &entry).unwrap();
     append(&path, &entry).unwrap();
     let back = read(&path).unwrap();

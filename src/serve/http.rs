@@ -31,7 +31,8 @@ pub struct App {
     pub live: Arc<Live>,
     pub token: Option<Arc<String>>,
     pub intents: Option<String>,
-    /// The experiment ledger (STATE/model.ledger.jsonl), written by `augur outcome --ledger`.
+    /// The experiment ledger (STATE/model.ledger.jsonl), written by `POST /api/outcome` and
+    /// `augur outcome --ledger`.
     pub ledger: std::path::PathBuf,
     pub max_body: usize,
     pub latency: Mutex<BTreeMap<&'static str, Histogram>>,
@@ -81,10 +82,13 @@ fn route_name(method: &Method, path: &str) -> &'static str {
         ("GET", "/api/recommendations") => "/api/recommendations",
         ("POST", "/api/value") => "/api/value",
         ("GET", "/api/ledger") => "/api/ledger",
+        ("GET", "/api/experiments") => "/api/experiments",
+        ("POST", "/api/outcome") => "/api/outcome",
         ("GET", "/healthz") => "/healthz",
         ("GET", "/metrics") => "/metrics",
         (_, "/v1/traces" | "/api/graph" | "/api/simulate" | "/api/recommendations")
-        | (_, "/api/value" | "/api/ledger" | "/healthz" | "/metrics") => "method not allowed",
+        | (_, "/api/value" | "/api/ledger" | "/healthz" | "/metrics")
+        | (_, "/api/experiments" | "/api/outcome") => "method not allowed",
         _ => "not found",
     }
 }
@@ -134,13 +138,21 @@ async fn dispatch(app: &Arc<App>, route: &'static str, req: Request<Body>) -> Re
             Err(r) => r,
         },
         "/api/ledger" => blocking(app, ledger).await,
+        "/api/experiments" => json(
+            StatusCode::OK,
+            &serde_json::json!({ "experiments": app.live.published().experiments }),
+        ),
+        "/api/outcome" => match body(req, MAX_API_BODY).await {
+            Ok(b) => blocking(app, move |app| outcome(app, &b)).await,
+            Err(r) => r,
+        },
         "method not allowed" => error(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed: POST /v1/traces, /api/simulate and /api/value; GET the others",
+            "method not allowed: POST /v1/traces, /api/simulate, /api/value and /api/outcome; GET the others",
         ),
         _ => error(
             StatusCode::NOT_FOUND,
-            "not found; routes: POST /v1/traces, GET /api/graph, POST /api/simulate, GET /api/recommendations?top=K&scope=service|operation|edge, POST /api/value, GET /api/ledger, GET /healthz, GET /metrics",
+            "not found; routes: POST /v1/traces, GET /api/graph, POST /api/simulate, GET /api/recommendations?top=K&scope=service|operation|edge, POST /api/value, GET /api/experiments, POST /api/outcome, GET /api/ledger, GET /healthz, GET /metrics",
         ),
     }
 }
@@ -589,6 +601,65 @@ fn value(app: &App, body: &[u8]) -> Reply {
     match augur_recommender::value_of(&published.view, &intents, &spec, &opts) {
         Ok(e) => json(StatusCode::OK, &e),
         Err(e) => rec_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomeBody {
+    fault: String,
+    traffic_share: Option<f64>,
+    requests: Option<usize>,
+    samples: Option<usize>,
+    seed: Option<u64>,
+}
+
+/// Records an experiment's outcome from the traces the server received during it (those whose
+/// spans name it in `augur.experiment`): the `augur outcome --json` report.
+fn outcome(app: &App, body: &[u8]) -> Reply {
+    let b: OutcomeBody = match parse_json(
+        body,
+        r#"{"fault":"SPEC","traffic_share":S,"requests":N,"samples":K,"seed":S}"#,
+    ) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let share = b.traffic_share.unwrap_or(1.0);
+    if !(share > 0.0 && share <= 1.0) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "traffic_share is a share of traffic, above 0 and at most 1",
+        );
+    }
+    // The defaults of `augur outcome`.
+    let sim = augur_simulator::SimOptions {
+        requests: b.requests.unwrap_or(4_000),
+        samples: b.samples.unwrap_or(32),
+        seed: b.seed.unwrap_or(1),
+    };
+    if let Err(m) = crate::check_sim_options(sim.requests, sim.samples) {
+        return error(StatusCode::BAD_REQUEST, &m);
+    }
+    let spec: augur_simulator::FaultSpec = match b.fault.parse() {
+        Ok(s) => s,
+        Err(e) => return sim_error(&e),
+    };
+    let published = app.live.published();
+    let intents = match intents(app, &published.view) {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    drop(published);
+    let opts = augur_recommender::outcome::OutcomeOptions {
+        sim,
+        traffic_share: share,
+    };
+    use super::live::OutcomeRefusal;
+    match app.live.record_outcome(spec, intents, opts) {
+        Ok(report) => json(StatusCode::OK, &report),
+        Err(OutcomeRefusal::NoTraces(m)) => error(StatusCode::NOT_FOUND, &m),
+        Err(OutcomeRefusal::Invalid(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, &m),
+        Err(OutcomeRefusal::Failed(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, &m),
     }
 }
 

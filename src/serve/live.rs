@@ -8,16 +8,21 @@
 //!              WAL append (+ queue, in log order) ─► fdatasync (grouped) ─► acknowledge
 //!                          │
 //!   worker: queue ─► model builder ─► every --trace-idle: fold quiet traces
+//!             │                └─► experiments' traces (augur.experiment): one model per fault,
+//!             │                    waiting for POST /api/outcome ─► ledger (with the evidence)
 //!             └─► lake thread: Parquet parts (writing Parquet costs more than the model, so the
 //!                 two run on their own threads)
+//!   published model = normal traffic's model + the evidence of every ledger entry (re-read
+//!   when the ledger changes)
 //!           every --snapshot-every, and on shutdown: rotate WAL (segment B closed) ─► apply all of
-//!           ≤ B ─► finish lake parts (fsync) ─► write snapshots/B {model.json, pending.pb} ─►
+//!           ≤ B ─► finish lake parts (fsync) ─► write snapshots/B {model.json, pending.pb,
+//!           experiments.json} ─►
 //!           delete WAL ≤ B
 //! restart: newest snapshots/B ─► model + pending spans ─► drop unfinished lake parts ─►
 //!          replay WAL > B into lake and model
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,7 +36,11 @@ use augur_ingest::lake::LakeWriter;
 use augur_ingest::live::{decode_body, encode_batch, Decoded, Encoding};
 use augur_ingest::wal::{self, Wal};
 use augur_ingest::SpanBatch;
-use augur_model::{Model, ModelBuilder};
+use augur_model::{BuildOptions, ExperimentTraces, Model, ModelBuilder};
+use augur_recommender::ledger::{self, LedgerEntry};
+use augur_recommender::outcome::{OutcomeOptions, OutcomeReport};
+use augur_recommender::Intent;
+use augur_simulator::FaultSpec;
 
 /// Record kinds in the log.
 const KIND_PROTOBUF: u8 = 1;
@@ -82,8 +91,117 @@ pub struct Counters {
 
 /// The model the API answers from, refreshed by the worker.
 pub struct Published {
+    /// Normal traffic's model, with every recorded experiment's evidence from the ledger.
     pub model: Model,
     pub view: augur_model::View,
+    /// Experiments whose traces arrived and are waiting to be recorded.
+    pub experiments: Vec<Waiting>,
+}
+
+/// An experiment's traces received and not yet recorded (`POST /api/outcome`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Waiting {
+    /// The fault, as the spans' `augur.experiment` named it.
+    pub fault: String,
+    pub traces: u64,
+    pub spans: u64,
+    /// The first span's start and the last span's end (UTC).
+    pub first: Option<String>,
+    pub last: Option<String>,
+}
+
+/// What recording an experiment's outcome asks of the worker.
+pub struct OutcomeRequest {
+    pub fault: FaultSpec,
+    pub intents: Vec<Intent>,
+    pub opts: OutcomeOptions,
+    pub reply: Sender<Result<OutcomeReport, OutcomeRefusal>>,
+}
+
+/// Why an experiment's outcome was not recorded.
+#[derive(Debug)]
+pub enum OutcomeRefusal {
+    /// No traces of that experiment arrived (or they were recorded already).
+    NoTraces(String),
+    /// The fault does not fit the model (its target is unknown, ..).
+    Invalid(String),
+    /// The ledger or the snapshot could not be written.
+    Failed(String),
+}
+
+/// The ledger's evidence, re-read when the file changes.
+struct LedgerEvidence {
+    path: PathBuf,
+    /// Length and modification time of the file when it was read.
+    stamp: Option<(u64, std::time::SystemTime)>,
+    evidence: Option<Model>,
+    /// Each recorded outcome's fault and its traces' window: traces of that fault within it
+    /// were recorded already.
+    recorded: Vec<Recorded>,
+}
+
+/// A recorded outcome's fault (canonical) and the window of its traces.
+struct Recorded {
+    fault: String,
+    first_ns: i64,
+    last_ns: i64,
+}
+
+impl LedgerEvidence {
+    fn new(path: PathBuf) -> LedgerEvidence {
+        LedgerEvidence {
+            path,
+            stamp: None,
+            evidence: None,
+            recorded: Vec::new(),
+        }
+    }
+
+    /// Re-reads the ledger if it changed; returns whether the evidence did. A ledger that cannot
+    /// be read keeps the evidence read last (logged).
+    fn refresh(&mut self) -> bool {
+        let stamp = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| (m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH)));
+        if stamp == self.stamp {
+            return false;
+        }
+        match ledger::read(&self.path) {
+            Ok(entries) => {
+                self.stamp = stamp;
+                let evidence = ledger::evidence(&entries).map(|(m, n)| {
+                    tracing::info!(experiments = n, "the ledger's evidence is in the model");
+                    m
+                });
+                let changed = evidence != self.evidence;
+                self.evidence = evidence;
+                self.recorded = entries
+                    .iter()
+                    .filter_map(|e| {
+                        Some(Recorded {
+                            fault: canonical(&e.outcome.fault),
+                            first_ns: e.outcome.traces.first_ns?,
+                            last_ns: e.outcome.traces.last_ns?,
+                        })
+                    })
+                    .collect();
+                changed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the ledger cannot be read; its evidence stays as it was");
+                self.stamp = stamp;
+                false
+            }
+        }
+    }
+
+    /// `model` with the evidence added.
+    fn add_to(&self, mut model: Model) -> Model {
+        if let Some(e) = &self.evidence {
+            model.merge(e);
+        }
+        model
+    }
 }
 
 /// What an accepted request gives back.
@@ -105,6 +223,7 @@ pub enum Refusal {
 
 enum Item {
     Spans { segment: u64, batch: SpanBatch },
+    Outcome(Box<OutcomeRequest>),
     Shutdown,
 }
 
@@ -190,6 +309,30 @@ impl Live {
         Arc::clone(&self.published.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Records the outcome of the experiment `request.fault` from its traces received so far
+    /// (see [`Worker::record`]); answers once the ledger entry and a snapshot are on disk.
+    pub fn record_outcome(
+        &self,
+        fault: FaultSpec,
+        intents: Vec<Intent>,
+        opts: OutcomeOptions,
+    ) -> Result<OutcomeReport, OutcomeRefusal> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        let request = OutcomeRequest {
+            fault,
+            intents,
+            opts,
+            reply,
+        };
+        let gone = || OutcomeRefusal::Failed("the model worker stopped".into());
+        {
+            let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+            tx.send(Item::Outcome(Box::new(request)))
+                .map_err(|_| gone())?;
+        }
+        answer.recv().map_err(|_| gone())?
+    }
+
     /// Stops accepting, lets the worker drain the queue and write a final snapshot.
     pub fn close(&self) {
         self.closing.store(true, Ordering::Relaxed);
@@ -205,6 +348,7 @@ pub struct StatePaths {
     pub lake: PathBuf,
     pub snapshots: PathBuf,
     pub model: PathBuf,
+    pub ledger: PathBuf,
 }
 
 impl StatePaths {
@@ -215,6 +359,7 @@ impl StatePaths {
             lake: root.join("lake"),
             snapshots: root.join("snapshots"),
             model: root.join("model.json"),
+            ledger: ledger::ledger_path(&root.join("model.json")),
         }
     }
 }
@@ -227,16 +372,104 @@ pub struct Recovered {
     pub replayed: wal::Replayed,
     pub replayed_spans: u64,
     pub unfinished_parts: usize,
+    /// Experiments whose traces wait to be recorded (from the snapshot).
+    pub experiments_waiting: usize,
 }
 
 struct Worker {
     rx: Receiver<Item>,
     live: Arc<Live>,
     paths: StatePaths,
+    /// The model of normal traffic folded before the snapshot the server started from.
     base: Model,
     builder: ModelBuilder,
+    /// Each experiment's traces received and not yet recorded, learned on their own (by the
+    /// fault their spans name).
+    experiments: BTreeMap<String, Model>,
+    ledger: LedgerEvidence,
     lake: Lake,
     dirty: bool,
+}
+
+/// The builder of the live model: experiments' traces are set aside and handed out.
+fn live_builder() -> ModelBuilder {
+    ModelBuilder::new(BuildOptions {
+        experiments: ExperimentTraces::Collect,
+        ..BuildOptions::default()
+    })
+}
+
+/// The canonical form of an experiment's name: the fault spec as augur writes it, when it is
+/// one.
+fn canonical(label: &str) -> String {
+    label
+        .trim()
+        .parse::<FaultSpec>()
+        .map_or_else(|_| label.trim().to_string(), |f| f.to_string())
+}
+
+/// Learns the experiments' traces in `batch` (whole traces, as
+/// [`ModelBuilder::take_set_aside`] hands them out), each into the model of the experiment it
+/// names. A trace naming several experiments goes to the first its spans name. A trace within
+/// the window of an outcome of the same fault already recorded is left out (its outcome was
+/// recorded just before a crash, and the log's replay brought it back). Returns how many were
+/// left out.
+fn gather_experiments(
+    batch: &SpanBatch,
+    recorded: &[Recorded],
+    into: &mut BTreeMap<String, Model>,
+) -> usize {
+    let mut dropped = 0;
+    let mut by_label: BTreeMap<String, Vec<augur_ingest::Span>> = BTreeMap::new();
+    let spans = &batch.spans;
+    let mut i = 0;
+    while i < spans.len() {
+        let trace = spans[i].trace_id;
+        let end = spans[i..]
+            .iter()
+            .position(|s| s.trace_id != trace)
+            .map_or(spans.len(), |n| i + n);
+        let trace_spans = &spans[i..end];
+        let label = trace_spans
+            .iter()
+            .find_map(|s| s.experiment)
+            .map_or_else(String::new, |e| canonical(batch.strings.resolve(e)));
+        let first = trace_spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
+        let last = trace_spans
+            .iter()
+            .map(|s| s.end_ns.max(s.start_ns))
+            .max()
+            .unwrap_or(0);
+        if recorded
+            .iter()
+            .any(|r| r.fault == label && r.first_ns <= first && last <= r.last_ns)
+        {
+            dropped += 1;
+            i = end;
+            continue;
+        }
+        by_label
+            .entry(label)
+            .or_default()
+            .extend_from_slice(&spans[i..end]);
+        i = end;
+    }
+    for (label, spans) in by_label {
+        let mut b = ModelBuilder::new(BuildOptions::learning_experiments());
+        b.add_batch(&SpanBatch {
+            spans,
+            strings: batch.strings.clone(),
+            links: Vec::new(),
+        });
+        let m = b.finish();
+        match into.get_mut(&label) {
+            Some(old) => old.merge(&m),
+            None => {
+                into.insert(label, m);
+            }
+        }
+    }
+    dropped
 }
 
 /// Opens the state directory: recovers the model and lake, opens the log, starts the worker.
@@ -246,7 +479,7 @@ pub fn start(
     opts: LiveOptions,
 ) -> Result<(Arc<Live>, std::thread::JoinHandle<Result<()>>, Recovered)> {
     let paths = StatePaths::new(root);
-    let (mut base, mut builder, lake, rec) = recover(&paths)?;
+    let (mut base, mut builder, experiments, lake, mut rec) = recover(&paths)?;
     let paths_lake = paths.lake.clone();
     let wal = Wal::open(&paths.wal)?;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -259,18 +492,25 @@ pub fn start(
         published: RwLock::new(Arc::new(Published {
             model: empty_model(),
             view: empty_model().view(),
+            experiments: Vec::new(),
         })),
         started: Instant::now(),
     });
+    let ledger = LedgerEvidence::new(paths.ledger.clone());
     let mut worker = Worker {
         rx,
         live: Arc::clone(&live),
         paths,
         base: std::mem::replace(&mut base, empty_model()),
-        builder: std::mem::take(&mut builder),
+        builder: std::mem::replace(&mut builder, live_builder()),
+        experiments,
+        ledger,
         lake: Lake::start(lake, paths_lake)?,
         dirty: true,
     };
+    worker.ledger.refresh();
+    worker.gather();
+    rec.experiments_waiting = worker.experiments.len();
     worker.publish();
     let handle = std::thread::Builder::new()
         .name("augur-model".into())
@@ -283,18 +523,33 @@ fn empty_model() -> Model {
     ModelBuilder::default().finish()
 }
 
-type RecoveredState = (Model, ModelBuilder, LakeWriter, Recovered);
+type RecoveredState = (
+    Model,
+    ModelBuilder,
+    BTreeMap<String, Model>,
+    LakeWriter,
+    Recovered,
+);
 
 fn recover(paths: &StatePaths) -> Result<RecoveredState> {
     std::fs::create_dir_all(&paths.snapshots)
         .with_context(|| format!("creating {}", paths.snapshots.display()))?;
     let snapshot = latest_snapshot(&paths.snapshots)?;
-    let mut builder = ModelBuilder::default();
+    let mut builder = live_builder();
+    let mut experiments = BTreeMap::new();
     let (base, after, pending_spans) = match &snapshot {
         Some((b, dir)) => {
             let model_path = dir.join("model.json");
             let model = Model::load(&model_path)
                 .with_context(|| format!("reading the snapshot {}", dir.display()))?;
+            // Snapshots written before experiments were kept have none.
+            let exp_path = dir.join("experiments.json");
+            if exp_path.exists() {
+                let bytes = std::fs::read(&exp_path)
+                    .with_context(|| format!("reading {}", exp_path.display()))?;
+                experiments = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("reading {}", exp_path.display()))?;
+            }
             let pending_path = dir.join("pending.pb");
             let bytes = std::fs::read(&pending_path)
                 .with_context(|| format!("reading {}", pending_path.display()))?;
@@ -328,6 +583,7 @@ fn recover(paths: &StatePaths) -> Result<RecoveredState> {
     Ok((
         base.clone(),
         builder,
+        experiments,
         lake,
         Recovered {
             snapshot: snapshot.map(|(b, _)| b),
@@ -336,6 +592,7 @@ fn recover(paths: &StatePaths) -> Result<RecoveredState> {
             replayed,
             replayed_spans,
             unfinished_parts,
+            experiments_waiting: 0,
         },
     ))
 }
@@ -445,10 +702,16 @@ impl Worker {
         // ten times as long as the last one took, so it never takes more than a tenth of this
         // thread.
         let mut publish_gap = self.live.opts.publish_every;
+        let mut last_ledger_look = Instant::now();
         let result = loop {
             match self.rx.recv_timeout(tick) {
                 Ok(Item::Spans { batch, .. }) => {
                     if let Err(e) = self.apply(batch) {
+                        break Err(e);
+                    }
+                }
+                Ok(Item::Outcome(request)) => {
+                    if let Err(e) = self.record(*request) {
                         break Err(e);
                     }
                 }
@@ -473,6 +736,14 @@ impl Worker {
                 if self.builder.finish_idle(seen) > 0 {
                     self.dirty = true;
                 }
+            }
+            self.gather();
+            // `augur outcome --ledger STATE/model.ledger.jsonl` may append to it at any time.
+            if now - last_ledger_look >= Duration::from_secs(1) {
+                if self.ledger.refresh() {
+                    self.dirty = true;
+                }
+                last_ledger_look = now;
             }
             if self.dirty && now - last_publish >= publish_gap {
                 self.publish();
@@ -504,14 +775,113 @@ impl Worker {
         Ok(())
     }
 
+    /// The model of the normal traffic folded so far (what snapshots keep).
     fn current_model(&self) -> Model {
         let mut m = self.base.clone();
         m.merge(&self.builder.model());
         m
     }
 
+    /// Moves the experiments' traces the builder set aside into their experiments' models.
+    fn gather(&mut self) {
+        let batch = self.builder.take_set_aside();
+        if !batch.is_empty() {
+            let dropped = gather_experiments(&batch, &self.ledger.recorded, &mut self.experiments);
+            if dropped > 0 {
+                tracing::info!(
+                    traces = dropped,
+                    "experiments' traces whose outcome the ledger holds already were left out"
+                );
+            }
+            self.dirty = true;
+        }
+    }
+
+    fn waiting(&self) -> Vec<Waiting> {
+        let utc = |ns: i64| augur_ingest::lake::utc_text(ns);
+        self.experiments
+            .iter()
+            .map(|(fault, m)| Waiting {
+                fault: fault.clone(),
+                traces: m.quality.traces,
+                spans: m.quality.spans,
+                first: m.window.map(|w| utc(w.first_ns)),
+                last: m.window.map(|w| utc(w.last_ns)),
+            })
+            .collect()
+    }
+
+    /// Records an experiment's outcome from its traces received so far: compares them with the
+    /// live model's prediction, appends the entry (with the evidence) to the ledger, forgets
+    /// the traces (a snapshot makes that durable) and publishes the model with the evidence.
+    /// The answer goes to the request; only a failed snapshot stops the worker.
+    fn record(&mut self, request: OutcomeRequest) -> Result<()> {
+        let answer = self.try_record(&request);
+        let failed_snapshot = match &answer {
+            Ok(_) => self.snapshot().err(),
+            Err(_) => None,
+        };
+        let answer = match (answer, &failed_snapshot) {
+            (Ok(_), Some(e)) => Err(OutcomeRefusal::Failed(format!(
+                "the outcome is in the ledger, but the snapshot after it failed: {e:#}"
+            ))),
+            (a, _) => a,
+        };
+        if answer.is_ok() {
+            self.ledger.refresh();
+            self.publish();
+        }
+        let _ = request.reply.send(answer);
+        failed_snapshot.map_or(Ok(()), Err)
+    }
+
+    fn try_record(&mut self, request: &OutcomeRequest) -> Result<OutcomeReport, OutcomeRefusal> {
+        let spec = &request.fault;
+        self.ledger.refresh();
+        let base = self.ledger.add_to(self.current_model());
+        // An unknown target first: it names the closest valid ones.
+        augur_recommender::outcome::fault_scope(&base.view(), spec)
+            .map_err(|e| OutcomeRefusal::Invalid(e.to_string()))?;
+        let label = canonical(&spec.to_string());
+        let Some(observed) = self.experiments.get(&label) else {
+            let waiting: Vec<_> = self.experiments.keys().map(String::as_str).collect();
+            return Err(OutcomeRefusal::NoTraces(format!(
+                "no traces of the experiment {spec} are waiting to be recorded (spans recorded                  during it carry augur.experiment = \"{spec}\"); waiting: {}",
+                if waiting.is_empty() {
+                    "none".to_string()
+                } else {
+                    waiting.join(", ")
+                }
+            )));
+        };
+        let result = augur_recommender::outcome::outcome(
+            &base,
+            observed,
+            spec,
+            &request.intents,
+            &request.opts,
+        )
+        .map_err(|e| OutcomeRefusal::Invalid(e.to_string()))?;
+        let entry = LedgerEntry::of(
+            &result,
+            spec,
+            augur_ingest::lake::utc_text(crate::outcome::now_ns()),
+            vec![format!(
+                "augur serve: {} traces of {label} received live",
+                observed.quality.traces
+            )],
+            self.paths.model.display().to_string(),
+        )
+        .map_err(|e| OutcomeRefusal::Invalid(e.to_string()))?;
+        ledger::append(&self.paths.ledger, &entry)
+            .map_err(|e| OutcomeRefusal::Failed(e.to_string()))?;
+        self.experiments.remove(&label);
+        tracing::info!(fault = %label, "an experiment's outcome was recorded");
+        Ok(result.report)
+    }
+
     fn publish(&mut self) {
-        let model = self.current_model();
+        let model = self.ledger.add_to(self.current_model());
         let c = &self.live.counters;
         c.model_spans.store(model.quality.spans, Ordering::Relaxed);
         c.model_operations
@@ -521,11 +891,16 @@ impl Worker {
             Ordering::Relaxed,
         );
         let view = model.view();
+        let experiments = self.waiting();
         *self
             .live
             .published
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(Published { model, view });
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(Published {
+            model,
+            view,
+            experiments,
+        });
         self.dirty = false;
     }
 
@@ -548,11 +923,12 @@ impl Worker {
                     later.push(Item::Spans { segment, batch });
                     break;
                 }
-                Ok(Item::Shutdown) => later.push(Item::Shutdown),
+                Ok(other) => later.push(other),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
         self.lake.finish_parts()?;
+        self.gather();
         let model = self.current_model();
         let pending_batch = self.builder.pending();
         let pending = encode_batch(&pending_batch);
@@ -564,6 +940,10 @@ impl Worker {
         let json = serde_json::to_vec(&model)?;
         write_synced(&tmp.join("model.json"), &json)?;
         write_synced(&tmp.join("pending.pb"), &pending)?;
+        write_synced(
+            &tmp.join("experiments.json"),
+            &serde_json::to_vec(&self.experiments)?,
+        )?;
         wal::sync_dir(&tmp)?;
         let fin = self.paths.snapshots.join(format!("{closed:020}"));
         std::fs::rename(&tmp, &fin)
@@ -580,8 +960,9 @@ impl Worker {
         }
         wal::remove_through(&self.paths.wal, closed)?;
         // The user-facing copy, for `augur graph STATE/model.json` and the other commands: every
-        // span received so far, the open traces folded as they stand.
-        let mut everything = model.clone();
+        // span received so far, the open traces folded as they stand, and the ledger's evidence
+        // (the model the API answers from).
+        let mut everything = self.ledger.add_to(model.clone());
         let mut open = ModelBuilder::default();
         open.add_batch(&pending_batch);
         everything.merge(&open.finish());
@@ -598,9 +979,10 @@ impl Worker {
         for item in later {
             match item {
                 Item::Spans { batch, .. } => self.apply(batch)?,
-                Item::Shutdown => {
+                // Behind what the loop takes next.
+                other @ (Item::Shutdown | Item::Outcome(_)) => {
                     let tx = self.live.tx.lock().unwrap_or_else(|p| p.into_inner());
-                    let _ = tx.send(Item::Shutdown);
+                    let _ = tx.send(other);
                 }
             }
         }
@@ -622,10 +1004,16 @@ mod tests {
     }
 
     fn request(traces: u8) -> Vec<u8> {
+        request_of(1..=traces, None)
+    }
+
+    /// One-span traces `ids` of `shop GET /`, failed and naming `experiment` when given.
+    fn request_of(ids: std::ops::RangeInclusive<u8>, experiment: Option<&str>) -> Vec<u8> {
         let mut b = SpanBatch::new();
         let svc = b.strings.intern("shop");
         let name = b.strings.intern("GET /");
-        for t in 1..=traces {
+        let experiment = experiment.map(|e| b.strings.intern(e));
+        for t in ids {
             b.spans.push(augur_ingest::Span {
                 trace_id: [t; 16],
                 span_id: [1; 8],
@@ -635,16 +1023,94 @@ mod tests {
                 kind: augur_ingest::SpanKind::Server,
                 start_ns: 1_700_000_000_000_000_000,
                 end_ns: 1_700_000_000_001_000_000,
-                status: augur_ingest::StatusCode::Ok,
+                status: if experiment.is_some() {
+                    augur_ingest::StatusCode::Error
+                } else {
+                    augur_ingest::StatusCode::Ok
+                },
                 peer: None,
                 peer_kind: augur_ingest::PeerKind::Unknown,
                 http_route: None,
                 rpc_method: None,
                 error_type: None,
-                experiment: None,
+                experiment,
             });
         }
         encode_batch(&b)
+    }
+
+    fn waiting_for(live: &Live, what: impl Fn(&Published) -> bool) -> Arc<Published> {
+        let started = Instant::now();
+        loop {
+            let p = live.published();
+            if what(&p) {
+                return p;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never happened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn an_outcome_recorded_just_before_a_crash_is_not_offered_again() {
+        let quick = LiveOptions {
+            queue_spans: 1000,
+            trace_idle: Duration::from_millis(50),
+            ..opts()
+        };
+        let outcome_opts = OutcomeOptions {
+            sim: augur_simulator::SimOptions {
+                requests: 200,
+                samples: 4,
+                seed: 1,
+            },
+            traffic_share: 1.0,
+        };
+        let normal = request_of(1..=20, None);
+        let experiment = request_of(101..=105, Some("shop:error=1"));
+        // One server records the experiment's outcome.
+        let first = tempfile::tempdir().unwrap();
+        let (live, worker, _) = start(first.path(), quick.clone()).unwrap();
+        live.accept(&normal, Encoding::Protobuf).unwrap();
+        live.accept(&experiment, Encoding::Protobuf).unwrap();
+        waiting_for(&live, |p| {
+            p.experiments.first().is_some_and(|w| w.traces == 5)
+        });
+        let fault: FaultSpec = "shop:error=1".parse().unwrap();
+        let report = live
+            .record_outcome(fault.clone(), Vec::new(), outcome_opts.clone())
+            .unwrap();
+        assert_eq!(report.traces.traces, 5);
+        assert!(live.published().experiments.is_empty());
+        // Asking twice finds nothing to record.
+        assert!(matches!(
+            live.record_outcome(fault, Vec::new(), outcome_opts),
+            Err(OutcomeRefusal::NoTraces(_))
+        ));
+        live.close();
+        worker.join().unwrap().unwrap();
+
+        // The same requests in a second state directory, which crashes before any snapshot,
+        // with the first one's ledger: what a crash between the ledger's write and the snapshot
+        // after it leaves. The replayed experiment's traces are not offered again.
+        let second = tempfile::tempdir().unwrap();
+        {
+            let (live, _worker, _) = start(second.path(), quick.clone()).unwrap();
+            live.accept(&normal, Encoding::Protobuf).unwrap();
+            live.accept(&experiment, Encoding::Protobuf).unwrap();
+            std::mem::forget(live);
+        }
+        let ledger_of = |dir: &Path| StatePaths::new(dir).ledger;
+        std::fs::copy(ledger_of(first.path()), ledger_of(second.path())).unwrap();
+        let (live, worker, rec) = start(second.path(), quick).unwrap();
+        assert_eq!(rec.replayed_spans, 25);
+        let p = waiting_for(&live, |p| p.model.quality.experiment_traces == 5);
+        assert!(p.experiments.is_empty(), "recorded already");
+        live.close();
+        worker.join().unwrap().unwrap();
     }
 
     #[test]
@@ -662,6 +1128,7 @@ mod tests {
             published: RwLock::new(Arc::new(Published {
                 model: empty_model(),
                 view: empty_model().view(),
+                experiments: Vec::new(),
             })),
             started: Instant::now(),
         };

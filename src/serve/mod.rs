@@ -263,6 +263,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         ),
         None => {}
     }
+    if rec.experiments_waiting > 0 {
+        eprintln!(
+            "{} experiments' traces wait to be recorded (GET /api/experiments, POST /api/outcome)",
+            rec.experiments_waiting
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -16,8 +16,8 @@ use std::collections::BTreeSet;
 use augur_datasets::{Generator, World};
 use augur_ingest::SpanBatch;
 use augur_model::{Model, ModelBuilder, View};
-use augur_recommender::ledger::{staleness_by_target, LedgerEntry, LEDGER_VERSION};
-use augur_recommender::outcome::{fault_scope, outcome, OutcomeOptions};
+use augur_recommender::ledger::{staleness_by_target, LedgerEntry};
+use augur_recommender::outcome::{outcome, OutcomeOptions};
 use augur_recommender::{Options, Scope};
 use augur_simulator::{simulate_many, FaultSpec, SimOptions};
 
@@ -348,16 +348,17 @@ pub fn run(cfg: &LoopConfig<'_>, strategy: Strategy, seed: u64, truth: &Truth) -
             },
         };
         let result = experiment(cfg, &model, &spec, 10_000 + seed * 100 + step as u64);
+        ledger.push(
+            LedgerEntry::of(
+                &result,
+                &spec,
+                format!("step {step}"),
+                Vec::new(),
+                String::new(),
+            )
+            .expect("the target is in the model"),
+        );
         model = result.refined;
-        let scope = fault_scope(&model.view(), &spec).expect("the target is in the model");
-        ledger.push(LedgerEntry {
-            version: LEDGER_VERSION,
-            recorded_at: format!("step {step}"),
-            traces: Vec::new(),
-            model: String::new(),
-            outcome: result.report,
-            tested: model.neighbourhood(&scope),
-        });
         curve.chosen.push(spec.to_string());
         let now = model.view();
         curve.mae.push(mae(&now, truth, &cfg.sim));

@@ -647,3 +647,167 @@ fn tls_on_both_listeners() {
         serde_json::from_slice(&std::fs::read(state.join("model.json")).unwrap()).unwrap();
     assert_eq!(model["quality"]["spans"], spans);
 }
+
+#[test]
+fn an_experiment_received_live_is_recorded_and_the_live_model_learns_its_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let normal = shop(dir.path(), "1500");
+    let experiment = PathBuf::from(generate_shop(
+        dir.path(),
+        "payment-down.jsonl",
+        "500",
+        "6",
+        &["--fault", "payment:down"],
+    ));
+    let state = dir.path().join("state");
+    let server = Server::start(&state, &[]);
+    let (mut bodies, mut spans) = requests(&normal, 700);
+    let (more, n) = requests(&experiment, 700);
+    bodies.extend(more);
+    spans += n;
+    for body in &bodies {
+        assert_eq!(post_proto(&server, body, false).0, 200);
+    }
+    server.wait_for_model_spans(spans);
+    // The experiment's traces wait, named by their fault, outside the live model.
+    let started = Instant::now();
+    let waiting = loop {
+        let (status, body) = server.get("/api/experiments");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["experiments"][0]["traces"] == 500 {
+            break v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the experiment's traces never all arrived: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(waiting["experiments"][0]["fault"], "payment:down");
+    assert_eq!(waiting["experiments"].as_array().unwrap().len(), 1);
+    let (_, before) = server.get("/api/graph");
+
+    // Wrong asks are clear errors.
+    let (status, err) = server.post_json("/api/outcome", r#"{"fault":"paymnt:down"}"#);
+    assert_eq!(status, 422, "{err}");
+    assert!(err.contains("did you mean payment"), "{err}");
+    let (status, err) = server.post_json("/api/outcome", r#"{"fault":"cart:down"}"#);
+    assert_eq!(status, 404, "{err}");
+    assert!(err.contains("waiting: payment:down"), "{err}");
+    let (status, err) = server.post_json(
+        "/api/outcome",
+        r#"{"fault":"payment:down","traffic_share":2}"#,
+    );
+    assert_eq!(status, 400, "{err}");
+
+    let ask = r#"{"fault":"payment:down","requests":500,"samples":8,"seed":3}"#;
+    let (status, live_report) = server.post_json("/api/outcome", ask);
+    assert_eq!(status, 200, "{live_report}");
+    let live_report: serde_json::Value = serde_json::from_str(&live_report).unwrap();
+    let (_, after) = server.get("/api/graph");
+    assert_ne!(before, after, "the evidence changed the live model");
+    let none = serde_json::json!({ "experiments": [] });
+    let json_of =
+        |(_, body): (u16, String)| -> serde_json::Value { serde_json::from_str(&body).unwrap() };
+    assert_eq!(json_of(server.get("/api/experiments")), none);
+    let (status, again) = server.post_json("/api/outcome", ask);
+    assert_eq!(status, 404, "recorded once: {again}");
+    let (_, ledger) = server.get("/api/ledger");
+    let ledger: serde_json::Value = serde_json::from_str(&ledger).unwrap();
+    assert_eq!(ledger["entries"].as_array().unwrap().len(), 1, "{ledger}");
+
+    // The same as `augur outcome` on the model `augur learn` makes of the normal traffic, with
+    // the experiment's trace file: the same report, the same refined model.
+    let learned = dir.path().join("normal.json");
+    ok(&[
+        "learn",
+        normal.to_str().unwrap(),
+        "--out",
+        learned.to_str().unwrap(),
+    ]);
+    let refined = dir.path().join("refined.json");
+    let (cli_report, _) = ok(&[
+        "outcome",
+        learned.to_str().unwrap(),
+        "--fault",
+        "payment:down",
+        "--traces",
+        experiment.to_str().unwrap(),
+        "--out",
+        refined.to_str().unwrap(),
+        "--requests",
+        "500",
+        "--samples",
+        "8",
+        "--seed",
+        "3",
+        "--json",
+    ]);
+    let cli_report: serde_json::Value = serde_json::from_str(&cli_report).unwrap();
+    assert_eq!(live_report, cli_report);
+    let graph_of = |model: &Path| -> serde_json::Value {
+        serde_json::from_str(&ok(&["graph", model.to_str().unwrap(), "--format", "json"]).0)
+            .unwrap()
+    };
+    let after: serde_json::Value = serde_json::from_str(&after).unwrap();
+    assert_eq!(after, graph_of(&refined));
+
+    // The evidence lives in the ledger: a restarted server has it, and no experiment waits.
+    server.stop();
+    let load = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    // The model kept in the state directory is the refined one, but for having read (and set
+    // aside) the experiment's spans too.
+    let (mut kept, refined) = (load(&state.join("model.json")), load(&refined));
+    assert_eq!(kept["quality"]["experiment_traces"], 500);
+    let q = &mut kept["quality"];
+    q["spans"] = (q["spans"].as_u64().unwrap() - q["experiment_spans"].as_u64().unwrap()).into();
+    q["experiment_traces"] = 0.into();
+    q["experiment_spans"] = 0.into();
+    assert_eq!(kept, refined);
+    let server = Server::start(&state, &[]);
+    let (_, graph) = server.get("/api/graph");
+    let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();
+    assert_eq!(graph, after);
+    assert_eq!(json_of(server.get("/api/experiments")), none);
+
+    // An outcome recorded with `augur outcome --ledger` into the server's ledger reaches the
+    // live model too, while it runs.
+    let second = generate_shop(
+        dir.path(),
+        "currency-error.jsonl",
+        "300",
+        "7",
+        &["--fault", "currency:error=0.5"],
+    );
+    let refined2 = dir.path().join("refined2.json");
+    ok(&[
+        "outcome",
+        state.join("model.json").to_str().unwrap(),
+        "--fault",
+        "currency:error=0.5",
+        "--traces",
+        &second,
+        "--out",
+        refined2.to_str().unwrap(),
+        "--ledger",
+        state.join("model.ledger.jsonl").to_str().unwrap(),
+        "--requests",
+        "500",
+        "--samples",
+        "8",
+    ]);
+    let want = graph_of(&refined2);
+    assert_ne!(want, after);
+    let started = Instant::now();
+    while json_of(server.get("/api/graph")) != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the live model never took in the ledger's new evidence"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.stop();
+}
