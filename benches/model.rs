@@ -62,6 +62,8 @@ fn big_model() -> Model {
                 cut_ns: LogSketch::new(),
                 unanswered_ns: LogSketch::new(),
                 longest_under_fault_ns: 0,
+                start_offset_ns: 10_000 * 1_000_000 * (k as u64 % 3),
+                backoff_ns: LogSketch::new(),
             };
             calls.push(CallSite {
                 from: id(i),

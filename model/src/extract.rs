@@ -936,6 +936,10 @@ impl ModelBuilder {
                         m += 1;
                     }
                     let mut overlap = false;
+                    for w in group[j..m].windows(2) {
+                        acc.backoff_ns
+                            .add(w[1].start.saturating_sub(w[0].end).max(0) as f64);
+                    }
                     for ev in &group[j..m] {
                         acc.attempts += 1;
                         let dur = ev.end.saturating_sub(ev.start) as f64;
@@ -958,6 +962,9 @@ impl ModelBuilder {
                         overlap |= ev.overlap;
                     }
                     acc.calls += 1;
+                    acc.start_offset_ns = acc
+                        .start_offset_ns
+                        .saturating_add(group[j].start.saturating_sub(lo).max(0) as u64);
                     calls += 1;
                     bump(&mut acc.retries, m - j - 1, 1);
                     acc.parallel += u64::from(overlap);

@@ -176,6 +176,16 @@ pub struct CallStats {
     /// if the call has one, is longer. Absent from files when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub longest_under_fault_ns: u64,
+    /// Over every call, how long after its caller's invocation began it started (nanoseconds,
+    /// summed): the mean orders a caller's call sites in time, so that a failure that stops the
+    /// caller stops only the calls after it ([`CallStats::mean_start_offset_ns`]). Absent from
+    /// files written before it was kept (and when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_offset_ns: u64,
+    /// How long the caller waited between a failed attempt's end and its retry (back-off).
+    /// Absent from files written before it was kept (and when empty).
+    #[serde(default, skip_serializing_if = "LogSketch::is_empty")]
+    pub backoff_ns: LogSketch,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -220,6 +230,14 @@ impl CallStats {
         self.cut_ns.merge(&o.cut_ns);
         self.unanswered_ns.merge(&o.unanswered_ns);
         self.longest_under_fault_ns = self.longest_under_fault_ns.max(o.longest_under_fault_ns);
+        self.start_offset_ns = self.start_offset_ns.saturating_add(o.start_offset_ns);
+        self.backoff_ns.merge(&o.backoff_ns);
+    }
+
+    /// How long after its caller's invocation began a call here starts, on average
+    /// (nanoseconds; `None` when no call was seen).
+    pub fn mean_start_offset_ns(&self) -> Option<f64> {
+        (self.calls > 0).then(|| self.start_offset_ns as f64 / self.calls as f64)
     }
 
     /// Every attempt's duration.

@@ -13,7 +13,7 @@
 //! | kept | what it informs |
 //! |---|---|
 //! | `propagated`, `survived` | P(propagate): did the caller fail with the call? |
-//! | `retries` | how many times a failed call is retried |
+//! | `retries`, `backoff_ns` | how many times a failed call is retried, and the wait before each retry |
 //! | `cut_ns` | timeouts: client spans cut while their server ran on |
 //! | `unanswered_ns` | timeouts seen as piles, and how long a refused call takes |
 //! | the longest attempt (`longest_under_fault_ns`) | a call that lasted that long was not cut: any timeout is longer |
@@ -82,6 +82,7 @@ fn reactions(s: &CallStats) -> CallStats {
         propagated: s.propagated,
         survived: s.survived,
         retries: s.retries.clone(),
+        backoff_ns: s.backoff_ns.clone(),
         cut_ns: s.cut_ns.clone(),
         unanswered_ns: s.unanswered_ns.clone(),
         longest_under_fault_ns: s.longest_attempt_ns().round() as u64,

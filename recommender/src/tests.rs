@@ -128,18 +128,17 @@ fn the_uncertain_call_is_worth_more_than_the_known_ones() {
         geo > api + 0.5 && geo > ads + 0.5,
         "geo {geo}, api {api}, ads {ads}"
     );
-    // The ranking puts a geo experiment first.
+    // Of the experiments that test failure handling (down, error), the ranking puts a geo one
+    // first. (Latency experiments test timeouts, which no call site has shown: they are
+    // uncertain alike at all three, and rank near each other, above these.)
     let rec = recommend::recommend(&v, &[], &opts()).unwrap();
-    assert!(
-        rec.experiments[0].fault.starts_with("geo:"),
-        "{:?}",
-        rec.experiments[0]
-    );
-    assert!(
-        rec.experiments[0].why.contains("geo"),
-        "{}",
-        rec.experiments[0].why
-    );
+    let first = rec
+        .experiments
+        .iter()
+        .find(|e| !e.fault.contains("latency"))
+        .unwrap();
+    assert!(first.fault.starts_with("geo:"), "{first:?}");
+    assert!(first.why.contains("geo"), "{}", first.why);
     // Ranked by value.
     for w in rec.experiments.windows(2) {
         assert!(w[0].value_bits >= w[1].value_bits);

@@ -12,8 +12,12 @@
 //! invocation, into a virtual node its learned call duration, failing with the node's drawn error
 //! rate. A timeout cuts an attempt at the threshold and fails it. Faults act on attempts into
 //! their target (`down`: fail fast; `error=R`: fail with probability R more; `latency=+N`: N more
-//! milliseconds as the caller sees it). A call that failed after its retries fails its caller with
-//! the drawn P(propagate); a caller that fails that way makes no further calls. A `down`
+//! milliseconds as the caller sees it). Retries wait the back-off learned at the call site (else
+//! the system's). A call that failed after its retries fails its caller with the drawn
+//! P(propagate); a caller's call sites run in the order learned (their mean start after the
+//! caller began), and a caller that fails that way makes no further calls: parallel calls
+//! already in flight (starting, on average, before the failed call ended) run out, nothing
+//! after them starts. A `down`
 //! operation is reported as its callers see it: every attempt failed, after the refusal time.
 //!
 //! Requests do not share resources in this model (no concurrency limits or queues are learned),
@@ -83,6 +87,10 @@ struct SimNode {
 #[derive(Debug, Clone)]
 struct SimEdge {
     callee: usize,
+    /// How long after the caller's invocation began this call starts, on average (ns).
+    start_offset_ns: f64,
+    /// The wait before a retry, where retries were seen here.
+    backoff: Option<Table>,
     /// Cumulative P(k calls), k = 0, 1, ...
     calls: Vec<f64>,
     mode: Mode,
@@ -116,6 +124,8 @@ pub struct Compiled {
     retries_seen: Vec<u32>,
     /// What is known of timeouts across call sites: the prior of the ones never seen.
     timeout_prior: TimeoutPrior,
+    /// Back-offs before retries seen anywhere, for call sites that never retried.
+    backoff: Option<Table>,
     names: Vec<(String, String, String, bool)>,
 }
 
@@ -130,7 +140,9 @@ impl Compiled {
             .collect();
         let mut by_caller: Vec<Vec<SimEdge>> = vec![Vec::new(); view.nodes.len()];
         let mut retries_seen = Vec::new();
+        let mut backoff = augur_model::LogSketch::new();
         for e in &view.edges {
+            backoff.merge(&e.stats.backoff_ns);
             let (Some(&from), Some(&to)) = (index.get(e.from.as_str()), index.get(e.to.as_str()))
             else {
                 continue;
@@ -154,6 +166,8 @@ impl Compiled {
             }
             let longest_ns = e.stats.longest_attempt_ns();
             by_caller[from].push(SimEdge {
+                start_offset_ns: e.stats.mean_start_offset_ns().unwrap_or(0.0),
+                backoff: Table::of(&e.stats.backoff_ns),
                 callee: to,
                 calls,
                 mode: e.mode,
@@ -169,8 +183,10 @@ impl Compiled {
         }
         let mut nodes = Vec::with_capacity(view.nodes.len());
         let mut edges = Vec::new();
-        for (n, out) in view.nodes.iter().zip(by_caller) {
+        for (n, mut out) in view.nodes.iter().zip(by_caller) {
             let start = edges.len();
+            // In the order the caller makes them: a failure that stops it stops what follows.
+            out.sort_by(|a, b| a.start_offset_ns.total_cmp(&b.start_offset_ns));
             edges.extend(out);
             nodes.push(SimNode {
                 is_virtual: n.is_virtual,
@@ -203,6 +219,7 @@ impl Compiled {
             endpoints,
             retries_seen,
             timeout_prior,
+            backoff: Table::of(&backoff),
             names: view
                 .nodes
                 .iter()
@@ -379,8 +396,16 @@ impl Run<'_> {
         let mut failed = self.rng.gen::<f64>() < self.draw.p_error[n];
         let (mut seq, mut par) = (0.0, 0.0f64);
         if depth < MAX_DEPTH {
+            // When a failure stops the caller (at this offset from its start, on average), the
+            // parallel calls already in flight still finish; nothing after them starts.
+            let mut stopped_at: Option<f64> = None;
             'sites: for e in node.edges.clone() {
                 let edge = &m.edges[e];
+                if let Some(t) = stopped_at {
+                    if edge.mode != Mode::Parallel || edge.start_offset_ns >= t {
+                        break 'sites;
+                    }
+                }
                 let u: f64 = self.rng.gen();
                 let k = edge.calls.iter().position(|&c| u < c).unwrap_or(0);
                 for _ in 0..k {
@@ -389,9 +414,17 @@ impl Run<'_> {
                         Mode::Parallel => par = par.max(d),
                         Mode::Sequential | Mode::Asynchronous => seq += d,
                     }
+                    if stopped_at.is_some() {
+                        // In flight when the caller failed: it runs out, and that is all.
+                        break;
+                    }
                     if f && self.rng.gen::<f64>() < self.draw.p_propagate[e] {
                         failed = true;
-                        break 'sites;
+                        if edge.mode != Mode::Parallel {
+                            break 'sites;
+                        }
+                        stopped_at = Some(edge.start_offset_ns + d);
+                        break;
                     }
                 }
             }
@@ -421,7 +454,12 @@ impl Run<'_> {
         }
         let attempts = 1 + self.draw.retries[e];
         let mut total = 0.0;
-        for _ in 0..attempts {
+        for a in 0..attempts {
+            if a > 0 {
+                // The back-off before a retry: this call site's, else the system's.
+                let table = edge.backoff.as_ref().or(self.m.backoff.as_ref());
+                total += table.map_or(0.0, |t| t.sample(self.rng.gen()));
+            }
             let (d, f) = self.attempt(e, fault, depth);
             total += d;
             if !f {

@@ -173,3 +173,89 @@ fn a_slow_consumer_does_not_slow_its_producer() {
     assert_eq!(p.endpoint, "web POST /order");
     assert!(p.predicted.p50_ms.hi < p.baseline.p50_ms + 0.5, "{p:?}");
 }
+
+/// `web GET /` calls `api Get` (4 ms; its failures fail the request, which then makes no
+/// further call) and `report Make` (20 ms), in the order given.
+fn ordered_model(api_first: bool) -> View {
+    use SpanKind::*;
+    let mut batch = SpanBatch::new();
+    for t in 0..2000u32 {
+        let api_fails = t % 20 == 0;
+        let (api, report) = if api_first { (1, 5) } else { (21, 1) };
+        let mut spans = vec![
+            span(t, 2, Some(1), "web", "api", Client, api, api + 4, api_fails),
+            span(t, 3, Some(2), "api", "Get", Server, api, api + 4, api_fails),
+        ];
+        // A failed api call stops the request: when it comes first, report is never called.
+        let end = if api_first && api_fails {
+            6
+        } else {
+            let (a, b) = (report, report + 20);
+            spans.push(span(t, 4, Some(1), "web", "report", Client, a, b, false));
+            spans.push(span(t, 5, Some(4), "report", "Make", Server, a, b, false));
+            26
+        };
+        spans.push(span(t, 1, None, "web", "GET /", Server, 0, end, api_fails));
+        for s in &spans {
+            batch.push_owned(s);
+        }
+    }
+    let mut b = ModelBuilder::default();
+    b.add_batch(&batch);
+    b.finish().view()
+}
+
+#[test]
+fn a_failure_that_stops_the_caller_stops_only_the_calls_after_it() {
+    let first = &run(&ordered_model(true), &["api:down"])[0];
+    let last = &run(&ordered_model(false), &["api:down"])[0];
+    for p in [first, last] {
+        assert!(p.predicted.error_rate.mean > 0.9, "{p:?}");
+    }
+    // api first: the request fails before report is called (self time and a refused call).
+    assert!(first.predicted.p50_ms.mean < 8.0, "{first:?}");
+    // api last: report's 20 ms were spent before api failed.
+    assert!(last.predicted.p50_ms.mean > 20.0, "{last:?}");
+}
+
+#[test]
+fn retries_wait_their_learned_back_off() {
+    use SpanKind::*;
+    // One call in ten fails (2 ms) and is retried 10 ms later.
+    let mut batch = SpanBatch::new();
+    for t in 0..2000u32 {
+        let retried = t % 10 == 0;
+        let mut spans = Vec::new();
+        let client = |id, start, end, failed| {
+            let mut s = span(t, id, Some(1), "web", "api", Client, start, end, failed);
+            s.peer = Some("api".into());
+            s
+        };
+        let start = if retried {
+            spans.push(client(2, 1, 3, true));
+            spans.push(span(t, 5, Some(2), "api", "Get", Server, 1, 3, true));
+            13
+        } else {
+            1
+        };
+        let (a, b) = (start, start + 4);
+        spans.push(client(3, a, b, false));
+        spans.push(span(t, 4, Some(3), "api", "Get", Server, a, b, false));
+        spans.push(span(t, 1, None, "web", "GET /", Server, 0, b + 2, false));
+        for s in &spans {
+            batch.push_owned(s);
+        }
+    }
+    let mut b = ModelBuilder::default();
+    b.add_batch(&batch);
+    let view = b.finish().view();
+    let e = view.edge("web GET /", "api Get").unwrap();
+    assert_eq!(e.retries, Some(1));
+    assert!((e.stats.backoff_ns.quantile(0.5).unwrap() / 1e6 - 10.0).abs() < 0.5);
+    // Down: refused (1 ms when never seen), the 10 ms back-off, refused again, web's 2 ms.
+    let p = &run(&view, &["api:down"])[0];
+    assert!(
+        p.predicted.p50_ms.mean > 12.0 && p.predicted.p50_ms.mean < 16.0,
+        "{p:?}"
+    );
+}
