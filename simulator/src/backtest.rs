@@ -15,7 +15,8 @@
 //! Only operations seen at least [`BacktestOptions::min_invocations`] times in both the baseline
 //! and the window are scored; under a latency fault the target's own operations are not (the
 //! delay is measured there). A predicted ratio is exactly 1 where its 90% interval includes no
-//! change, so that simulation noise does not rank as a prediction. Faults that change errors (`down`, `error`, `return`,
+//! change, or where it is within [`NO_CHANGE`] of 1, so that simulation noise does not rank as a
+//! prediction. Faults that change errors (`down`, `error`, `return`,
 //! `exception`) are scored on latency too, but are reported as not scorable when the traces
 //! carry no span status at all (nothing to compare error rates with).
 
@@ -27,6 +28,24 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::{simulate, FaultSpec, SimOptions};
+
+/// Predicted latency ratios within this share of 1 count as no change: a change under 1% is
+/// below what any window of traces could confirm, and ranking operations by it ranks the
+/// simulation's noise (requests through the target draw different random numbers, so even
+/// operations off its paths come out a hair away from 1, with intervals just as narrow).
+pub const NO_CHANGE: f64 = 0.01;
+
+/// The point prediction of a latency ratio from a predicted band and the baseline: no change
+/// where the 90% interval holds no change or the mean is within [`NO_CHANGE`] of it, else the
+/// mean ratio.
+fn point_ratio(band: &crate::Band, base: f64) -> f64 {
+    let (lo, hi, mean) = (band.lo / base, band.hi / base, band.mean / base);
+    if (lo <= 1.0 && hi >= 1.0) || (mean.ln()).abs() < (1.0 + NO_CHANGE).ln() {
+        1.0
+    } else {
+        mean
+    }
+}
 
 /// What a past experiment did to its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -293,7 +312,7 @@ pub struct OpScore {
     /// Observed p50 ratio (window / baseline).
     pub observed_p50: f64,
     /// Predicted p50 ratio (faulted / baseline simulation; exactly 1 where the 90% interval
-    /// includes no change).
+    /// includes no change or the change is under [`NO_CHANGE`]).
     pub predicted_p50: f64,
     /// Its 90% interval.
     pub predicted_p50_lo: f64,
@@ -642,16 +661,6 @@ fn backtest_one(
             let half = (((hi - lo) / 2.0).powi(2) + (1.645 * se_obs).powi(2)).sqrt();
             ((w50 / b50).ln() - (hi + lo) / 2.0).abs() <= half
         };
-        // The point prediction: no change where the 90% interval holds no change (the
-        // simulation's own noise is not a prediction), else the mean.
-        let point = |band: &crate::Band, base: f64| {
-            let (lo, hi) = (band.lo / base, band.hi / base);
-            if lo <= 1.0 && hi >= 1.0 {
-                1.0
-            } else {
-                band.mean / base
-            }
-        };
         let naive = |base_ms: f64| {
             if is_up {
                 (base_ms + delay_ms) / base_ms
@@ -662,11 +671,11 @@ fn backtest_one(
         ops.push(OpScore {
             operation: id.clone(),
             observed_p50: w50 / b50,
-            predicted_p50: point(&p.predicted.p50_ms, p.baseline.p50_ms),
+            predicted_p50: point_ratio(&p.predicted.p50_ms, p.baseline.p50_ms),
             predicted_p50_lo: p.predicted.p50_ms.lo / p.baseline.p50_ms,
             predicted_p50_hi: p.predicted.p50_ms.hi / p.baseline.p50_ms,
             observed_p99: w99 / b99,
-            predicted_p99: point(&p.predicted.p99_ms, p.baseline.p99_ms),
+            predicted_p99: point_ratio(&p.predicted.p99_ms, p.baseline.p99_ms),
             naive_p50: naive(b50),
             naive_p99: naive(b99),
             upstream: is_up,
@@ -1079,6 +1088,19 @@ mod tests {
         // Ties averaged: ranks (1.5, 1.5, 3) vs (1, 2, 3): r = 0.866...
         let r = spearman(&[1.0, 1.0, 2.0], &[1.0, 2.0, 3.0]).unwrap();
         assert!((r - 0.866_025_4).abs() < 1e-6, "{r}");
+    }
+
+    #[test]
+    fn a_change_too_small_to_see_is_no_change() {
+        let band = |mean, lo, hi| crate::Band { mean, lo, hi };
+        // The interval holds 1: no change, whatever the mean.
+        assert_eq!(point_ratio(&band(1.3, 0.9, 1.6), 1.0), 1.0);
+        // Narrow and a hair above 1 (simulation noise off the target's paths): no change.
+        assert_eq!(point_ratio(&band(100.2, 100.1, 100.3), 100.0), 1.0);
+        assert_eq!(point_ratio(&band(99.3, 99.2, 99.4), 100.0), 1.0);
+        // A real change is its mean ratio.
+        assert!((point_ratio(&band(115.0, 108.0, 120.0), 100.0) - 1.15).abs() < 1e-12);
+        assert!((point_ratio(&band(97.0, 96.0, 98.0), 100.0) - 0.97).abs() < 1e-12);
     }
 
     #[test]
