@@ -127,6 +127,9 @@ fn row(f: &[String], c: &Columns, ctx: &mut Ctx<'_>) -> Result<Span, String> {
     let start: i64 = get(c.start, "StartTimeUnixNano")?
         .parse()
         .map_err(|_| "StartTimeUnixNano is not an integer")?;
+    if start < 0 {
+        return Err("StartTimeUnixNano is negative (nanoseconds since 1970 expected)".into());
+    }
     let end_ns = match c.end.map(|i| get(i, "EndTimeUnixNano")).transpose()? {
         Some(e) if !e.is_empty() => e
             .parse::<i64>()

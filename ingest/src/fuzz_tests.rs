@@ -233,3 +233,18 @@ proptest! {
         read_both(&format!("{name}.zst"), &zst);
     }
 }
+
+#[test]
+fn a_csv_span_before_1970_is_rejected_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spans.csv");
+    std::fs::write(&path, CSV.replace(",2000,3000,", ",-2000,3000,")).unwrap();
+    let mut report = IngestReport::default();
+    read_file(&path, &ReadOptions::default(), &mut report, &mut |_| Ok(())).unwrap();
+    assert_eq!((report.spans, report.rejected), (1, 1));
+    assert!(
+        report.problems[0].to_string().contains("negative"),
+        "{:?}",
+        report.problems
+    );
+}

@@ -393,7 +393,7 @@ impl ModelBuilder {
         let seen = self.seen;
         self.finish_front_while(|t, buffered| {
             let idle = seen - t.last_seen >= window;
-            let over = buffered as u64 > 2 * window;
+            let over = buffered as u64 > window.saturating_mul(2);
             // Still receiving spans but forced out by memory: cut.
             (idle || over).then_some(!idle)
         });

@@ -18,6 +18,10 @@ pub const SCHEMA_VERSION: u32 = 3;
 /// The oldest schema version this augur reads.
 pub const OLDEST_READABLE_VERSION: u32 = 2;
 
+/// The largest count a model file may hold (2^53: nine thousand million million spans; counts
+/// beyond it are a corrupt file, and refusing them keeps arithmetic on counts from overflowing).
+pub const MAX_COUNT: u64 = 1 << 53;
+
 /// What the traces looked like: how many, and what was wrong with them. Every count is of
 /// something augur handled in a stated way rather than guessed around.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,7 +204,7 @@ pub(crate) fn bump(hist: &mut Vec<u64>, k: usize, n: u64) {
     if hist.len() <= k {
         hist.resize(k + 1, 0);
     }
-    hist[k] += n;
+    hist[k] = hist[k].saturating_add(n);
 }
 
 fn merge_hist(into: &mut Vec<u64>, from: &[u64]) {
@@ -212,18 +216,18 @@ fn merge_hist(into: &mut Vec<u64>, from: &[u64]) {
 }
 
 impl CallStats {
-    /// Adds every count of `o` (exact).
+    /// Adds every count of `o` (exact; saturating, so a corrupt input cannot overflow).
     pub fn merge(&mut self, o: &CallStats) {
-        self.attempts += o.attempts;
-        self.attempt_errors += o.attempt_errors;
-        self.calls += o.calls;
-        self.failed += o.failed;
-        self.propagated += o.propagated;
-        self.survived += o.survived;
+        self.attempts = self.attempts.saturating_add(o.attempts);
+        self.attempt_errors = self.attempt_errors.saturating_add(o.attempt_errors);
+        self.calls = self.calls.saturating_add(o.calls);
+        self.failed = self.failed.saturating_add(o.failed);
+        self.propagated = self.propagated.saturating_add(o.propagated);
+        self.survived = self.survived.saturating_add(o.survived);
         merge_hist(&mut self.per_invocation, &o.per_invocation);
         merge_hist(&mut self.retries, &o.retries);
-        self.parallel += o.parallel;
-        self.asynchronous += o.asynchronous;
+        self.parallel = self.parallel.saturating_add(o.parallel);
+        self.asynchronous = self.asynchronous.saturating_add(o.asynchronous);
         self.ok_ns.merge(&o.ok_ns);
         self.failed_ns.merge(&o.failed_ns);
         self.gap_ns.merge(&o.gap_ns);
@@ -458,9 +462,66 @@ impl Model {
         }
         let mut m: Model =
             serde_json::from_slice(text).map_err(|e| format!("malformed model: {e}"))?;
+        m.check_counts()?;
         // An older file is a newer one whose new fields are empty.
         m.schema_version = SCHEMA_VERSION;
         Ok(m)
+    }
+
+    /// Refuses counts no real model holds (over [`MAX_COUNT`]: a corrupt or hand-edited file),
+    /// so that arithmetic on them cannot overflow.
+    fn check_counts(&self) -> Result<(), String> {
+        let check = |what: &dyn Fn() -> String, n: u64| {
+            if n > MAX_COUNT {
+                Err(format!("{}: count {n} is beyond any real model", what()))
+            } else {
+                Ok(())
+            }
+        };
+        let stats = |what: &dyn Fn() -> String, s: &CallStats| -> Result<(), String> {
+            for n in [
+                s.attempts,
+                s.attempt_errors,
+                s.calls,
+                s.failed,
+                s.propagated,
+                s.survived,
+                s.parallel,
+                s.asynchronous,
+            ]
+            .into_iter()
+            .chain(s.per_invocation.iter().copied())
+            .chain(s.retries.iter().copied())
+            {
+                check(what, n)?;
+            }
+            Ok(())
+        };
+        for o in &self.operations {
+            let what = || format!("operation {}", o.id);
+            for n in [o.invocations, o.errors, o.roots, o.clean, o.clean_errors] {
+                check(&what, n)?;
+            }
+        }
+        for c in &self.calls {
+            let what = || format!("call {} -> {}", c.from, c.to);
+            stats(&what, &c.stats)?;
+            for &n in c.client_names.values() {
+                check(&what, n)?;
+            }
+        }
+        for u in &self.unarrived {
+            stats(&|| format!("call {} -> {}", u.from, u.peer), &u.stats)?;
+        }
+        for l in &self.links {
+            check(&|| format!("messages {} -> {}", l.from, l.to), l.messages)?;
+        }
+        for k in &self.peer_kinds {
+            let what = || format!("peer {}", k.peer);
+            check(&what, k.database)?;
+            check(&what, k.messaging)?;
+        }
+        Ok(())
     }
 
     /// Writes the model file (atomically: a temporary file renamed into place).
@@ -499,13 +560,13 @@ impl Model {
             &other.operations,
             |o| o.id.clone(),
             |a, b| {
-                a.invocations += b.invocations;
-                a.errors += b.errors;
-                a.roots += b.roots;
+                a.invocations = a.invocations.saturating_add(b.invocations);
+                a.errors = a.errors.saturating_add(b.errors);
+                a.roots = a.roots.saturating_add(b.roots);
                 a.duration_ns.merge(&b.duration_ns);
                 a.self_ns.merge(&b.self_ns);
-                a.clean += b.clean;
-                a.clean_errors += b.clean_errors;
+                a.clean = a.clean.saturating_add(b.clean);
+                a.clean_errors = a.clean_errors.saturating_add(b.clean_errors);
             },
         );
         merge_sorted(
@@ -514,7 +575,8 @@ impl Model {
             |c| (c.from.clone(), c.to.clone()),
             |a, b| {
                 for (name, n) in &b.client_names {
-                    *a.client_names.entry(name.clone()).or_default() += n;
+                    let c = a.client_names.entry(name.clone()).or_default();
+                    *c = c.saturating_add(*n);
                 }
                 a.stats.merge(&b.stats);
             },
@@ -529,15 +591,15 @@ impl Model {
             &mut self.links,
             &other.links,
             |l| (l.from.clone(), l.peer.clone(), l.name.clone(), l.to.clone()),
-            |a, b| a.messages += b.messages,
+            |a, b| a.messages = a.messages.saturating_add(b.messages),
         );
         merge_sorted(
             &mut self.peer_kinds,
             &other.peer_kinds,
             |k| k.peer.clone(),
             |a, b| {
-                a.database += b.database;
-                a.messaging += b.messaging;
+                a.database = a.database.saturating_add(b.database);
+                a.messaging = a.messaging.saturating_add(b.messaging);
             },
         );
     }
@@ -819,6 +881,26 @@ mod tests {
         assert!(err.contains("version 99"), "{err}");
         std::fs::write(&path, "garbage").unwrap();
         assert!(Model::load(&path).is_err());
+    }
+
+    #[test]
+    fn counts_no_real_model_holds_are_refused_and_merges_saturate() {
+        let mut m = tiny();
+        m.unarrived[0].stats.parallel = u64::MAX;
+        let text = serde_json::to_vec(&m).unwrap();
+        let err = Model::from_json(&text).unwrap_err();
+        assert!(
+            err.contains("beyond any real model") && err.contains("call "),
+            "{err}"
+        );
+        m.unarrived[0].stats.parallel = MAX_COUNT;
+        let mut a = Model::from_json(&serde_json::to_vec(&m).unwrap()).unwrap();
+        for _ in 0..70 {
+            let b = a.clone();
+            a.merge(&b);
+        }
+        assert_eq!(a.unarrived[0].stats.parallel, u64::MAX);
+        let _ = a.view();
     }
 
     #[test]

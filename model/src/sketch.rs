@@ -118,12 +118,12 @@ impl LogSketch {
             self.min = self.min.min(x);
             self.max = self.max.max(x);
         }
-        self.count += n;
+        self.count = self.count.saturating_add(n);
         self.sum = self
             .sum
             .saturating_add((x.round() as u64).saturating_mul(n));
         if x < MIN_VALUE {
-            self.zeros += n;
+            self.zeros = self.zeros.saturating_add(n);
             return;
         }
         let i = bucket_of(x);
@@ -147,7 +147,7 @@ impl LogSketch {
         if k >= self.counts.len() {
             self.counts.resize(k + 1, 0);
         }
-        self.counts[k] += n;
+        self.counts[k] = self.counts[k].saturating_add(n);
     }
 
     /// Adds every value of `other` (exact: the result is the sketch of both inputs together).
@@ -162,9 +162,9 @@ impl LogSketch {
             self.min = self.min.min(other.min);
             self.max = self.max.max(other.max);
         }
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.sum = self.sum.saturating_add(other.sum);
-        self.zeros += other.zeros;
+        self.zeros = self.zeros.saturating_add(other.zeros);
         for (k, &c) in other.counts.iter().enumerate() {
             if c > 0 {
                 self.bump(other.offset + k as i32, c);
@@ -264,6 +264,20 @@ impl<'de> Deserialize<'de> for LogSketch {
                 r.count
             )));
         }
+        if r.count > crate::model::MAX_COUNT {
+            return Err(D::Error::custom(format!(
+                "sketch count {} is beyond any real model",
+                r.count
+            )));
+        }
+        if r.count > 0
+            && !(r.min.is_finite() && r.max.is_finite() && 0.0 <= r.min && r.min <= r.max)
+        {
+            return Err(D::Error::custom(format!(
+                "sketch bounds [{}, {}] are not a range of durations",
+                r.min, r.max
+            )));
+        }
         s.zeros = r.zeros;
         s.count = r.count;
         s.sum = r.sum;
@@ -281,6 +295,20 @@ mod tests {
     fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
         let rank = (q * (sorted.len() - 1) as f64).floor() as usize;
         sorted[rank]
+    }
+
+    #[test]
+    fn a_corrupt_sketch_is_refused() {
+        let mut s = LogSketch::new();
+        s.add(5.0);
+        let text = serde_json::to_string(&s).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for (field, value) in [("min", 1e12), ("max", -1.0)] {
+            let mut bad = v.clone();
+            bad[field] = serde_json::json!(value);
+            let err = serde_json::from_value::<LogSketch>(bad).unwrap_err();
+            assert!(err.to_string().contains("not a range"), "{err}");
+        }
     }
 
     #[test]

@@ -527,14 +527,14 @@ fn timeout_of(stats: &CallStats) -> Option<Timeout> {
 /// propagated and how often they were retried.
 fn failures_seen(stats: &CallStats) -> bool {
     stats.attempt_errors > 0
-        || stats.propagated + stats.survived > 0
+        || stats.propagated.saturating_add(stats.survived) > 0
         || stats.retries.iter().skip(1).any(|&c| c > 0)
 }
 
 fn mode_of(stats: &CallStats) -> Mode {
-    if stats.asynchronous * 2 > stats.attempts {
+    if stats.asynchronous.saturating_mul(2) > stats.attempts {
         Mode::Asynchronous
-    } else if stats.parallel * 2 > stats.calls {
+    } else if stats.parallel.saturating_mul(2) > stats.calls {
         Mode::Parallel
     } else {
         Mode::Sequential
