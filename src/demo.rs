@@ -73,10 +73,12 @@ fn world(kind: WorldKind, services: usize, seed: u64) -> Result<World> {
     Ok(match kind {
         WorldKind::Shop => World::shop(),
         WorldKind::Random => {
-            let params = RandomWorldParams {
+            let mut params = RandomWorldParams {
                 services,
                 ..RandomWorldParams::default()
             };
+            // A small world has fewer entry operations than the default endpoints.
+            params.endpoints = params.endpoints.min(params.max_endpoints()).max(1);
             World::random(seed, params).context("building the random world")?
         }
     })
@@ -127,8 +129,9 @@ pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
         .map(str::parse::<Fault>)
         .transpose()
         .context("--fault")?;
-    if !a.start_offset.is_finite() || a.start_offset < 0.0 {
-        bail!("--start-offset is a number of seconds (>= 0)");
+    // A century at most: span times are nanoseconds since 1970 in an i64 (they end in 2262).
+    if !a.start_offset.is_finite() || a.start_offset < 0.0 || a.start_offset > 3.15e9 {
+        bail!("--start-offset is a number of seconds, from 0 to a century (3150000000)");
     }
     let file = File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut gen = augur_datasets::Generator::new(&world, a.seed)?

@@ -525,8 +525,9 @@ pub(crate) fn experiment_options(
     error_budget: Option<f64>,
 ) -> Result<augur_recommender::Options> {
     // Messages start with the option's name; the command line puts `--` before it.
-    if duration_min.is_nan() || duration_min <= 0.0 {
-        bail!("duration must be a positive number of minutes");
+    // A year at most: longer experiments are not planned, and harm must stay a finite number.
+    if duration_min.is_nan() || duration_min <= 0.0 || duration_min > 525_600.0 {
+        bail!("duration must be a positive number of minutes, at most a year (525600)");
     }
     check_sim_options(requests, samples).map_err(anyhow::Error::msg)?;
     if error_budget.is_some_and(|b| b.is_nan() || b < 0.0) {
@@ -549,15 +550,28 @@ pub(crate) fn experiment_options(
     })
 }
 
+/// The most requests one simulation may run per posterior draw.
+const MAX_REQUESTS: usize = 10_000_000;
+/// The most posterior draws one simulation may take.
+const MAX_SAMPLES: usize = 100_000;
+/// The most requests of all draws together one simulation may run.
+const MAX_WORK: usize = 100_000_000;
+
 /// Checks the simulation sizes; the reason when they are unusable.
 pub(crate) fn check_sim_options(requests: usize, samples: usize) -> Result<(), String> {
-    if requests == 0 {
-        return Err("requests must be at least 1".into());
+    if requests == 0 || requests > MAX_REQUESTS {
+        return Err(format!("requests must be between 1 and {MAX_REQUESTS}"));
     }
-    if samples < 2 {
-        return Err(
-            "samples must be at least 2 (intervals come from the spread across draws)".into(),
-        );
+    if !(2..=MAX_SAMPLES).contains(&samples) {
+        return Err(format!(
+            "samples must be between 2 and {MAX_SAMPLES} (intervals come from the spread across draws)"
+        ));
+    }
+    // The simulation keeps a latency per request and draw.
+    if requests.saturating_mul(samples) > MAX_WORK {
+        return Err(format!(
+            "requests × samples must be at most {MAX_WORK} (memory: a latency per request and draw)"
+        ));
     }
     Ok(())
 }
@@ -600,10 +614,27 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, `: `-separated, leaving out a cause whose text the message before
+/// it already ends with (library errors name their file and include the OS's reason).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_tracing() {
@@ -628,8 +659,8 @@ fn run(cli: Cli) -> Result<()> {
             include_experiments,
             json,
         } => {
-            if trace_window == 0 {
-                bail!("--trace-window must be at least 1");
+            if trace_window == 0 || trace_window > 1 << 32 {
+                bail!("--trace-window must be between 1 and 4294967296 spans");
             }
             let opts = BuildOptions {
                 trace_window,
@@ -1246,5 +1277,19 @@ impl LearnSummary {
         self.edges = view.edges.len();
         self.quality = model.quality.clone();
         self.unarrived_to_instrumented = view.calls_to_instrumented_without_server;
+    }
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(augur_model::ModelError::Io {
+            path: "m.json".into(),
+            source: io,
+        })
+        .context("loading");
+        assert_eq!(super::error_text(&e), "loading: m.json: no such file");
     }
 }

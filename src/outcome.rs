@@ -73,6 +73,17 @@ pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
             )
         })?;
     }
+    // The ledger must take the entry before the refined model is written: a model refined
+    // with no entry in its history would be learned twice by the next outcome's evidence.
+    if new_ledger.is_dir() {
+        bail!(
+            "--ledger {}: is a directory (a ledger is a JSON Lines file)",
+            new_ledger.display()
+        );
+    }
+    if new_ledger.exists() {
+        ledger::read(&new_ledger).context("the ledger to append to")?;
+    }
     result
         .refined
         .save(out)

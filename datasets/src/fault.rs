@@ -86,6 +86,11 @@ impl FromStr for Fault {
             }
             "latency" => {
                 let v = value.trim();
+                if v.starts_with('x') {
+                    return Err(bad(
+                        "the generator adds latency (+<n>ms); a self-time factor (xF) is for simulate",
+                    ));
+                }
                 let v = v.strip_prefix('+').unwrap_or(v);
                 let (num, scale) = if let Some(n) = v.strip_suffix("ms") {
                     (n, 1.0)
@@ -98,8 +103,10 @@ impl FromStr for Fault {
                     .trim()
                     .parse()
                     .map_err(|_| bad("the added latency is not a number"))?;
-                if !n.is_finite() || n < 0.0 {
-                    return Err(bad("the added latency must be a finite number >= 0"));
+                if !n.is_finite() || n < 0.0 || n * scale > 86_400_000.0 {
+                    return Err(bad(
+                        "the added latency must be between 0 and a day (86400000ms)",
+                    ));
                 }
                 Ok(Fault::Latency {
                     service,

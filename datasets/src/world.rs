@@ -263,6 +263,11 @@ impl RandomWorldParams {
     }
 
     /// Services per layer: the first layer is the smallest (entry services), the rest share evenly.
+    /// How many endpoints these parameters allow at most (the first layer's operations).
+    pub fn max_endpoints(&self) -> usize {
+        self.layer_sizes().first().copied().unwrap_or(0) * self.operations_per_service
+    }
+
     fn layer_sizes(&self) -> Vec<usize> {
         if self.depth == 0 {
             return Vec::new();

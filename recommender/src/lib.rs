@@ -66,6 +66,9 @@ pub enum RecError {
     /// Simulation failed (a bad fault, or no traffic).
     #[error(transparent)]
     Sim(#[from] augur_simulator::SimError),
+    /// An experiment's traces cannot be its outcome (they show none of the model's system).
+    #[error("{0}")]
+    Outcome(String),
 }
 
 /// Value, harm and P(intents) of one experiment a person has in mind.

@@ -450,6 +450,24 @@ pub fn outcome(
 ) -> Result<Outcome, RecError> {
     let before = base.view();
     let scope = fault_scope(&before, spec)?;
+    // Traces of another system would read as "nothing moved" and mark the target tested.
+    let known: std::collections::BTreeSet<&str> =
+        base.operations.iter().map(|o| o.id.as_str()).collect();
+    if !observed
+        .operations
+        .iter()
+        .any(|o| known.contains(o.id.as_str()))
+    {
+        return Err(RecError::Outcome(format!(
+            "the experiment's traces show none of the model's {} operations ({} operations of their own{}): traces of another system, or of nothing? Nothing was recorded",
+            known.len(),
+            observed.operations.len(),
+            observed
+                .operations
+                .first()
+                .map_or(String::new(), |o| format!(", e.g. `{}`", o.id))
+        )));
+    }
     let (prediction, _) = simulate(&before, std::slice::from_ref(spec), &opts.sim)?;
     let seen = observed.view();
     let share = opts.traffic_share;

@@ -340,6 +340,16 @@ expect = { endpoint = "web op", error_rate_below = 0.2 }
         .unwrap_err()
         .to_string();
     assert!(err.contains("geo"), "{err}");
+
+    // Traces of another system are not an outcome (they would read as "nothing moved").
+    let mut other = observed.clone();
+    for o in &mut other.operations {
+        o.id = format!("elsewhere {}", o.id);
+    }
+    let err = outcome(&base, &other, &spec, &[], &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("none of the model's"), "{err}");
 }
 
 #[test]

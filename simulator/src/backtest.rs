@@ -118,6 +118,23 @@ pub fn parse_labels(text: &str) -> Result<Vec<PastExperiment>, String> {
                 .get("experiment")
                 .and_then(|e| e.as_array())
                 .ok_or("a TOML list of past experiments needs [[experiment]] tables")?;
+            // TOML's own date-times (`start = 2026-11-01T00:10:00Z`) as the strings JSON has.
+            let list: Vec<toml::Value> = list
+                .iter()
+                .map(|e| match e {
+                    toml::Value::Table(t) => toml::Value::Table(
+                        t.iter()
+                            .map(|(k, v)| match v {
+                                toml::Value::Datetime(d) => {
+                                    (k.clone(), toml::Value::String(d.to_string()))
+                                }
+                                _ => (k.clone(), v.clone()),
+                            })
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                })
+                .collect();
             let json = serde_json::to_value(list).map_err(|e| e.to_string())?;
             generic_list(&json)?
         }
@@ -183,38 +200,94 @@ pub fn service_of_pod(pod: &str) -> String {
     }
 }
 
+/// The fields an experiment of a generic label list may have.
+const LABEL_FIELDS: [&str; 7] = [
+    "id",
+    "target",
+    "kind",
+    "start",
+    "end",
+    "duration",
+    "magnitude",
+];
+
+/// Times as labels give them: seconds since the epoch, or UTC date and time.
+const TIME_FORMS: &str = "seconds since the epoch, \"YYYY-MM-DD HH:MM:SS\" or \"YYYY-MM-DDTHH:MM:SS[.fff]Z\" (UTC, 1970 to 2261)";
+
 fn generic_list(v: &serde_json::Value) -> Result<Vec<PastExperiment>, String> {
     let list = v.as_array().ok_or("expected a list of experiments")?;
     let mut out = Vec::new();
     for (i, e) in list.iter().enumerate() {
         let ctx = |m: &str| format!("experiment {}: {m}", i + 1);
-        let target = e
-            .get("target")
-            .and_then(|x| x.as_str())
+        let fields = e
+            .as_object()
+            .ok_or_else(|| ctx("expected a table of fields"))?;
+        if let Some(unknown) = fields.keys().find(|k| !LABEL_FIELDS.contains(&k.as_str())) {
+            return Err(ctx(&format!(
+                "unknown field `{unknown}` (known: {})",
+                LABEL_FIELDS.join(", ")
+            )));
+        }
+        let text = |name: &str| -> Result<Option<&str>, String> {
+            match e.get(name) {
+                None => Ok(None),
+                Some(x) => x
+                    .as_str()
+                    .map(Some)
+                    .ok_or_else(|| ctx(&format!("`{name}` must be a string"))),
+            }
+        };
+        let target = text("target")?
             .ok_or_else(|| ctx("no `target`"))?
             .to_string();
-        let kind_name = e
-            .get("kind")
-            .and_then(|x| x.as_str())
-            .ok_or_else(|| ctx("no `kind`"))?;
+        let kind_name = text("kind")?.ok_or_else(|| ctx("no `kind`"))?;
         let kind = PastKind::parse(kind_name).ok_or_else(|| {
             ctx(&format!(
                 "unknown kind `{kind_name}` (down, error, latency, cpu, return, exception)"
             ))
         })?;
-        let start_ns = time_field(e.get("start")).ok_or_else(|| ctx("no valid `start`"))?;
-        let end_ns = match (e.get("end"), e.get("duration").and_then(|d| d.as_f64())) {
-            (Some(end), _) => time_field(Some(end)).ok_or_else(|| ctx("bad `end`"))?,
-            (None, Some(d)) if d > 0.0 => start_ns + (d * 1e9) as i64,
+        let start_ns = match e.get("start") {
+            None => return Err(ctx("no `start`")),
+            Some(t) => time_field(t).map_err(|m| ctx(&format!("`start` {m}")))?,
+        };
+        let duration = match e.get("duration") {
+            None => None,
+            Some(d) => match d.as_f64() {
+                // Under 100 years, so that the end stays a representable time.
+                Some(d) if d > 0.0 && d < 3.2e9 => Some(d),
+                _ => {
+                    return Err(ctx(
+                        "`duration` must be a positive number of seconds (under 100 years)",
+                    ))
+                }
+            },
+        };
+        let end_ns = match (e.get("end"), duration) {
+            (Some(end), _) => time_field(end).map_err(|m| ctx(&format!("`end` {m}")))?,
+            (None, Some(d)) => start_ns
+                .checked_add((d * 1e9) as i64)
+                .ok_or_else(|| ctx("ends after 2262"))?,
             _ => return Err(ctx("needs `end` or a positive `duration` (seconds)")),
         };
         if end_ns <= start_ns {
             return Err(ctx("ends before it starts"));
         }
-        let magnitude = e.get("magnitude").and_then(|m| m.as_f64());
-        let id = e
-            .get("id")
-            .and_then(|x| x.as_str())
+        let magnitude = match e.get("magnitude") {
+            None => None,
+            Some(m) => Some(
+                m.as_f64()
+                    .filter(|m| m.is_finite() && *m >= 0.0)
+                    .ok_or_else(|| {
+                        ctx("`magnitude` must be a non-negative number (milliseconds added, error share, or CPU factor)")
+                    })?,
+            ),
+        };
+        if kind == PastKind::Error && magnitude.is_some_and(|m| m > 1.0) {
+            return Err(ctx(
+                "an error `magnitude` is the share of requests failed, 0 to 1",
+            ));
+        }
+        let id = text("id")?
             .map(str::to_string)
             .unwrap_or_else(|| format!("{target}:{kind_name}#{}", i + 1));
         out.push(PastExperiment {
@@ -229,12 +302,21 @@ fn generic_list(v: &serde_json::Value) -> Result<Vec<PastExperiment>, String> {
     Ok(out)
 }
 
-fn time_field(v: Option<&serde_json::Value>) -> Option<i64> {
-    let v = v?;
+fn time_field(v: &serde_json::Value) -> Result<i64, String> {
+    let bad = |v: &serde_json::Value| format!("{v} is not a time: give {TIME_FORMS}");
     if let Some(s) = v.as_f64() {
-        return Some((s * 1e9) as i64);
+        // i64 nanoseconds end in 2262.
+        if !(0.0..9.2e9).contains(&s) {
+            let hint = if (1e11..9.2e12).contains(&s) {
+                " (milliseconds? divide by 1000)"
+            } else {
+                ""
+            };
+            return Err(format!("{}{hint}", bad(v)));
+        }
+        return Ok((s * 1e9) as i64);
     }
-    parse_time(v.as_str()?)
+    v.as_str().and_then(parse_time).ok_or_else(|| bad(v))
 }
 
 /// `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DDTHH:MM:SS[.fff][Z]`, UTC, to ns since the epoch.
@@ -249,7 +331,13 @@ pub fn parse_time(s: &str) -> Option<i64> {
         t.next()?.parse::<i64>().ok()?,
     );
     let sec: f64 = t.next().unwrap_or("0").parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || sec >= 61.0 {
+    if !(1970..=2261).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || !(0..=23).contains(&hh)
+        || !(0..=59).contains(&mm)
+        || !(0.0..61.0).contains(&sec)
+    {
         return None;
     }
     // Days from civil (H. Hinnant).
@@ -1077,6 +1165,50 @@ mod tests {
                 .contains("unknown kind")
         );
         assert!(parse_labels(r#"[{"target":"x","kind":"down","start":5,"end":2}]"#).is_err());
+        // TOML's own date-times are times too.
+        let toml = "[[experiment]]\ntarget = \"cart\"\nkind = \"down\"\nstart = 2023-11-14T22:13:20Z\nduration = 60\n";
+        assert_eq!(
+            parse_labels(toml).unwrap()[0].start_ns,
+            1_700_000_000_000_000_000
+        );
+        // Mistakes are named, never overflow.
+        for (label, says) in [
+            (
+                r#"{"target":"x","kind":"down","start":1793494800000,"duration":60}"#,
+                "milliseconds",
+            ),
+            (
+                r#"{"target":"x","kind":"down","start":1e300,"duration":60}"#,
+                "not a time",
+            ),
+            (
+                r#"{"target":"x","kind":"down","start":"9999-12-31 23:59:59","duration":60}"#,
+                "not a time",
+            ),
+            (
+                r#"{"target":"x","kind":"down","start":1,"duration":1e300}"#,
+                "duration",
+            ),
+            (
+                r#"{"target":"x","kind":"latency","start":1,"duration":6,"magnitud":3}"#,
+                "unknown field `magnitud`",
+            ),
+            (
+                r#"{"target":"x","kind":"latency","start":1,"duration":6,"magnitude":"3ms"}"#,
+                "magnitude",
+            ),
+            (
+                r#"{"target":"x","kind":"error","start":1,"duration":6,"magnitude":2}"#,
+                "0 to 1",
+            ),
+            (
+                r#"{"target":["x"],"kind":"down","start":1,"duration":6}"#,
+                "must be a string",
+            ),
+        ] {
+            let err = parse_labels(&format!("[{label}]")).unwrap_err();
+            assert!(err.contains(says), "{label}: {err}");
+        }
         assert!(parse_labels("[]").is_err());
     }
 

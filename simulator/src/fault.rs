@@ -11,6 +11,13 @@ use augur_model::View;
 
 use crate::SimError;
 
+/// The largest added latency a fault may ask for (a day, in ms): beyond it no request
+/// finishes, and sums of simulated time lose precision.
+pub const MAX_ADDED_MS: f64 = 86_400_000.0;
+
+/// The largest self-time factor a fault may ask for.
+pub const MAX_FACTOR: f64 = 1_000_000.0;
+
 /// What a fault does to the calls (or, for `latency=xF`, the invocations) it targets.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FaultKind {
@@ -107,11 +114,21 @@ impl std::str::FromStr for FaultSpec {
                 if v < 0.0 {
                     return Err(bad(input, add, "added latency cannot be negative"));
                 }
+                if v * scale > MAX_ADDED_MS {
+                    return Err(bad(
+                        input,
+                        add,
+                        "added latency is at most a day (86400000ms)",
+                    ));
+                }
                 FaultKind::AddLatencyMs(v * scale)
             } else if let Some(factor) = lat.strip_prefix('x') {
                 let f = number(factor, "the latency factor")?;
                 if f <= 0.0 {
                     return Err(bad(input, factor, "a latency factor is positive"));
+                }
+                if f > MAX_FACTOR {
+                    return Err(bad(input, factor, "a latency factor is at most 1000000"));
                 }
                 FaultKind::ScaleSelf(f)
             } else {

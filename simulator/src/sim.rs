@@ -51,6 +51,11 @@ const TABLE: usize = 256;
 /// Calls nested deeper than this are not made (learned graphs can hold cycles).
 const MAX_DEPTH: usize = 32;
 
+/// Call attempts one request may make at most: a graph whose cycles fan out (a corrupt or
+/// pathological model) would otherwise grow a request's tree exponentially with depth. The
+/// learned worlds make tens to hundreds per request.
+const MAX_EVENTS_PER_REQUEST: u64 = 1 << 12;
+
 /// An inverse CDF: `TABLE + 1` quantiles.
 #[derive(Debug, Clone)]
 struct Table(Vec<f64>);
@@ -383,6 +388,8 @@ struct Run<'a> {
     rng: ChaCha8Rng,
     tally: Vec<Tally>,
     events: u64,
+    /// No further call is made once `events` reaches this (the current request's budget).
+    events_limit: u64,
 }
 
 impl Run<'_> {
@@ -395,7 +402,7 @@ impl Run<'_> {
         let own = node.self_time.as_ref().map_or(0.0, |t| t.sample(u)) * self.scale[n];
         let mut failed = self.rng.gen::<f64>() < self.draw.p_error[n];
         let (mut seq, mut par) = (0.0, 0.0f64);
-        if depth < MAX_DEPTH {
+        if depth < MAX_DEPTH && self.events < self.events_limit {
             // When a failure stops the caller (at this offset from its start, on average), the
             // parallel calls already in flight still finish; nothing after them starts.
             let mut stopped_at: Option<f64> = None;
@@ -637,8 +644,10 @@ fn run_one(
         rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
         tally: vec![Tally::default(); m.nodes.len()],
         events: 0,
+        events_limit: 0,
     };
     for _ in 0..opts.requests {
+        run.events_limit = run.events.saturating_add(MAX_EVENTS_PER_REQUEST);
         let u: f64 = run.rng.gen();
         let ep = m
             .endpoints

@@ -45,6 +45,10 @@ fn span(
 /// (3 ms, whose failures the request survives); self time 2 ms. One trace in 20 sees api fail,
 /// one in 10 sees ads fail.
 fn model() -> View {
+    model_file().view()
+}
+
+fn model_file() -> augur_model::Model {
     use SpanKind::*;
     let mut batch = SpanBatch::new();
     for t in 0..2000u32 {
@@ -63,7 +67,7 @@ fn model() -> View {
     }
     let mut b = ModelBuilder::default();
     b.add_batch(&batch);
-    b.finish().view()
+    b.finish()
 }
 
 fn run(view: &View, faults: &[&str]) -> Vec<OpPrediction> {
