@@ -171,7 +171,7 @@ pub(crate) fn run_demo(dir: &Path, traces: usize, seed: u64) -> Result<()> {
     if traces == 0 {
         bail!("--traces must be at least 1");
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::create_out_dir(dir)?;
     let world = World::shop();
     let file = dir.join("shop-traces.jsonl");
     eprintln!("== 1. generate: {traces} traces of the demo shop (OTLP JSON Lines, seed {seed})");

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use augur_ingest::table::{write_table, Column};
 use augur_model::View;
 use augur_recommender::Recommendation;
@@ -15,7 +15,7 @@ pub(crate) fn export(
     rec: &Recommendation,
     dir: &Path,
 ) -> Result<Vec<(String, usize)>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::create_out_dir(dir)?;
     let mut out = Vec::new();
     let mut write = |name: &str, columns: Vec<(&str, Column)>| -> Result<()> {
         let path = dir.join(name);

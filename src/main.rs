@@ -5,7 +5,7 @@
 //! `augur-model`, `augur-datasets`, …).
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -620,6 +620,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Creates the directory an `--out DIR` names; a clear error when the path is a file.
+pub(crate) fn create_out_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "{} exists and is not a directory (this command writes several files into a directory)",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
 /// An error and its causes, `: `-separated, leaving out a cause whose text the message before
 /// it already ends with (library errors name their file and include the OS's reason).
 fn error_text(e: &anyhow::Error) -> String {
@@ -785,6 +796,9 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut opts = exp.options(scope, error_budget)?;
             let (view, intents) = model_and_intents(&model, intents.as_deref(), &mut opts)?;
+            if top == 0 {
+                bail!("--top must be at least 1");
+            }
             let mut rec = recommend_all(&view, &intents, &opts)?;
             rec.experiments.truncate(top);
             emit(json, &rec, || show::recommendation_text(&rec))
@@ -800,6 +814,9 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             if max == 0 {
                 bail!("--max must be at least 1");
+            }
+            if !(budget.is_finite() && budget >= 0.0) {
+                bail!("--budget is a number of failed requests (>= 0)");
             }
             // Each experiment is fitted (by traffic share) to an equal part of the budget, so
             // that up to --max of them fit together; the plan then picks among them.
@@ -1240,9 +1257,16 @@ pub(crate) fn learn(
     };
     let report = report?;
     if report.spans == 0 {
+        let named: Vec<String> = paths
+            .iter()
+            .take(3)
+            .map(|p| p.display().to_string())
+            .collect();
+        let more = if paths.len() > 3 { ", ..." } else { "" };
         bail!(
-            "no spans were read from {} file(s) ({} bad records skipped)",
+            "no spans were read from {} file(s) in {}{more} ({} bad records skipped)",
             report.files,
+            named.join(", "),
             report.rejected
         );
     }

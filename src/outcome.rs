@@ -183,7 +183,7 @@ pub(crate) fn run_report(
         generated_at: augur_ingest::lake::utc_text(now_ns()),
         utc: &augur_ingest::lake::utc_text,
     });
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    crate::create_out_dir(out)?;
     let html = out.join("report.html");
     let json = out.join("report.json");
     std::fs::write(&html, report.to_html())

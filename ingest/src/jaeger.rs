@@ -76,9 +76,14 @@ pub(crate) fn read(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), In
         }
     }
     if st.accepted == 0 && st.rejected > 0 {
-        return Err(st
+        let first = st
             .ctx
-            .unreadable(Format::JaegerJson, "no span in the file is valid"));
+            .first_problem()
+            .map_or(String::new(), |p| format!(" (the first: {p})"));
+        return Err(st.ctx.unreadable(
+            Format::JaegerJson,
+            format!("no span in the file is valid{first}"),
+        ));
     }
     Ok(())
 }

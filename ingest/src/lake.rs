@@ -75,6 +75,12 @@ pub struct LakeWriter {
 impl LakeWriter {
     /// A writer appending to `dir` (created if absent).
     pub fn new(dir: &Path) -> Result<Self, IngestError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(IngestError::io(
+                dir,
+                std::io::Error::other("exists and is not a directory (a lake is a directory)"),
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
         Ok(LakeWriter {
             dir: dir.to_path_buf(),

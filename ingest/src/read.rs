@@ -149,6 +149,16 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// Why the first skipped record of this file was skipped (for an error saying that none
+    /// was good).
+    pub fn first_problem(&self) -> Option<String> {
+        self.report
+            .problems
+            .iter()
+            .find(|p| p.path == self.path)
+            .map(|p| format!("{}: {}", p.location, p.reason))
+    }
+
     /// A whole-file error for this file.
     pub fn unreadable(&self, format: Format, reason: impl Into<String>) -> IngestError {
         IngestError::Unreadable {

@@ -73,7 +73,13 @@ pub(crate) fn read(reader: &mut dyn BufRead, ctx: &mut Ctx<'_>) -> Result<(), In
     }
     merge_fragments(&mut recs, fragments, ctx)?;
     if recs.is_empty() {
-        return Err(ctx.unreadable(Format::ZipkinJson, "no element is a valid Zipkin v2 span"));
+        let first = ctx
+            .first_problem()
+            .map_or(String::new(), |p| format!(" (the first: {p})"));
+        return Err(ctx.unreadable(
+            Format::ZipkinJson,
+            format!("no element is a valid Zipkin v2 span{first}"),
+        ));
     }
     split_shared(&mut recs);
     // The converted spans hold symbols of the batch's interner: keep the strings across flushes.

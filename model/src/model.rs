@@ -536,7 +536,11 @@ impl Model {
         })?;
         let tmp = path.with_extension("augur-tmp");
         std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        std::fs::rename(&tmp, path).map_err(|e| {
+            // Nothing half-written is left behind (e.g. when the path is a directory).
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
     }
 
     /// Distinct instrumented services.

@@ -94,6 +94,18 @@ pub fn load(path: &Path, view: &View) -> Result<Vec<Intent>, RecError> {
     })
 }
 
+/// Checks what can be checked of intents TOML without a model (its syntax and fields, every
+/// fault spec): a server can refuse a bad file at start instead of at its first query.
+pub fn check_syntax(text: &str) -> Result<(), String> {
+    let file: IntentFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    for raw in &file.intent {
+        raw.fault
+            .parse::<FaultSpec>()
+            .map_err(|e| format!("intent `{}`: {e}", raw.id))?;
+    }
+    Ok(())
+}
+
 /// Parses and validates intents TOML; the reason when it is not valid.
 pub fn parse(text: &str, view: &View) -> Result<Vec<Intent>, String> {
     let file: IntentFile = toml::from_str(text).map_err(|e| e.to_string())?;

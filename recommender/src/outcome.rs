@@ -569,7 +569,8 @@ pub fn outcome(
         },
         endpoints,
         surprises,
-        learned_bits: (learned_bits * 1000.0).round() / 1000.0,
+        // A sum of KL divergences is >= 0: rounding error must not show as "-0.00 bits".
+        learned_bits: (learned_bits.max(0.0) * 1000.0).round() / 1000.0,
         intents: verdicts,
         summary,
     };

@@ -183,6 +183,17 @@ fn a_budget_scales_experiments_down_or_marks_them_unsafe() {
 }
 
 #[test]
+fn intents_are_checked_without_a_model_where_they_can_be() {
+    use crate::intents::check_syntax;
+    let good = "[[intent]]\nid = \"a\"\nbelief = \"b\"\nfault = \"ads:down\"\nexpect = { endpoint = \"web op\", error_rate_below = 0.1 }\n";
+    assert_eq!(check_syntax(good), Ok(()));
+    assert!(check_syntax("[[intent]\n").is_err());
+    let err = check_syntax(&good.replace("ads:down", "ads:melt")).unwrap_err();
+    assert!(err.contains("intent `a`"), "{err}");
+    assert!(check_syntax(&good.replace("belief", "beleif")).is_err());
+}
+
+#[test]
 fn intents_are_validated_and_valued() {
     let v = model();
     let text = r#"

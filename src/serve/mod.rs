@@ -216,10 +216,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
         None => None,
     };
     let intents = match &args.intents {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading the intents file {}", p.display()))?,
-        ),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading the intents file {}", p.display()))?;
+            // Endpoints and services are checked against the model at each query (the live
+            // model grows); the rest now.
+            augur_recommender::intents::check_syntax(&text)
+                .map_err(|m| anyhow::anyhow!("--intents {}: {m}", p.display()))?;
+            Some(text)
+        }
         None => None,
     };
     if args.max_message_bytes < 1024 {
