@@ -794,11 +794,11 @@ fn run(cli: Cli) -> Result<()> {
             exp,
             json,
         } => {
-            let mut opts = exp.options(scope, error_budget)?;
-            let (view, intents) = model_and_intents(&model, intents.as_deref(), &mut opts)?;
             if top == 0 {
                 bail!("--top must be at least 1");
             }
+            let mut opts = exp.options(scope, error_budget)?;
+            let (view, intents) = model_and_intents(&model, intents.as_deref(), &mut opts)?;
             let mut rec = recommend_all(&view, &intents, &opts)?;
             rec.experiments.truncate(top);
             emit(json, &rec, || show::recommendation_text(&rec))

@@ -14,9 +14,8 @@
 //!
 //! Only operations seen at least [`BacktestOptions::min_invocations`] times in both the baseline
 //! and the window are scored; under a latency fault the target's own operations are not (the
-//! delay is measured there). A predicted ratio is exactly 1 where its 90% interval includes no
-//! change, or where it is within [`NO_CHANGE`] of 1, so that simulation noise does not rank as a
-//! prediction. Faults that change errors (`down`, `error`, `return`,
+//! delay is measured there). A predicted ratio is exactly 1 where its 90% interval reaches
+//! within [`NO_CHANGE`] of 1, so that simulation noise does not rank as a prediction. Faults that change errors (`down`, `error`, `return`,
 //! `exception`) are scored on latency too, but are reported as not scorable when the traces
 //! carry no span status at all (nothing to compare error rates with).
 
@@ -36,14 +35,14 @@ use crate::{simulate, FaultSpec, SimOptions};
 pub const NO_CHANGE: f64 = 0.01;
 
 /// The point prediction of a latency ratio from a predicted band and the baseline: no change
-/// where the 90% interval holds no change or the mean is within [`NO_CHANGE`] of it, else the
+/// where the 90% interval reaches the band of no change (within [`NO_CHANGE`] of 1), else the
 /// mean ratio.
 fn point_ratio(band: &crate::Band, base: f64) -> f64 {
-    let (lo, hi, mean) = (band.lo / base, band.hi / base, band.mean / base);
-    if (lo <= 1.0 && hi >= 1.0) || (mean.ln()).abs() < (1.0 + NO_CHANGE).ln() {
+    let (lo, hi) = (band.lo / base, band.hi / base);
+    if lo <= 1.0 + NO_CHANGE && hi >= 1.0 / (1.0 + NO_CHANGE) {
         1.0
     } else {
-        mean
+        band.mean / base
     }
 }
 
@@ -119,22 +118,14 @@ pub fn parse_labels(text: &str) -> Result<Vec<PastExperiment>, String> {
                 .and_then(|e| e.as_array())
                 .ok_or("a TOML list of past experiments needs [[experiment]] tables")?;
             // TOML's own date-times (`start = 2026-11-01T00:10:00Z`) as the strings JSON has.
-            let list: Vec<toml::Value> = list
-                .iter()
-                .map(|e| match e {
-                    toml::Value::Table(t) => toml::Value::Table(
-                        t.iter()
-                            .map(|(k, v)| match v {
-                                toml::Value::Datetime(d) => {
-                                    (k.clone(), toml::Value::String(d.to_string()))
-                                }
-                                _ => (k.clone(), v.clone()),
-                            })
-                            .collect(),
-                    ),
-                    other => other.clone(),
-                })
-                .collect();
+            let mut list = list.clone();
+            for table in list.iter_mut().filter_map(toml::Value::as_table_mut) {
+                for (_, v) in table.iter_mut() {
+                    if let toml::Value::Datetime(d) = v {
+                        *v = toml::Value::String(d.to_string());
+                    }
+                }
+            }
             let json = serde_json::to_value(list).map_err(|e| e.to_string())?;
             generic_list(&json)?
         }
@@ -400,7 +391,7 @@ pub struct OpScore {
     /// Observed p50 ratio (window / baseline).
     pub observed_p50: f64,
     /// Predicted p50 ratio (faulted / baseline simulation; exactly 1 where the 90% interval
-    /// includes no change or the change is under [`NO_CHANGE`]).
+    /// reaches within [`NO_CHANGE`] of 1).
     pub predicted_p50: f64,
     /// Its 90% interval.
     pub predicted_p50_lo: f64,
