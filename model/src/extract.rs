@@ -38,7 +38,9 @@
 //!   the call edges and unarrived calls made from it; its **self time** is its duration minus the
 //!   union of those calls' intervals (clipped to it); a call **overlaps** if its interval
 //!   intersects another call's of the same invocation. An attempt is a **retry** when it follows a
-//!   failed attempt at the same callee with the same span name, starting after it ended.
+//!   failed attempt at the same callee with the same span name, starting after it ended; a
+//!   refused attempt whose peer names the service a later (or earlier) attempt of the same name
+//!   reached is an attempt at that callee.
 //! - **Propagation evidence**: a call that failed after its retries counts as *survived* when its
 //!   caller invocation succeeded, as *propagated* when the caller failed and no other call of that
 //!   invocation failed; a caller failure with several failed calls is ambiguous and not counted.
@@ -157,6 +159,9 @@ struct CallEvent {
     overlap: bool,
     /// The first attempt of a call (not a retry).
     first: bool,
+    /// The attempt reached nothing instrumented (a leaf, or a refused attempt of a call whose
+    /// retry did arrive).
+    unanswered: bool,
 }
 
 /// Spans per slab block: a trace's spans sit in blocks of this many, linked, so gathering a
@@ -734,6 +739,7 @@ impl ModelBuilder {
                 cut: waits_for_server && ps.status == StatusCode::Error && ps.end_ns < s.end_ns,
                 overlap: false,
                 first: true,
+                unanswered: false,
             });
             if via_client {
                 *self.reached.entry((caller, ps.name, op)).or_default() += 1;
@@ -789,6 +795,7 @@ impl ModelBuilder {
                     cut: false,
                     overlap: false,
                     first: true,
+                    unanswered: true,
                 }),
                 None => self.quality.clients_without_peer += 1,
             }
@@ -825,6 +832,41 @@ impl ModelBuilder {
                 // A producer whose consumer never comes is the usual case for queues nobody
                 // traces; forgetting the oldest costs nothing.
                 let _ = self.producers.insert(span, call);
+            }
+        }
+    }
+
+    /// A refused attempt (a failed call that reached nothing instrumented, its peer naming a
+    /// service) and an attempt of the same invocation, with the same client span name, that did
+    /// reach that service are one call: the refused one is re-keyed to the call edge, so the
+    /// later attempt counts as its retry (a pod restarting, a connection reset) rather than as a
+    /// second call and a failed call elsewhere.
+    fn join_refused_attempts(&self, group: &mut [CallEvent]) {
+        if !group.iter().any(|e| e.leaf && e.failed) || group.iter().all(|e| e.leaf) {
+            return;
+        }
+        for j in 0..group.len() {
+            let r = group[j];
+            if !(r.leaf && r.failed) {
+                continue;
+            }
+            let nearest = group
+                .iter()
+                .filter(|e| {
+                    !e.leaf
+                        && e.name == r.name
+                        && self
+                            .nodes
+                            .get(e.ka as usize)
+                            .is_some_and(|(k, _)| k.service == r.kb)
+                })
+                .min_by_key(|e| (e.start.abs_diff(r.start), e.ka))
+                .map(|e| e.ka);
+            if let Some(callee) = nearest {
+                let g = &mut group[j];
+                g.leaf = false;
+                g.ka = callee;
+                g.kb = 0;
             }
         }
     }
@@ -882,6 +924,7 @@ impl ModelBuilder {
                 busy = busy.saturating_add(ce.saturating_sub(cs));
             }
             sc.busy[inv as usize] = busy;
+            self.join_refused_attempts(group);
 
             // Calls: an attempt and the retries after it (same callee and span name, each after
             // the previous attempt failed and ended).
@@ -946,7 +989,7 @@ impl ModelBuilder {
                         if ev.failed {
                             acc.attempt_errors += 1;
                             acc.failed_ns.add(dur);
-                            if ev.leaf {
+                            if ev.unanswered {
                                 acc.unanswered_ns.add(dur);
                             }
                         } else {
@@ -1764,6 +1807,34 @@ mod tests {
         // b's first invocation failed on its own: no call of its failed.
         let b = m.node("b get").unwrap();
         assert_eq!(b.p_error.evidence, 2);
+    }
+
+    #[test]
+    fn a_refused_attempt_and_its_answered_retry_are_one_call() {
+        use SpanKind::*;
+        let mut refused = at(1, 2, Some(1), "a", "get", Client, 10, 12, true);
+        refused.peer = Some("b".into());
+        let mut answered = at(1, 4, Some(1), "a", "get", Client, 20, 40, false);
+        answered.peer = Some("b".into());
+        let m = build(&[
+            at(1, 1, None, "a", "op", Server, 0, 100, false),
+            refused,
+            answered,
+            at(1, 5, Some(4), "b", "get", Server, 21, 39, false),
+        ]);
+        let e = m.edge("a op", "b get").unwrap();
+        assert_eq!(
+            (e.attempts, e.attempt_errors, e.calls, e.failed),
+            (2, 1, 1, 0)
+        );
+        assert_eq!(e.retries, Some(1));
+        assert_eq!(e.calls_per_invocation, vec![0, 1]);
+        // The refusal is how long a refused call takes; the wait before the retry, 8 ms.
+        assert_eq!(e.stats.unanswered_ns.max(), Some(2e6));
+        assert_eq!(e.stats.backoff_ns.max(), Some(8e6));
+        // No call went elsewhere, and a's invocation had no failed call.
+        assert_eq!(edge_list(&m).len(), 1, "{:?}", edge_list(&m));
+        assert_eq!(m.node("a op").unwrap().p_error.evidence, 1);
     }
 
     #[test]
