@@ -54,7 +54,7 @@ const MAX_DEPTH: usize = 32;
 /// Call attempts one request may make at most: a graph whose cycles fan out (a corrupt or
 /// pathological model) would otherwise grow a request's tree exponentially with depth. The
 /// learned worlds make tens to hundreds per request.
-const MAX_EVENTS_PER_REQUEST: u64 = 1 << 12;
+pub(crate) const MAX_EVENTS_PER_REQUEST: u64 = 1 << 12;
 
 /// An inverse CDF: `TABLE + 1` quantiles.
 #[derive(Debug, Clone)]

@@ -263,3 +263,46 @@ fn retries_wait_their_learned_back_off() {
         "{p:?}"
     );
 }
+
+#[test]
+fn a_model_whose_calls_fan_out_in_a_cycle_is_cut_not_hung() {
+    // A hand-edited (or corrupted) model: web calls api twice per request and api calls web
+    // twice back. Unchecked, one request is 2^32 calls; the per-request cap stops it.
+    let mut m = model_file();
+    let web_api = m
+        .calls
+        .iter()
+        .position(|c| c.from == "web GET /" && c.to == "api Get")
+        .unwrap();
+    m.calls[web_api].stats.per_invocation = vec![0, 0, 2000];
+    let mut back = m.calls[web_api].clone();
+    back.from = "api Get".into();
+    back.to = "web GET /".into();
+    m.calls.push(back);
+    // Nothing fails (an error anywhere would propagate up and end the request early).
+    for op in &mut m.operations {
+        op.errors = 0;
+        op.clean_errors = 0;
+        op.clean = 1 << 40;
+    }
+    for c in &mut m.calls {
+        c.stats.attempt_errors = 0;
+        c.stats.failed = 0;
+        c.stats.propagated = 0;
+    }
+    let view = m.view();
+    let specs: Vec<FaultSpec> = vec!["ads:latency=+1ms".parse().unwrap()];
+    let opts = SimOptions {
+        requests: 50,
+        samples: 2,
+        seed: 1,
+    };
+    let (p, events) = simulate(&view, &specs, &opts).unwrap();
+    assert!(!p.endpoints.is_empty());
+    // Baseline and faulted run, two draws each, 50 requests: each request stops near the cap.
+    let cap = 4 * 50 * (crate::sim::MAX_EVENTS_PER_REQUEST + 256);
+    assert!(
+        events > 4 * 50 * 1000 && events <= cap,
+        "{events} call attempts"
+    );
+}
