@@ -15,7 +15,7 @@
 //! - **[`TESTED_WEIGHT`]** when it was tested and nothing there drifted since.
 
 use std::fs::OpenOptions;
-use std::io::Write as _;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
 use augur_model::{Model, View};
@@ -117,22 +117,33 @@ pub fn append(path: &Path, entry: &LedgerEntry) -> Result<(), RecError> {
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .open(path)
         .map_err(io(path))?;
+    // After a write cut short by a crash the file ends mid-line: start a new line, so the
+    // entry is not glued to the fragment (which `read` skips).
+    let len = f.metadata().map_err(io(path))?.len();
+    if len > 0 {
+        let mut last = [0u8];
+        f.seek(SeekFrom::Start(len - 1)).map_err(io(path))?;
+        f.read_exact(&mut last).map_err(io(path))?;
+        if last[0] != b'\n' {
+            line.insert(0, b'\n');
+        }
+    }
     f.write_all(&line).map_err(io(path))?;
     f.sync_data().map_err(io(path))
 }
 
 /// Every entry, oldest first; an absent ledger is empty. A line that is not an entry is an
-/// error naming the line, except a last line cut short (a write interrupted by a crash), which
-/// is skipped with a warning.
+/// error naming the line, except a line cut short (JSON that ends early: a write interrupted by
+/// a crash, after which later entries start on a new line), which is skipped with a warning.
 pub fn read(path: &Path) -> Result<Vec<LedgerEntry>, RecError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io(path)(e)),
     };
-    let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -151,11 +162,11 @@ pub fn read(path: &Path) -> Result<Vec<LedgerEntry>, RecError> {
                     ),
                 })
             }
-            Err(_) if i + 1 == lines.len() && !complete => {
+            Err(e) if e.classify() == serde_json::error::Category::Eof => {
                 tracing::warn!(
                     path = %path.display(),
                     line = i + 1,
-                    "skipped the ledger's last line: it was cut short"
+                    "skipped a ledger line that was cut short (a write interrupted)"
                 );
             }
             Err(e) => {

@@ -436,15 +436,24 @@ fn the_ledger_appends_reads_and_tells_staleness() {
     let note = s.note.unwrap_or_default();
     assert!(note.contains("drifted since"), "{note}");
 
-    // A line cut short at the end (a crash mid-write) is skipped; one in the middle is an error.
+    // A line cut short (a crash mid-write) is skipped, and the next entry appended after it
+    // starts on its own line: nothing is lost.
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("{\"version\":1,\"recor");
     std::fs::write(&path, &text).unwrap();
-    assert_eq!(read(&path).unwrap().len(), 2);
-    text.push_str("\n{}\n");
+    let entries = read(&path).unwrap();
+    assert_eq!(entries.len(), 2);
+    append(&path, &entries[0]).unwrap();
+    assert_eq!(read(&path).unwrap().len(), 3);
+    // A line that is not an entry (rather than one cut short) is an error naming it.
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{}\n");
     std::fs::write(&path, &text).unwrap();
     let err = read(&path).unwrap_err().to_string();
-    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("line 5"), "{err}");
+    std::fs::write(&path, "not a ledger").unwrap();
+    let err = read(&path).unwrap_err().to_string();
+    assert!(err.contains("line 1"), "{err}");
 }
 
 /// One endpoint's prediction with the given per-draw (error rate, p50 ms, p99 ms), its
