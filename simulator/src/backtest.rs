@@ -381,6 +381,10 @@ pub struct Scores {
     /// Mean |predicted − observed| error rate across operations (augur only, and only when the
     /// traces carry span status).
     pub error_mae: Option<f64>,
+    /// Overall only: Spearman over every scored operation of every scored latency experiment
+    /// together (defined even when each experiment alone predicts too little spread to rank).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spearman_pooled: Option<f64>,
 }
 
 /// One scored operation.
@@ -869,6 +873,7 @@ fn score(ops: &[OpScore], pred: impl Fn(&OpScore) -> (f64, f64), interval: bool)
             .map(|o| (l2(pred(o).1) - l2(o.observed_p99)).abs())
             .sum::<f64>()
             / n,
+        spearman_pooled: None,
         coverage: interval.then(|| ops.iter().filter(|o| o.covered).count() as f64 / n),
         error_mae: if interval {
             let errs: Vec<f64> = ops
@@ -939,6 +944,15 @@ fn overall(results: &[ExperimentResult]) -> Overall {
         }
         (n > 0).then(|| hit as f64 / n as f64)
     };
+    let pooled_spearman = |pred: &dyn Fn(&OpScore) -> f64| {
+        let l2 = |x: f64| x.max(1e-9).log2();
+        let (mut p, mut x) = (Vec::new(), Vec::new());
+        for o in scored.iter().flat_map(|r| &r.operations) {
+            p.push(l2(pred(o)));
+            x.push(l2(o.observed_p50));
+        }
+        spearman(&p, &x)
+    };
     Overall {
         experiments_scored: scored.len(),
         not_scorable: results.iter().filter(|r| r.not_scorable.is_some()).count(),
@@ -952,12 +966,14 @@ fn overall(results: &[ExperimentResult]) -> Overall {
                 (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
             },
             spearman: mean(&|r| r.augur.spearman),
+            spearman_pooled: pooled_spearman(&|o| o.predicted_p50),
             log2_error_p50: mean(&|r| Some(r.augur.log2_error_p50)).unwrap_or(f64::NAN),
             log2_error_p99: mean(&|r| Some(r.augur.log2_error_p99)).unwrap_or(f64::NAN),
             coverage: pooled_coverage,
         },
         naive: Scores {
             spearman: mean(&|r| r.naive.spearman),
+            spearman_pooled: pooled_spearman(&|o| o.naive_p50),
             log2_error_p50: mean(&|r| Some(r.naive.log2_error_p50)).unwrap_or(f64::NAN),
             log2_error_p99: mean(&|r| Some(r.naive.log2_error_p99)).unwrap_or(f64::NAN),
             coverage: None,
@@ -994,10 +1010,11 @@ impl BacktestReport {
         }
         let o = &self.overall;
         out.push_str(&format!(
-            "\noverall ({} latency/cpu experiments scored, {} not scorable):\n  augur: Spearman {}, log2 error p50 {:.3}, p99 {:.3}, 90% interval coverage {}, error-rate MAE {}\n  naive (every upstream service slowed by the full delay): Spearman {}, log2 error p50 {:.3}, p99 {:.3}\n",
+            "\noverall ({} latency/cpu experiments scored, {} not scorable):\n  augur: Spearman {} (pooled over every scored operation {}), log2 error p50 {:.3}, p99 {:.3}, 90% interval coverage {}, error-rate MAE {}\n  naive (every upstream service slowed by the full delay): Spearman {} (pooled {}), log2 error p50 {:.3}, p99 {:.3}\n",
             o.experiments_scored,
             o.not_scorable,
             f(o.augur.spearman),
+            f(o.augur.spearman_pooled),
             o.augur.log2_error_p50,
             o.augur.log2_error_p99,
             f(o.augur.coverage),
@@ -1005,6 +1022,7 @@ impl BacktestReport {
                 .error_mae
                 .map_or("- (no span status)".to_string(), |e| format!("{e:.3} (all scored kinds)")),
             f(o.naive.spearman),
+            f(o.naive.spearman_pooled),
             o.naive.log2_error_p50,
             o.naive.log2_error_p99,
         ));
@@ -1109,15 +1127,17 @@ impl BacktestReport {
         let o = &self.overall;
         let f = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.2}"));
         format!(
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>augur backtest</title>\n<style>body{{font-family:sans-serif;margin:2em;max-width:80em}} pre{{font-size:12px;overflow-x:auto;background:#fafafa;padding:1em}} svg{{border:1px solid #ccc;background:#fff}} td,th{{padding:0.2em 0.8em;text-align:right}} .legend span{{margin-right:2em}}</style></head><body>\n<h1>augur backtest</h1>\n<p>{n} past experiments; {scored} latency/CPU experiments scored, {ns} not scorable (reasons in the table).</p>\n<table><tr><th></th><th>Spearman</th><th>log2 error p50</th><th>log2 error p99</th><th>90% coverage</th></tr>\n<tr><th>augur</th><td>{as_}</td><td>{ae50:.3}</td><td>{ae99:.3}</td><td>{acov}</td></tr>\n<tr><th>naive</th><td>{ns_}</td><td>{ne50:.3}</td><td>{ne99:.3}</td><td>–</td></tr></table>\n<h2>Predicted against observed</h2>\n<p>One point per operation per experiment: the change of its median latency during the experiment (window / before) on the horizontal axis, the predicted change on the vertical. On the dashed line the prediction was exact.</p>\n<p class=\"legend\"><span style=\"color:#1f77b4\">● augur</span><span style=\"color:#d62728\">○ naive: every upstream service slowed by the full delay</span></p>\n<svg id=\"plot\" width=\"{size}\" height=\"{size}\" viewBox=\"0 0 {size} {size}\" xmlns=\"http://www.w3.org/2000/svg\">\n{svg}<text x=\"{cx}\" y=\"{by}\" font-size=\"12\" text-anchor=\"middle\">observed p50 ratio</text>\n<text x=\"12\" y=\"{cx}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 12 {cx})\">predicted p50 ratio</text>\n</svg>\n<h2>Per experiment</h2>\n<pre>{table}</pre>\n</body></html>\n",
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>augur backtest</title>\n<style>body{{font-family:sans-serif;margin:2em;max-width:80em}} pre{{font-size:12px;overflow-x:auto;background:#fafafa;padding:1em}} svg{{border:1px solid #ccc;background:#fff}} td,th{{padding:0.2em 0.8em;text-align:right}} .legend span{{margin-right:2em}}</style></head><body>\n<h1>augur backtest</h1>\n<p>{n} past experiments; {scored} latency/CPU experiments scored, {ns} not scorable (reasons in the table).</p>\n<table><tr><th></th><th>Spearman</th><th>Spearman, pooled</th><th>log2 error p50</th><th>log2 error p99</th><th>90% coverage</th></tr>\n<tr><th>augur</th><td>{as_}</td><td>{asp}</td><td>{ae50:.3}</td><td>{ae99:.3}</td><td>{acov}</td></tr>\n<tr><th>naive</th><td>{ns_}</td><td>{nsp}</td><td>{ne50:.3}</td><td>{ne99:.3}</td><td>–</td></tr></table>\n<h2>Predicted against observed</h2>\n<p>One point per operation per experiment: the change of its median latency during the experiment (window / before) on the horizontal axis, the predicted change on the vertical. On the dashed line the prediction was exact.</p>\n<p class=\"legend\"><span style=\"color:#1f77b4\">● augur</span><span style=\"color:#d62728\">○ naive: every upstream service slowed by the full delay</span></p>\n<svg id=\"plot\" width=\"{size}\" height=\"{size}\" viewBox=\"0 0 {size} {size}\" xmlns=\"http://www.w3.org/2000/svg\">\n{svg}<text x=\"{cx}\" y=\"{by}\" font-size=\"12\" text-anchor=\"middle\">observed p50 ratio</text>\n<text x=\"12\" y=\"{cx}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 12 {cx})\">predicted p50 ratio</text>\n</svg>\n<h2>Per experiment</h2>\n<pre>{table}</pre>\n</body></html>\n",
             n = self.experiments.len(),
             scored = o.experiments_scored,
             ns = o.not_scorable,
             as_ = f(o.augur.spearman),
+            asp = f(o.augur.spearman_pooled),
             ae50 = o.augur.log2_error_p50,
             ae99 = o.augur.log2_error_p99,
             acov = f(o.augur.coverage),
             ns_ = f(o.naive.spearman),
+            nsp = f(o.naive.spearman_pooled),
             ne50 = o.naive.log2_error_p50,
             ne99 = o.naive.log2_error_p99,
             cx = size / 2.0,
@@ -1130,6 +1150,56 @@ impl BacktestReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pooled_spearman_ranks_across_experiments() {
+        // Two experiments, each predicting one change among unchanged operations: too little
+        // spread to rank alone (two operations each), but together they rank.
+        let op = |predicted: f64, observed: f64| OpScore {
+            operation: "a op".into(),
+            observed_p50: observed,
+            predicted_p50: predicted,
+            predicted_p50_lo: predicted,
+            predicted_p50_hi: predicted,
+            observed_p99: observed,
+            predicted_p99: predicted,
+            naive_p50: 2.0,
+            naive_p99: 2.0,
+            upstream: true,
+            covered: false,
+            observed_error_rate: None,
+            predicted_error_rate: 0.0,
+            predicted_error_rate_lo: 0.0,
+            predicted_error_rate_hi: 0.0,
+            why: None,
+        };
+        let exp = |ops: Vec<OpScore>| ExperimentResult {
+            id: "x".into(),
+            target: "b".into(),
+            kind: PastKind::Latency,
+            fault: Some("b:latency=+1ms".into()),
+            magnitude_measured: false,
+            not_scorable: None,
+            baseline_spans: 1,
+            window_spans: 1,
+            augur: score(&ops, |o| (o.predicted_p50, o.predicted_p99), true),
+            naive: score(&ops, |o| (o.naive_p50, o.naive_p99), false),
+            operations: ops,
+            worst: Vec::new(),
+        };
+        let results = [
+            exp(vec![op(1.0, 1.1), op(3.0, 2.5)]),
+            exp(vec![op(1.0, 0.9), op(1.5, 1.4)]),
+        ];
+        assert_eq!(results[0].augur.spearman, None);
+        let o = overall(&results);
+        assert_eq!(o.augur.spearman, None);
+        // Ranks: predicted (1.5, 4, 1.5, 3), observed (2, 4, 1, 3): r = 4.5 / √(4.5 × 5).
+        let r = o.augur.spearman_pooled.unwrap();
+        assert!((r - 4.5 / 22.5f64.sqrt()).abs() < 1e-9, "{r}");
+        // The naive rule predicts the same everywhere: nothing to rank.
+        assert_eq!(o.naive.spearman_pooled, None);
+    }
 
     #[test]
     fn labels_parse_in_every_form() {
