@@ -143,7 +143,8 @@ enum Command {
     /// virtual node (postgres), or one call site (checkout->payment: only that caller's calls).
     /// KIND is down (calls fail fast), error=RATE (calls fail with that probability),
     /// latency=+Nms (calls take N ms longer, as callers see it) or latency=xF (the target's self
-    /// time multiplied by F). Several --fault flags are simultaneous faults.
+    /// time multiplied by F). Several --fault flags are simultaneous faults. A target that is an
+    /// endpoint (frontend) also faults its users' requests: frontend:down fails them all.
     ///
     /// Each of --samples posterior draws of the model's parameters runs --requests requests
     /// through the call graph with and without the faults (the baseline). The JSON form is a

@@ -12,7 +12,9 @@
 //! invocation, into a virtual node its learned call duration, failing with the node's drawn error
 //! rate. A timeout cuts an attempt at the threshold and fails it. Faults act on attempts into
 //! their target (`down`: fail fast; `error=R`: fail with probability R more; `latency=+N`: N more
-//! milliseconds as the caller sees it). Retries wait the back-off learned at the call site (else
+//! milliseconds as the caller sees it); a fault on a service or operation that is an endpoint
+//! also meets its users, the requests entering it (`down`: refused as fast as refused calls
+//! were seen to be; `error=R`: a share R more fail; `latency=+N`: answered N later). Retries wait the back-off learned at the call site (else
 //! the system's). A call that failed after its retries fails its caller with the drawn
 //! P(propagate); a caller's call sites run in the order learned (their mean start after the
 //! caller began), and a caller that fails that way makes no further calls: parallel calls
@@ -110,12 +112,36 @@ struct SimEdge {
     p_propagate: Option<Beta>,
 }
 
-/// A fault's effect on one call site.
+/// A fault's effect on one call site (or on the requests entering an endpoint).
 #[derive(Debug, Clone, Copy, Default)]
 struct EdgeFault {
     down: bool,
     error: f64,
     add_ns: f64,
+}
+
+impl EdgeFault {
+    fn add(&mut self, kind: FaultKind) {
+        match kind {
+            FaultKind::Down => self.down = true,
+            FaultKind::Error(r) => self.error = 1.0 - (1.0 - self.error) * (1.0 - r),
+            FaultKind::AddLatencyMs(ms) => self.add_ns += ms * 1e6,
+            FaultKind::ScaleSelf(_) => {}
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.down || self.error > 0.0 || self.add_ns != 0.0
+    }
+}
+
+/// What a set of faults does: to each call site, to the requests entering each endpoint (a
+/// fault on an entry service meets its users, who call it directly), and to each node's self
+/// time.
+struct Effects {
+    edge: Vec<EdgeFault>,
+    entry: Vec<EdgeFault>,
+    scale: Vec<f64>,
 }
 
 /// The model compiled for simulation.
@@ -131,6 +157,8 @@ pub struct Compiled {
     timeout_prior: TimeoutPrior,
     /// Back-offs before retries seen anywhere, for call sites that never retried.
     backoff: Option<Table>,
+    /// How long refused calls took anywhere: a `down` endpoint refuses its users this fast.
+    refused: Option<Table>,
     names: Vec<(String, String, String, bool)>,
 }
 
@@ -146,8 +174,10 @@ impl Compiled {
         let mut by_caller: Vec<Vec<SimEdge>> = vec![Vec::new(); view.nodes.len()];
         let mut retries_seen = Vec::new();
         let mut backoff = augur_model::LogSketch::new();
+        let mut refused = augur_model::LogSketch::new();
         for e in &view.edges {
             backoff.merge(&e.stats.backoff_ns);
+            refused.merge(&e.stats.unanswered_ns);
             let (Some(&from), Some(&to)) = (index.get(e.from.as_str()), index.get(e.to.as_str()))
             else {
                 continue;
@@ -225,6 +255,7 @@ impl Compiled {
             retries_seen,
             timeout_prior,
             backoff: Table::of(&backoff),
+            refused: Table::of(&refused),
             names: view
                 .nodes
                 .iter()
@@ -383,8 +414,7 @@ struct Tally {
 struct Run<'a> {
     m: &'a Compiled,
     draw: &'a Draw,
-    edge_fault: &'a [EdgeFault],
-    scale: &'a [f64],
+    fx: &'a Effects,
     rng: ChaCha8Rng,
     tally: Vec<Tally>,
     events: u64,
@@ -393,13 +423,43 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// A request entering endpoint `n`, as its users see it: a fault on the endpoint itself
+    /// refuses it fast (`down`), fails a share more of it, or delays its answer.
+    fn enter(&mut self, n: usize) {
+        let fault = self.fx.entry.get(n).copied().unwrap_or_default();
+        if !fault.any() {
+            self.invoke(n, 0);
+            return;
+        }
+        if fault.down {
+            self.events += 1;
+            let d = self
+                .m
+                .refused
+                .as_ref()
+                .map_or(1e6, |t| t.sample(self.rng.gen()));
+            let t = &mut self.tally[n];
+            t.durations.push(d);
+            t.failures += 1;
+            return;
+        }
+        let (_, failed) = self.invoke(n, 0);
+        let extra = !failed && fault.error > 0.0 && self.rng.gen::<f64>() < fault.error;
+        // The root invocation is the last one tallied at `n` (its calls are tallied first).
+        let t = &mut self.tally[n];
+        if let Some(d) = t.durations.last_mut() {
+            *d += fault.add_ns;
+        }
+        t.failures += u64::from(extra);
+    }
+
     fn invoke(&mut self, n: usize, depth: usize) -> (f64, bool) {
         let m = self.m;
         let Some(node) = m.nodes.get(n) else {
             return (0.0, false);
         };
         let u: f64 = self.rng.gen();
-        let own = node.self_time.as_ref().map_or(0.0, |t| t.sample(u)) * self.scale[n];
+        let own = node.self_time.as_ref().map_or(0.0, |t| t.sample(u)) * self.fx.scale[n];
         let mut failed = self.rng.gen::<f64>() < self.draw.p_error[n];
         let (mut seq, mut par) = (0.0, 0.0f64);
         if depth < MAX_DEPTH && self.events < self.events_limit {
@@ -446,7 +506,7 @@ impl Run<'_> {
     /// One call (with its retries): its duration as the caller sees it, and whether it failed.
     fn call(&mut self, e: usize, depth: usize) -> (f64, bool) {
         let edge = &self.m.edges[e];
-        let fault = self.edge_fault[e];
+        let fault = self.fx.edge[e];
         if edge.mode == Mode::Asynchronous {
             // The caller pays for the send; the consumer runs on its own. A latency fault on the
             // consumer delays delivery, which the producer does not wait for (found by the
@@ -498,7 +558,7 @@ impl Run<'_> {
             } else {
                 edge.ok.as_ref().or(edge.failed.as_ref())
             };
-            let d = table.map_or(0.0, |t| t.sample(self.rng.gen())) * self.scale[callee];
+            let d = table.map_or(0.0, |t| t.sample(self.rng.gen())) * self.fx.scale[callee];
             let tally = &mut self.tally[callee];
             tally.durations.push(d);
             tally.failures += u64::from(f);
@@ -549,9 +609,12 @@ fn outcomes(tally: &mut [Tally]) -> Vec<Outcome> {
 }
 
 /// What faults do: per call site, and per node (self-time factor).
-fn effects(m: &Compiled, faults: &[Resolved]) -> (Vec<EdgeFault>, Vec<f64>) {
-    let mut edge_fault = vec![EdgeFault::default(); m.edges.len()];
-    let mut scale = vec![1.0; m.nodes.len()];
+fn effects(m: &Compiled, faults: &[Resolved]) -> Effects {
+    let mut fx = Effects {
+        edge: vec![EdgeFault::default(); m.edges.len()],
+        entry: vec![EdgeFault::default(); m.nodes.len()],
+        scale: vec![1.0; m.nodes.len()],
+    };
     let mut caller_of = vec![0usize; m.edges.len()];
     for (i, n) in m.nodes.iter().enumerate() {
         for e in n.edges.clone() {
@@ -562,24 +625,27 @@ fn effects(m: &Compiled, faults: &[Resolved]) -> (Vec<EdgeFault>, Vec<f64>) {
         for (e, edge) in m.edges.iter().enumerate() {
             let hit = f.callees.contains(&edge.callee)
                 && f.callers.as_ref().is_none_or(|c| c.contains(&caller_of[e]));
-            if !hit {
-                continue;
+            if hit {
+                fx.edge[e].add(f.spec.kind);
             }
-            let ef = &mut edge_fault[e];
-            match f.spec.kind {
-                FaultKind::Down => ef.down = true,
-                FaultKind::Error(r) => ef.error = 1.0 - (1.0 - ef.error) * (1.0 - r),
-                FaultKind::AddLatencyMs(ms) => ef.add_ns += ms * 1e6,
-                FaultKind::ScaleSelf(_) => {}
+        }
+        if f.callers.is_none() {
+            // The target's users: requests entering it where it is an endpoint.
+            for &(n, _) in &m.endpoints {
+                if f.callees.contains(&n) {
+                    fx.entry[n].add(f.spec.kind);
+                }
             }
         }
         if let FaultKind::ScaleSelf(x) = f.spec.kind {
             for &n in &f.callees {
-                scale[n] *= x;
+                if let Some(s) = fx.scale.get_mut(n) {
+                    *s *= x;
+                }
             }
         }
     }
-    (edge_fault, scale)
+    fx
 }
 
 /// The seed of posterior draw `s`.
@@ -632,15 +698,13 @@ fn run_one(
     m: &Compiled,
     draw: &Draw,
     seed: u64,
-    edge_fault: &[EdgeFault],
-    scale: &[f64],
+    fx: &Effects,
     opts: &SimOptions,
 ) -> (Vec<Outcome>, u64) {
     let mut run = Run {
         m,
         draw,
-        edge_fault,
-        scale,
+        fx,
         rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
         tally: vec![Tally::default(); m.nodes.len()],
         events: 0,
@@ -656,7 +720,7 @@ fn run_one(
             .or(m.endpoints.last())
             .map(|&(n, _)| n);
         if let Some(n) = ep {
-            run.invoke(n, 0);
+            run.enter(n);
         }
     }
     let events = run.events;
@@ -674,13 +738,13 @@ struct Baseline {
 type DrawRun = ((u64, Draw), (Vec<Outcome>, u64));
 
 fn baseline(m: &Compiled, opts: &SimOptions) -> Baseline {
-    let (edge_fault, scale) = effects(m, &[]);
+    let fx = effects(m, &[]);
     let runs: Vec<DrawRun> = (0..opts.samples)
         .into_par_iter()
         .map(|s| {
             let seed = draw_seed(opts, s);
             let draw = make_draw(m, seed);
-            let out = run_one(m, &draw, seed, &edge_fault, &scale, opts);
+            let out = run_one(m, &draw, seed, &fx, opts);
             ((seed, draw), out)
         })
         .collect();
@@ -704,13 +768,13 @@ fn faulted(
     faults: &[Resolved],
     opts: &SimOptions,
 ) -> (Vec<Vec<Outcome>>, u64) {
-    let (edge_fault, scale) = effects(m, faults);
+    let fx = effects(m, faults);
     let mut events = 0;
     let outcomes = base
         .draws
         .iter()
         .map(|(seed, draw)| {
-            let (o, e) = run_one(m, draw, *seed, &edge_fault, &scale, opts);
+            let (o, e) = run_one(m, draw, *seed, &fx, opts);
             events += e;
             o
         })

@@ -306,3 +306,60 @@ fn a_model_whose_calls_fan_out_in_a_cycle_is_cut_not_hung() {
         "{events} call attempts"
     );
 }
+
+#[test]
+fn a_fault_on_the_entry_service_meets_its_users() {
+    // Nothing calls web: its users do. Taking it down fails every request.
+    let v = model();
+    let down = &run(&v, &["web:down"])[0];
+    assert_eq!(down.endpoint, "web GET /");
+    assert!(down.predicted.error_rate.lo > 0.999, "{down:?}");
+    // Half of the requests fail on top of the 5% that already did.
+    let half = &run(&v, &["web:error=0.5"])[0];
+    let e = half.predicted.error_rate.mean;
+    assert!((e - (0.05 + 0.95 * 0.5)).abs() < 0.04, "{half:?}");
+    // Its answers come 100 ms later; nothing behind it changes.
+    let slow = run(&v, &["web/GET /:latency=+100ms"]);
+    assert!(
+        (slow[0].predicted.p50_ms.mean - 109.0).abs() < 1.0,
+        "{:?}",
+        slow[0]
+    );
+}
+
+#[test]
+fn names_holding_slashes_and_arrows_resolve() {
+    // Services named `team/cart` (a namespace) and `cart->v2`; operations with '/' in them.
+    use SpanKind::*;
+    let mut batch = SpanBatch::new();
+    for t in 0..50u32 {
+        let spans = [
+            span(t, 1, None, "web", "GET /home", Server, 0, 9, false),
+            span(t, 2, Some(1), "web", "cart", Client, 1, 4, false),
+            span(t, 3, Some(2), "team/cart", "op/x", Server, 1, 4, false),
+            span(t, 4, Some(1), "web", "v2", Client, 5, 8, false),
+            span(t, 5, Some(4), "cart->v2", "get", Server, 5, 8, false),
+        ];
+        for s in &spans {
+            batch.push_owned(s);
+        }
+    }
+    let mut b = ModelBuilder::default();
+    b.add_batch(&batch);
+    let v = b.finish().view();
+    let callees = |spec: &str| -> Vec<String> {
+        let f: FaultSpec = spec.parse().unwrap();
+        let r = f.resolve(&v).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        r.callees.iter().map(|&i| v.nodes[i].id.clone()).collect()
+    };
+    assert_eq!(callees("team/cart:down"), ["team/cart op/x"]);
+    assert_eq!(callees("team/cart/op/x:down"), ["team/cart op/x"]);
+    assert_eq!(callees("cart->v2:down"), ["cart->v2 get"]);
+    assert_eq!(callees("cart->v2/get:down"), ["cart->v2 get"]);
+    assert_eq!(callees("web->cart->v2:error=0.5"), ["cart->v2 get"]);
+    assert_eq!(callees("web->team/cart:error=0.5"), ["team/cart op/x"]);
+    // A wrong name is still an error, naming the part.
+    let f: FaultSpec = "web->cart->v3:down".parse().unwrap();
+    let e = f.resolve(&v).unwrap_err().to_string();
+    assert!(e.contains("cart->v3") || e.contains("v3"), "{e}");
+}
