@@ -171,7 +171,9 @@ fn nodes_named(view: &View, name: &str) -> Vec<usize> {
     if let Some(i) = view.nodes.iter().position(|n| n.id == name) {
         return vec![i];
     }
-    if let Some((svc, op)) = name.split_once('/') {
+    // Service names may hold '/' (`team/cart`), operation names too: try every split.
+    for (at, _) in name.match_indices('/') {
+        let (svc, op) = (&name[..at], &name[at + 1..]);
         if let Some(i) = view
             .nodes
             .iter()
@@ -246,32 +248,43 @@ impl FaultSpec {
             }
             Ok(found)
         };
-        match self.target.split_once("->") {
-            Some((from, to)) => {
-                let callers = lookup(from)?;
-                let callees = lookup(to)?;
-                let linked = view.edges.iter().any(|e| {
-                    callers.iter().any(|&c| view.nodes[c].id == e.from)
-                        && callees.iter().any(|&c| view.nodes[c].id == e.to)
-                });
-                if !linked {
-                    return Err(SimError::NoSuchCall {
-                        fault: self.to_string(),
-                        from: from.trim().to_string(),
-                        to: to.trim().to_string(),
-                    });
+        // A call site CALLER->CALLEE; names may hold "->" themselves (`cart->v2`), so every
+        // split is tried, then the whole name as one target.
+        let mut first_err = None;
+        for (at, _) in self.target.match_indices("->") {
+            let (from, to) = (&self.target[..at], &self.target[at + 2..]);
+            let (callers, callees) = match (lookup(from), lookup(to)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    first_err.get_or_insert(e);
+                    continue;
                 }
-                Ok(Resolved {
-                    spec: self.clone(),
-                    callees,
-                    callers: Some(callers),
-                })
+            };
+            let linked = view.edges.iter().any(|e| {
+                callers.iter().any(|&c| view.nodes[c].id == e.from)
+                    && callees.iter().any(|&c| view.nodes[c].id == e.to)
+            });
+            if !linked {
+                first_err.get_or_insert(SimError::NoSuchCall {
+                    fault: self.to_string(),
+                    from: from.trim().to_string(),
+                    to: to.trim().to_string(),
+                });
+                continue;
             }
-            None => Ok(Resolved {
+            return Ok(Resolved {
                 spec: self.clone(),
-                callees: lookup(&self.target)?,
+                callees,
+                callers: Some(callers),
+            });
+        }
+        match (lookup(&self.target), first_err) {
+            (Ok(callees), _) => Ok(Resolved {
+                spec: self.clone(),
+                callees,
                 callers: None,
             }),
+            (Err(_), Some(e)) | (Err(e), None) => Err(e),
         }
     }
 }
