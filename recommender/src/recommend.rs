@@ -20,7 +20,7 @@
 //!   team can afford), an experiment over budget is scaled down in traffic share (1, 1/2, 1/4,
 //!   1/10, 1/20, 1/100) until it fits, else marked unsafe with why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use augur_model::View;
 use augur_simulator::{simulate_many, FaultKind, FaultSpec, OpPrediction, SimOptions};
@@ -205,24 +205,42 @@ pub fn requests_per_endpoint(view: &View, duration_s: f64) -> Vec<(String, f64, 
 /// The model's evidence about the calls into a fault's target, in words: for a latency fault,
 /// what it knows of their timeouts; for the others, of their failures.
 fn evidence(view: &View, spec: &FaultSpec) -> String {
-    let target = spec.target.as_str();
-    let callee = target.rsplit("->").next().unwrap_or(target);
+    let Ok(resolved) = spec.resolve(view) else {
+        return format!("{} is not in the model", spec.target.trim());
+    };
+    let id = |i: &usize| view.nodes.get(*i).map(|n| n.id.as_str());
+    let callees: BTreeSet<&str> = resolved.callees.iter().filter_map(id).collect();
+    let callers: Option<BTreeSet<&str>> = resolved
+        .callers
+        .as_ref()
+        .map(|c| c.iter().filter_map(id).collect());
     let into: Vec<_> = view
         .edges
         .iter()
         .filter(|e| {
-            view.node(&e.to).is_some_and(|n| {
-                n.id == callee
-                    || n.service == callee
-                    || format!("{}/{}", n.service, n.operation) == callee
-            })
+            callees.contains(e.to.as_str())
+                && callers.as_ref().is_none_or(|c| c.contains(e.from.as_str()))
         })
         .collect();
+    let nobody = || {
+        let entry = resolved
+            .callees
+            .iter()
+            .any(|&i| view.nodes.get(i).is_some_and(|n| n.endpoint));
+        if entry {
+            format!(
+                "nothing calls {} but its users: the fault meets them directly",
+                spec.target.trim()
+            )
+        } else {
+            format!("nothing calls {}", spec.target.trim())
+        }
+    };
     let Some(e) = into.iter().max_by(|a, b| {
         let w = |x: &augur_model::Edge| x.p_propagate.interval.hi - x.p_propagate.interval.lo;
         w(a).total_cmp(&w(b)).then_with(|| b.from.cmp(&a.from))
     }) else {
-        return format!("nothing calls {callee}");
+        return nobody();
     };
     if matches!(
         spec.kind,
@@ -233,7 +251,7 @@ fn evidence(view: &View, spec: &FaultSpec) -> String {
             .iter()
             .max_by_key(|e| (e.timeout.is_none(), e.calls, std::cmp::Reverse(&e.from)))
         else {
-            return format!("nothing calls {callee}");
+            return nobody();
         };
         return match &e.timeout {
             Some(t) => format!(
@@ -576,7 +594,10 @@ pub fn assess(
             let fault_rate = p.predicted.error_rate.mean;
             let noise =
                 (base_rate * (1.0 - base_rate) + fault_rate * (1.0 - fault_rate)) / simulated;
-            failed_hi += upper_denoised(paired(0), noise).max(0.0) * n;
+            // A bound no larger than the requests that did not fail anyway (the Gaussian bound
+            // can pass 1 when most draws fail everything).
+            let extra_hi = upper_denoised(paired(0), noise).clamp(0.0, (1.0 - base_rate).max(0.0));
+            failed_hi += extra_hi * n;
             p99_hi = p99_hi.max(upper(paired(2)));
         }
         // What the outcome teaches about every candidate's outcome, beyond what the same

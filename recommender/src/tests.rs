@@ -143,6 +143,20 @@ fn the_uncertain_call_is_worth_more_than_the_known_ones() {
     for w in rec.experiments.windows(2) {
         assert!(w[0].value_bits >= w[1].value_bits);
     }
+    // No bound on failed requests passes the requests there are; the entry service down fails
+    // nearly all of them (its users call it directly).
+    for e in &rec.experiments {
+        assert!(e.harm.failed_requests_hi <= e.harm.requests, "{e:?}");
+    }
+    let web = rec
+        .experiments
+        .iter()
+        .find(|e| e.fault == "web:down")
+        .unwrap();
+    assert!(
+        web.harm.failed_requests_hi >= 0.9 * web.harm.requests,
+        "{web:?}"
+    );
 }
 
 #[test]
@@ -319,6 +333,19 @@ expect = { endpoint = "web op", error_rate_below = 0.2 }
         r.summary.iter().any(|l| l.contains("P(propagate)")),
         "{:?}",
         r.summary
+    );
+    assert!(!r.summary.iter().any(|l| l.starts_with("warning")));
+
+    // Normal traffic given as geo:down's outcome: no call into geo failed, which is said.
+    let normal = traffic(5000..5300, None);
+    let o = outcome(&base, &normal, &spec, &[], &opts).unwrap();
+    assert!(
+        o.report
+            .summary
+            .iter()
+            .any(|l| l.starts_with("warning: none of the 300 calls")),
+        "{:?}",
+        o.report.summary
     );
 
     // Geo down, web fails with it: the intent is falsified, the call propagates.
