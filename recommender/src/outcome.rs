@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 
 use augur_model::beta::Beta;
 use augur_model::{FaultScope, Interval, Model, View};
-use augur_simulator::{simulate, Band, FaultSpec, SimOptions};
+use augur_simulator::{simulate, Band, FaultKind, FaultSpec, SimOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::intents::Intent;
@@ -593,6 +593,18 @@ fn summarise(
         "{spec}: {} calls into the target, {} failed; {} failed calls showed how their caller reacted",
         ev.calls_into_target, ev.failed_into_target, ev.reactions
     ));
+    // Traces that show no sign of the fault were probably not recorded while it was active.
+    let expected_failures = match spec.kind {
+        FaultKind::Down => ev.calls_into_target as f64,
+        FaultKind::Error(r) => r * ev.calls_into_target as f64,
+        FaultKind::AddLatencyMs(_) | FaultKind::ScaleSelf(_) => 0.0,
+    };
+    if ev.failed_into_target == 0 && expected_failures >= 5.0 {
+        out.push(format!(
+            "warning: none of the {} calls into the target failed, where {spec} should have failed about {:.0}: were these traces recorded while the fault was active?",
+            ev.calls_into_target, expected_failures
+        ));
+    }
     let judged: Vec<&EndpointOutcome> = endpoints.iter().filter(|e| e.within.is_some()).collect();
     let held = judged.iter().filter(|e| e.within == Some(true)).count();
     out.push(format!(

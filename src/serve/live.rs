@@ -846,7 +846,7 @@ impl Worker {
         let Some(observed) = self.experiments.get(&label) else {
             let waiting: Vec<_> = self.experiments.keys().map(String::as_str).collect();
             return Err(OutcomeRefusal::NoTraces(format!(
-                "no traces of the experiment {spec} are waiting to be recorded (spans recorded                  during it carry augur.experiment = \"{spec}\"); waiting: {}",
+                "no traces of the experiment {spec} are waiting to be recorded (spans recorded during it carry augur.experiment = \"{spec}\"); waiting: {}",
                 if waiting.is_empty() {
                     "none".to_string()
                 } else {
