@@ -370,7 +370,8 @@ pub struct Scores {
     /// Spearman rank correlation of predicted and observed log p50 ratios across operations
     /// (`None` with fewer than 3 operations, or no spread).
     pub spearman: Option<f64>,
-    /// Mean |log2 predicted p50 ratio − log2 observed p50 ratio|.
+    /// Mean |log2 predicted p50 ratio − log2 observed p50 ratio| (NaN, `null` in JSON, when
+    /// nothing was scored).
     pub log2_error_p50: f64,
     /// The same for p99.
     pub log2_error_p99: f64,
@@ -381,10 +382,21 @@ pub struct Scores {
     /// Mean |predicted − observed| error rate across operations (augur only, and only when the
     /// traces carry span status).
     pub error_mae: Option<f64>,
-    /// Overall only: Spearman over every scored operation of every scored latency experiment
-    /// together (defined even when each experiment alone predicts too little spread to rank).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Overall only (`null` per experiment): Spearman over every scored operation of every
+    /// scored latency experiment together (defined even when each experiment alone predicts
+    /// too little spread to rank).
     pub spearman_pooled: Option<f64>,
+}
+
+impl Scores {
+    /// The scores of an experiment that could not be scored: none (no error of 0).
+    fn unscored() -> Scores {
+        Scores {
+            log2_error_p50: f64::NAN,
+            log2_error_p99: f64::NAN,
+            ..Scores::default()
+        }
+    }
 }
 
 /// One scored operation.
@@ -440,8 +452,7 @@ pub struct ExperimentResult {
     pub fault: Option<String>,
     /// True when the magnitude was measured from the window rather than given.
     pub magnitude_measured: bool,
-    /// Why it could not be scored, if so.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why it could not be scored, if so (`null` when scored).
     pub not_scorable: Option<String>,
     /// Spans the baseline was learned from.
     pub baseline_spans: u64,
@@ -566,8 +577,8 @@ fn not_scorable(
         not_scorable: Some(why),
         baseline_spans: base.quality.spans,
         window_spans: window.quality.spans,
-        augur: Scores::default(),
-        naive: Scores::default(),
+        augur: Scores::unscored(),
+        naive: Scores::unscored(),
         operations: Vec::new(),
         worst: Vec::new(),
     }

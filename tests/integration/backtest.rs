@@ -211,6 +211,9 @@ fn backtest_on_trainticket_cpu_contention_subset() {
         .or_else(|| exps.iter().find(|e| e["kind"] == "return"))
         .unwrap();
     assert!(err["not_scorable"].is_string(), "{err}");
+    // Not scored is no score, not a perfect one.
+    assert!(err["augur"]["log2_error_p50"].is_null(), "{err}");
+    assert!(err["naive"]["log2_error_p99"].is_null(), "{err}");
 }
 
 /// The HTML report, opened in a real browser (headless Chromium from Debian's packages; `.ci/run`
