@@ -13,8 +13,8 @@
 //! rate. A timeout cuts an attempt at the threshold and fails it. Faults act on attempts into
 //! their target (`down`: fail fast; `error=R`: fail with probability R more; `latency=+N`: N more
 //! milliseconds as the caller sees it); a fault on a service or operation that is an endpoint
-//! also meets its users, the requests entering it (`down`: refused as fast as refused calls
-//! were seen to be; `error=R`: a share R more fail; `latency=+N`: answered N later). Retries wait the back-off learned at the call site (else
+//! also meets its users, the requests entering it (`down`: refused in the typical time of the
+//! refusals seen; `error=R`: a share R more fail; `latency=+N`: answered N later). Retries wait the back-off learned at the call site (else
 //! the system's). A call that failed after its retries fails its caller with the drawn
 //! P(propagate); a caller's call sites run in the order learned (their mean start after the
 //! caller began), and a caller that fails that way makes no further calls: parallel calls
@@ -157,8 +157,9 @@ pub struct Compiled {
     timeout_prior: TimeoutPrior,
     /// Back-offs before retries seen anywhere, for call sites that never retried.
     backoff: Option<Table>,
-    /// How long refused calls took anywhere: a `down` endpoint refuses its users this fast.
-    refused: Option<Table>,
+    /// How long a refused call typically takes (ns; the median over call sites of their median
+    /// refusal, else 1 ms): a `down` endpoint refuses its users this fast.
+    refused_ns: f64,
     names: Vec<(String, String, String, bool)>,
 }
 
@@ -174,10 +175,15 @@ impl Compiled {
         let mut by_caller: Vec<Vec<SimEdge>> = vec![Vec::new(); view.nodes.len()];
         let mut retries_seen = Vec::new();
         let mut backoff = augur_model::LogSketch::new();
-        let mut refused = augur_model::LogSketch::new();
+        let mut refusals: Vec<f64> = Vec::new();
         for e in &view.edges {
             backoff.merge(&e.stats.backoff_ns);
-            refused.merge(&e.stats.unanswered_ns);
+            refusals.extend(
+                e.stats
+                    .unanswered_ns
+                    .quantile(0.5)
+                    .filter(|x| x.is_finite()),
+            );
             let (Some(&from), Some(&to)) = (index.get(e.from.as_str()), index.get(e.to.as_str()))
             else {
                 continue;
@@ -255,7 +261,10 @@ impl Compiled {
             retries_seen,
             timeout_prior,
             backoff: Table::of(&backoff),
-            refused: Table::of(&refused),
+            refused_ns: {
+                refusals.sort_by(f64::total_cmp);
+                refusals.get(refusals.len() / 2).copied().unwrap_or(1e6)
+            },
             names: view
                 .nodes
                 .iter()
@@ -433,13 +442,8 @@ impl Run<'_> {
         }
         if fault.down {
             self.events += 1;
-            let d = self
-                .m
-                .refused
-                .as_ref()
-                .map_or(1e6, |t| t.sample(self.rng.gen()));
             let t = &mut self.tally[n];
-            t.durations.push(d);
+            t.durations.push(self.m.refused_ns);
             t.failures += 1;
             return;
         }
