@@ -20,7 +20,6 @@ use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 
 use augur_model::View;
-use augur_simulator::fault::suggestions;
 use augur_simulator::FaultSpec;
 use serde::Deserialize;
 
@@ -210,15 +209,16 @@ fn endpoint(view: &View, id: &str) -> Result<usize, String> {
                 .filter(|n| n.endpoint)
                 .map(|n| n.id.as_str())
                 .collect();
-            names.sort_by_key(|n| strsim(n, id));
-            let near = suggestions(view, id);
+            names.sort_by_key(|n| (strsim(n, id), *n));
+            let more = names.len().saturating_sub(8);
+            names.truncate(8);
             Err(format!(
-                "`{id}` is not an endpoint of the model; endpoints: {}{}",
+                "`{id}` is not an endpoint of the model; endpoints, closest first: {}{}",
                 names.join(", "),
-                if near.is_empty() {
-                    String::new()
+                if more > 0 {
+                    format!(" and {more} more")
                 } else {
-                    format!(" (names close to it: {})", near.join(", "))
+                    String::new()
                 }
             ))
         }

@@ -234,7 +234,7 @@ priority = 3
     assert!(e.intents[0].p_holds > 0.9, "{e:?}");
 
     for (bad, says) in [
-        ("[[intent]]\nid='x'\nbelief='b'\nfault='ads:down'\nexpect={endpoint='web opp', error_rate_below=0.1}", "web op"),
+        ("[[intent]]\nid='x'\nbelief='b'\nfault='ads:down'\nexpect={endpoint='web opp', error_rate_below=0.1}", "closest first: web op"),
         ("[[intent]]\nid='x'\nbelief='b'\nfault='adz:down'\nexpect={endpoint='web op', error_rate_below=0.1}", "did you mean"),
         ("[[intent]]\nid='x'\nbelief='b'\nfault='ads:down'\nexpect={endpoint='web op'}", "error_rate_below or p99_ms_below"),
         ("[[intent]]\nid='x'\nbelief='b'\nfault='ads:down'\ncolour='red'\nexpect={endpoint='web op', error_rate_below=0.1}", "colour"),
