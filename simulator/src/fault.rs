@@ -107,8 +107,14 @@ impl std::str::FromStr for FaultSpec {
                     (v, 1.0)
                 } else if let Some(v) = add.strip_suffix('s') {
                     (v, 1000.0)
-                } else {
+                } else if add.trim().parse::<f64>().is_ok() {
                     return Err(bad(input, add, "added latency needs a unit: +500ms or +2s"));
+                } else {
+                    return Err(bad(
+                        input,
+                        add,
+                        "added latency is a number and a unit: +500ms or +2s",
+                    ));
                 };
                 let v = number(value, "the added latency")?;
                 if v < 0.0 {
@@ -321,6 +327,7 @@ mod tests {
             ("payment:error=1.5", "1.5"),
             ("payment:error=lots", "lots"),
             ("payment:latency=+500", "500"),
+            ("payment:latency=+abc", "abc"),
             ("payment:latency=+-5ms", "-5ms"),
             ("payment:latency=x0", "0"),
             ("payment:latency=fast", "fast"),
@@ -332,6 +339,13 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+        // A number without a unit asks for the unit; no number at all says so.
+        let why = |t: &str| match t.parse::<FaultSpec>() {
+            Err(SimError::BadFault { reason, .. }) => reason,
+            other => panic!("{t}: {other:?}"),
+        };
+        assert!(why("p:latency=+500").contains("needs a unit"));
+        assert!(why("p:latency=+abc").contains("a number and a unit"));
     }
 
     #[test]
