@@ -114,6 +114,12 @@ pub(crate) fn now_ns() -> i64 {
 /// `augur ledger MODEL [--json]`.
 pub(crate) fn run_ledger(model: &Path, json: bool) -> Result<()> {
     let path = ledger::ledger_path(model);
+    if model.is_dir() {
+        bail!(
+            "{} is a directory: give the model file (its ledger is the file beside it, MODEL.ledger.jsonl)",
+            model.display()
+        );
+    }
     if !model.exists() && !path.exists() {
         bail!(
             "{}: no such model (and no ledger at {})",

@@ -278,6 +278,8 @@ fn bad_outcome_inputs_are_clear_errors() {
     assert!(err.contains("line 1"), "{err}");
     let err = fails(&["ledger", dir.path().join("none.json").to_str().unwrap()]);
     assert!(err.contains("no such model"), "{err}");
+    let err = fails(&["ledger", dir.path().to_str().unwrap()]);
+    assert!(err.contains("is a directory"), "{err}");
     // --ledger puts the entry where it is told (a server's state directory, say).
     let elsewhere = dir.path().join("state-ledger.jsonl");
     let copy = dir.path().join("copy.json");
