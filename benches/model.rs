@@ -86,6 +86,7 @@ fn big_model() -> Model {
             first_ns: 0,
             last_ns: 3_600_000_000_000,
         }),
+        active: Vec::new(),
         operations,
         calls,
         unarrived: Vec::new(),

@@ -52,10 +52,15 @@ pub(crate) fn model_text(v: &View) -> String {
         "model of {} spans in {} traces{}",
         q.spans,
         q.traces,
-        v.window.map_or(String::new(), |w| format!(
-            ", over {:.1} s of traffic",
-            w.seconds()
-        ))
+        match (v.window, v.traffic_seconds) {
+            (Some(w), Some(t)) if t < 0.99 * w.seconds() => format!(
+                ", over {t:.1} s of traffic (in a window of {:.1} s with gaps of over {} min)",
+                w.seconds(),
+                augur_model::TRAFFIC_GAP_NS / 60_000_000_000
+            ),
+            (_, Some(t)) => format!(", over {t:.1} s of traffic"),
+            _ => String::new(),
+        }
     );
     let _ = writeln!(
         out,

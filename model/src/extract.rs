@@ -56,8 +56,8 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use crate::model::{
-    bump, CallSite, CallStats, LinkedCalls, Model, Operation, PeerKinds, TraceQuality, Unarrived,
-    Window, SCHEMA_VERSION,
+    add_active, bump, CallSite, CallStats, LinkedCalls, Model, Operation, PeerKinds, TraceQuality,
+    Unarrived, Window, SCHEMA_VERSION, TRAFFIC_GAP_NS,
 };
 use crate::sketch::LogSketch;
 
@@ -256,6 +256,9 @@ pub struct ModelBuilder {
     /// by peer: [database, messaging].
     peer_kinds: FxHashMap<Sym, [u64; 2]>,
     window: Option<Window>,
+    /// Stretches of traffic (see [`Model::active`]), and the one the last span fell in.
+    active: Vec<Window>,
+    active_hint: usize,
     quality: TraceQuality,
     scratch: Scratch,
     /// Spans of experiments' traces set aside, with [`ExperimentTraces::Collect`].
@@ -295,6 +298,8 @@ impl ModelBuilder {
             linked: FxHashMap::default(),
             peer_kinds: FxHashMap::default(),
             window: None,
+            active: Vec::new(),
+            active_hint: 0,
             quality: TraceQuality::default(),
             scratch: Scratch::default(),
             set_aside: Vec::new(),
@@ -334,6 +339,7 @@ impl ModelBuilder {
                 last_ns: s.end_ns.max(s.start_ns),
             };
             self.window = Some(self.window.map_or(w, |o| o.union(w)));
+            self.note_active(w);
             self.seen += 1;
             self.buffered += 1;
             let seen = self.seen;
@@ -836,6 +842,31 @@ impl ModelBuilder {
         }
     }
 
+    /// Adds a span's time to the stretches of traffic. Spans arrive roughly in time order, so
+    /// the stretch of the last one almost always holds it or grows to: that costs a comparison.
+    fn note_active(&mut self, w: Window) {
+        if let Some(s) = self.active.get_mut(self.active_hint) {
+            if w.first_ns >= s.first_ns && w.last_ns <= s.last_ns {
+                return;
+            }
+            let h = self.active_hint;
+            let after_prev =
+                h == 0 || self.active[h - 1].last_ns.saturating_add(TRAFFIC_GAP_NS) < w.first_ns;
+            let before_next = self
+                .active
+                .get(h + 1)
+                .is_none_or(|n| w.last_ns < n.first_ns.saturating_sub(TRAFFIC_GAP_NS));
+            let s = &mut self.active[h];
+            let near = w.first_ns <= s.last_ns.saturating_add(TRAFFIC_GAP_NS)
+                && w.last_ns >= s.first_ns.saturating_sub(TRAFFIC_GAP_NS);
+            if near && after_prev && before_next {
+                *s = s.union(w);
+                return;
+            }
+        }
+        self.active_hint = add_active(&mut self.active, w);
+    }
+
     /// A refused attempt (a failed call that reached nothing instrumented, its peer naming a
     /// service) and an attempt of the same invocation, with the same client span name, that did
     /// reach that service are one call: the refused one is re-keyed to the call edge, so the
@@ -1133,6 +1164,7 @@ impl ModelBuilder {
             schema_version: SCHEMA_VERSION,
             quality,
             window: self.window,
+            active: self.active.clone(),
             operations,
             calls,
             unarrived,
@@ -1920,5 +1952,82 @@ mod tests {
         assert!(!m.node("b consume").unwrap().endpoint);
         // The consumer's time is not the caller's: self time 20 - 1 = 19 ms.
         assert_eq!(m.node("a op").unwrap().self_ns.max(), Some(19e6));
+    }
+}
+
+#[cfg(test)]
+mod traffic_tests {
+    use super::*;
+    use augur_ingest::OwnedSpan;
+
+    fn root(trace: u8, start_s: i64) -> OwnedSpan {
+        OwnedSpan {
+            trace_id: [trace; 16],
+            span_id: [trace; 8],
+            parent_span_id: None,
+            service: "web".into(),
+            name: "GET /".into(),
+            kind: SpanKind::Server as u8,
+            start_ns: start_s * 1_000_000_000,
+            end_ns: start_s * 1_000_000_000 + 1_000_000,
+            status: 0,
+            peer: None,
+            peer_kind: Default::default(),
+            http_route: None,
+            rpc_method: None,
+            error_type: None,
+            experiment: None,
+            link: None,
+        }
+    }
+
+    fn model_of(starts: &[(u8, i64)]) -> Model {
+        let mut batch = SpanBatch::new();
+        for &(t, s) in starts {
+            batch.push_owned(&root(t, s));
+        }
+        let mut b = ModelBuilder::default();
+        b.add_batch(&batch);
+        b.finish()
+    }
+
+    #[test]
+    fn captures_hours_apart_count_only_their_own_time() {
+        // Two one-minute captures a day apart, 10 requests each (out of order, too).
+        let day = 86_400;
+        let mut starts: Vec<(u8, i64)> = (0..10).map(|i| (i, 1000 + 6 * i64::from(i))).collect();
+        starts.extend((10..20).map(|i| (i, day + 6 * i64::from(i - 10))));
+        starts.swap(3, 15);
+        let m = model_of(&starts);
+        assert_eq!(m.active.len(), 2, "{:?}", m.active);
+        let t = m.traffic_seconds().unwrap();
+        assert!((t - 108.002).abs() < 0.01, "{t}");
+        let rate = m
+            .view()
+            .node("web GET /")
+            .unwrap()
+            .traffic
+            .as_ref()
+            .unwrap()
+            .per_second;
+        assert!((rate - 20.0 / t).abs() < 1e-9, "{rate}");
+
+        // Merging the two captures learned apart gives the same stretches, in either order.
+        let (a, b) = starts.split_at(10);
+        let (mut ab, mut ba) = (model_of(a), model_of(b));
+        ab.merge(&model_of(b));
+        ba.merge(&model_of(a));
+        assert_eq!(ab.active, m.active);
+        assert_eq!(ba.active, m.active);
+
+        // Gaps shorter than ten minutes are quiet traffic, not a new capture.
+        let m = model_of(&[(1, 0), (2, 300), (3, 600)]);
+        assert_eq!(m.active.len(), 1);
+        // A model written before stretches were kept: its window is one stretch.
+        let mut old = model_of(&[(1, 0), (2, 300)]);
+        old.active.clear();
+        assert!((old.traffic_seconds().unwrap() - 300.001).abs() < 1e-6);
+        old.merge(&model_of(&[(3, day)]));
+        assert_eq!(old.active.len(), 2);
     }
 }

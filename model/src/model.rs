@@ -92,6 +92,26 @@ pub struct Window {
     pub last_ns: i64,
 }
 
+/// Spans further apart than this (with none between) are separate stretches of traffic: a
+/// capture taken hours after another is not one long quiet period.
+pub const TRAFFIC_GAP_NS: i64 = 600_000_000_000;
+
+/// Adds a span's time to the stretches of traffic (sorted, disjoint, more than
+/// [`TRAFFIC_GAP_NS`] apart), merging the stretches it joins; returns the index of its stretch.
+pub fn add_active(stretches: &mut Vec<Window>, w: Window) -> usize {
+    let i = stretches.partition_point(|s| s.last_ns.saturating_add(TRAFFIC_GAP_NS) < w.first_ns);
+    let mut merged = w;
+    let mut j = i;
+    while j < stretches.len()
+        && stretches[j].first_ns.saturating_sub(TRAFFIC_GAP_NS) <= merged.last_ns
+    {
+        merged = merged.union(stretches[j]);
+        j += 1;
+    }
+    stretches.splice(i..j, [merged]);
+    i
+}
+
 impl Window {
     /// The window covering both.
     pub fn union(self, o: Window) -> Window {
@@ -341,6 +361,11 @@ pub struct Model {
     pub quality: TraceQuality,
     /// The time the spans cover (none for an empty model).
     pub window: Option<Window>,
+    /// The stretches of that time with traffic, split where no span was seen for more than
+    /// [`TRAFFIC_GAP_NS`] (empty in models written before they were kept: the window is then
+    /// taken as one stretch). Rates are per second of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active: Vec<Window>,
     /// Instrumented operations, sorted by id.
     pub operations: Vec<Operation>,
     /// Call sites between instrumented operations, sorted by (from, to).
@@ -551,14 +576,41 @@ impl Model {
         s.len()
     }
 
+    /// Seconds of traffic the model saw: the stretches' lengths summed (the window's length
+    /// for a model without them), at least a millisecond; `None` for an empty model.
+    pub fn traffic_seconds(&self) -> Option<f64> {
+        let w = self.window?;
+        if self.active.is_empty() {
+            return Some(w.seconds());
+        }
+        let ns: i64 = self
+            .active
+            .iter()
+            .map(|s| s.last_ns.saturating_sub(s.first_ns))
+            .fold(0i64, i64::saturating_add);
+        Some((ns as f64 / 1e9).max(1e-3))
+    }
+
     /// Adds `other`'s statistics to this model (exact; associative and commutative): the model
     /// of both inputs, for traces that were not split between them.
     pub fn merge(&mut self, other: &Model) {
         self.quality.merge(&other.quality);
+        let mine = self.window;
         self.window = match (self.window, other.window) {
             (Some(a), Some(b)) => Some(a.union(b)),
             (a, b) => a.or(b),
         };
+        if self.active.is_empty() {
+            self.active.extend(mine);
+        }
+        let theirs = if other.active.is_empty() {
+            other.window.into_iter().collect()
+        } else {
+            other.active.clone()
+        };
+        for w in theirs {
+            add_active(&mut self.active, w);
+        }
         merge_sorted(
             &mut self.operations,
             &other.operations,
@@ -797,6 +849,7 @@ mod tests {
                 first_ns: 0,
                 last_ns: 1_000_000_000,
             }),
+            active: Vec::new(),
             operations: vec![Operation {
                 id: "a GET /".into(),
                 service: "a".into(),

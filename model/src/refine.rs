@@ -105,6 +105,7 @@ impl Model {
             schema_version: self.schema_version,
             quality: Default::default(),
             window: None,
+            active: Vec::new(),
             operations: Vec::new(),
             calls: Vec::new(),
             unarrived: Vec::new(),
@@ -201,6 +202,7 @@ impl Model {
             schema_version: self.schema_version,
             quality: Default::default(),
             window: self.window,
+            active: self.active.clone(),
             operations: self
                 .operations
                 .iter()

@@ -320,6 +320,8 @@ pub struct View {
     pub calls_to_instrumented_without_server: u64,
     /// The time the spans cover.
     pub window: Option<Window>,
+    /// Seconds of it with traffic ([`Model::traffic_seconds`]): rates are per second of these.
+    pub traffic_seconds: Option<f64>,
     /// Operations and virtual nodes, sorted by id.
     pub nodes: Vec<Node>,
     /// Call sites, sorted by (from, to).
@@ -604,7 +606,7 @@ impl Model {
                 p_error: Posterior::new(jeffreys, "jeffreys", o.clean_errors, o.clean),
                 traffic: (o.roots > 0).then(|| Traffic {
                     share: o.roots as f64 / total_roots.max(1) as f64,
-                    per_second: self.window.map_or(0.0, |w| o.roots as f64 / w.seconds()),
+                    per_second: self.traffic_seconds().map_or(0.0, |s| o.roots as f64 / s),
                 }),
                 peer_kind: None,
             })
@@ -726,6 +728,7 @@ impl Model {
             quality: self.quality.clone(),
             calls_to_instrumented_without_server: to_instrumented,
             window: self.window,
+            traffic_seconds: self.traffic_seconds(),
             nodes,
             edges,
             priors,

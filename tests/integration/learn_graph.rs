@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::common::{fails, ok};
+use crate::common::{fails, ok, shared};
 
 /// One OTLP JSON line holding the given spans: (service, span id, parent, name, kind, start, end,
 /// error, peer).
@@ -446,4 +446,33 @@ fn experiments_traces_are_left_out_of_normal_learning() {
         failed_into_payment(&edges(&all)),
     );
     assert!(after > before + 10, "{before} -> {after}");
+}
+
+/// Two TrainTicket captures a day apart: the rate is per second of the captures, not of the
+/// day between them (which read as 0.0/s, and every experiment as worth 0 bits).
+#[test]
+fn captures_a_day_apart_give_the_rate_of_their_own_minutes() {
+    let Some(normal) = shared("datasets/nezha-trainticket/normal") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tt.json");
+    ok(&[
+        "learn",
+        normal.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    let (text, _) = ok(&["model", "show", model.to_str().unwrap()]);
+    assert!(text.contains("with gaps of over 10 min"), "{text}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    let active = m["active"].as_array().unwrap();
+    assert_eq!(active.len(), 2, "{active:?}");
+    let secs: f64 = active
+        .iter()
+        .map(|w| (w["last_ns"].as_f64().unwrap() - w["first_ns"].as_f64().unwrap()) / 1e9)
+        .sum();
+    // Each capture is a couple of minutes long.
+    assert!(secs > 60.0 && secs < 1200.0, "{secs}");
 }
