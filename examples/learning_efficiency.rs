@@ -12,7 +12,9 @@
 //!
 //! `AUGUR_TRUTH_TRACES` (default 3,000) and `AUGUR_SIM_REQUESTS` (2,000) set the traces per
 //! candidate for the truth and the requests simulated per draw; `AUGUR_STRATEGIES` (names,
-//! comma-separated, e.g. `augur plan,random`) runs only some of the strategies.
+//! comma-separated, e.g. `augur plan,random`) runs only some of the strategies; `oracle` (greedy
+//! hindsight: every candidate tried at every step, the best kept) runs only when named, since it
+//! costs a whole step's measurement per candidate.
 //!
 //! Diagnostics: `AUGUR_ONE_STEP=1` prints, for every candidate, augur's value in bits beside the
 //! error reduction it would really bring as the first experiment (an oracle's view);
@@ -72,6 +74,7 @@ fn main() {
             let names: Vec<&str> = names.split(',').map(str::trim).collect();
             Strategy::ALL
                 .into_iter()
+                .chain([Strategy::Oracle])
                 .filter(|s| names.contains(&s.name()))
                 .collect()
         }
@@ -242,7 +245,7 @@ fn svg(title: &str, means: &[(Strategy, Vec<f64>)]) -> String {
             y(v) + 4.0
         ));
     }
-    let colours = ["#c0392b", "#e67e22", "#7f8c8d", "#2980b9"];
+    let colours = ["#c0392b", "#e67e22", "#7f8c8d", "#2980b9", "#27ae60"];
     for (i, (strategy, m)) in means.iter().enumerate() {
         let points: Vec<String> = m
             .iter()
