@@ -604,9 +604,16 @@ fn backtest_one(
         .filter(|o| o.service == e.target)
         .collect();
     if target_ops.is_empty() {
+        let mut services: Vec<&str> = base.operations.iter().map(|o| o.service.as_str()).collect();
+        services.sort_unstable();
+        services.dedup();
+        let lower = e.target.to_lowercase();
+        services.sort_by_key(|s| (crate::fault::distance(&lower, &s.to_lowercase()), *s));
+        services.truncate(3);
         return nope(format!(
-            "the target `{}` is not in the model learned before it",
-            e.target
+            "the target `{}` is not in the model learned before it (closest services: {})",
+            e.target,
+            services.join(", ")
         ));
     }
     // The target's typical latency, and what the window did to it.

@@ -50,7 +50,8 @@ fn backtest_on_a_generated_world_scores_what_it_can_and_says_why_not_otherwise()
         r#"[{"id":"slow payment","target":"payment","kind":"latency","start":"2026-11-01 01:00:00","duration":600},
             {"id":"cart down","target":"cart","kind":"down","start":"2026-11-01T02:00:00Z","duration":600},
             {"id":"slow email","target":"email","kind":"latency","start":"2026-11-01 03:00:00","duration":600},
-            {"id":"nothing there","target":"ad","kind":"cpu","start":"2026-11-01 05:00:00","duration":60}]"#,
+            {"id":"nothing there","target":"ad","kind":"cpu","start":"2026-11-01 05:00:00","duration":60},
+            {"id":"typo","target":"emial","kind":"latency","start":"2026-11-01 00:00:04","duration":2}]"#,
     )
     .unwrap();
     let report = d.join("report.html");
@@ -72,8 +73,11 @@ fn backtest_on_a_generated_world_scores_what_it_can_and_says_why_not_otherwise()
         report.to_str().unwrap(),
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let exps = v["experiments"].as_array().unwrap();
-    assert_eq!(exps.len(), 4);
+    let all = v["experiments"].as_array().unwrap();
+    assert_eq!(all.len(), 5);
+    // Reported in time order; the misspelt one (first) is checked last.
+    let typo = all.iter().find(|e| e["id"] == "typo").unwrap();
+    let exps: Vec<&serde_json::Value> = all.iter().filter(|e| e["id"] != "typo").collect();
     let slow = &exps[0];
     assert_eq!(slow["id"], "slow payment");
     assert!(slow["not_scorable"].is_null(), "{slow}");
@@ -139,6 +143,9 @@ fn backtest_on_a_generated_world_scores_what_it_can_and_says_why_not_otherwise()
         email["naive"]["log2_error_p50"].as_f64().unwrap(),
     );
     assert!(a < 0.1 && n > 2.0 * a, "augur {a}, naive {n}");
+    // A misspelt target: not scorable, with the names it was probably meant to be.
+    let why = typo["not_scorable"].as_str().unwrap();
+    assert!(why.contains("closest services: email"), "{why}");
     // No traces in the last window: said, not guessed.
     assert!(exps[3]["not_scorable"]
         .as_str()
