@@ -507,6 +507,7 @@ fn recommendations(app: &App, query: &str) -> Reply {
         };
         match k {
             "top" => match v.parse() {
+                Ok(0) => return bad("a count of at least 1 (as for `augur recommend --top`)"),
                 Ok(n) => top = n,
                 Err(_) => return bad("a count"),
             },

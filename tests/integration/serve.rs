@@ -299,6 +299,9 @@ fn live_exports_build_the_model_learn_builds_and_the_api_answers_from_it() {
     assert_eq!(status, 200, "{rec}");
     let rec: serde_json::Value = serde_json::from_str(&rec).unwrap();
     assert_eq!(rec["experiments"].as_array().unwrap().len(), 2);
+    let (status, err) = server.get("/api/recommendations?top=0");
+    assert_eq!(status, 400, "{err}");
+    assert!(err.contains("at least 1"), "{err}");
     let (status, value) = server.post_json(
         "/api/value",
         r#"{"fault":"payment:error=0.5","requests":300,"samples":4}"#,
