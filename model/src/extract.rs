@@ -1953,42 +1953,26 @@ mod tests {
         // The consumer's time is not the caller's: self time 20 - 1 = 19 ms.
         assert_eq!(m.node("a op").unwrap().self_ns.max(), Some(19e6));
     }
-}
 
-#[cfg(test)]
-mod traffic_tests {
-    use super::*;
-    use augur_ingest::OwnedSpan;
-
-    fn root(trace: u8, start_s: i64) -> OwnedSpan {
-        OwnedSpan {
-            trace_id: [trace; 16],
-            span_id: [trace; 8],
-            parent_span_id: None,
-            service: "web".into(),
-            name: "GET /".into(),
-            kind: SpanKind::Server as u8,
-            start_ns: start_s * 1_000_000_000,
-            end_ns: start_s * 1_000_000_000 + 1_000_000,
-            status: 0,
-            peer: None,
-            peer_kind: Default::default(),
-            http_route: None,
-            rpc_method: None,
-            error_type: None,
-            experiment: None,
-            link: None,
-        }
-    }
-
+    /// A model of one-span traces (`web GET /`, 1 ms each) starting at these seconds.
     fn model_of(starts: &[(u8, i64)]) -> Model {
-        let mut batch = SpanBatch::new();
-        for &(t, s) in starts {
-            batch.push_owned(&root(t, s));
-        }
-        let mut b = ModelBuilder::default();
-        b.add_batch(&batch);
-        b.finish()
+        let spans: Vec<OwnedSpan> = starts
+            .iter()
+            .map(|&(t, s)| {
+                let start = s * 1_000_000_000;
+                span(
+                    t,
+                    t,
+                    None,
+                    "web",
+                    "GET /",
+                    SpanKind::Server,
+                    start,
+                    start + MS,
+                )
+            })
+            .collect();
+        build_with(&spans, BuildOptions::default())
     }
 
     #[test]
