@@ -604,12 +604,11 @@ fn backtest_one(
         .filter(|o| o.service == e.target)
         .collect();
     if target_ops.is_empty() {
-        let mut services: Vec<&str> = base.operations.iter().map(|o| o.service.as_str()).collect();
-        services.sort_unstable();
-        services.dedup();
-        let lower = e.target.to_lowercase();
-        services.sort_by_key(|s| (crate::fault::distance(&lower, &s.to_lowercase()), *s));
-        services.truncate(3);
+        // The fault targets' suggestions, services only (a label names a service).
+        let services: Vec<String> = crate::fault::suggestions(&base.view(), &e.target)
+            .into_iter()
+            .filter(|n| base.operations.iter().any(|o| &o.service == n))
+            .collect();
         return nope(format!(
             "the target `{}` is not in the model learned before it (closest services: {})",
             e.target,
@@ -878,11 +877,22 @@ fn upstream_of(model: &Model, service: &str) -> BTreeSet<String> {
     out
 }
 
+/// log2 of a latency ratio (ratios are positive; a zero is floored).
+fn l2(x: f64) -> f64 {
+    x.max(1e-9).log2()
+}
+
+/// The operations' predicted and observed log2 p50 ratios, side by side.
+fn log_p50s<'a>(
+    ops: impl Iterator<Item = &'a OpScore>,
+    pred: impl Fn(&OpScore) -> f64,
+) -> (Vec<f64>, Vec<f64>) {
+    ops.map(|o| (l2(pred(o)), l2(o.observed_p50))).unzip()
+}
+
 fn score(ops: &[OpScore], pred: impl Fn(&OpScore) -> (f64, f64), interval: bool) -> Scores {
     let n = ops.len() as f64;
-    let l2 = |x: f64| x.max(1e-9).log2();
-    let p: Vec<f64> = ops.iter().map(|o| l2(pred(o).0)).collect();
-    let x: Vec<f64> = ops.iter().map(|o| l2(o.observed_p50)).collect();
+    let (p, x) = log_p50s(ops.iter(), |o| pred(o).0);
     Scores {
         spearman: spearman(&p, &x),
         log2_error_p50: p.iter().zip(&x).map(|(a, b)| (a - b).abs()).sum::<f64>() / n,
@@ -963,12 +973,7 @@ fn overall(results: &[ExperimentResult]) -> Overall {
         (n > 0).then(|| hit as f64 / n as f64)
     };
     let pooled_spearman = |pred: &dyn Fn(&OpScore) -> f64| {
-        let l2 = |x: f64| x.max(1e-9).log2();
-        let (mut p, mut x) = (Vec::new(), Vec::new());
-        for o in scored.iter().flat_map(|r| &r.operations) {
-            p.push(l2(pred(o)));
-            x.push(l2(o.observed_p50));
-        }
+        let (p, x) = log_p50s(scored.iter().flat_map(|r| &r.operations), pred);
         spearman(&p, &x)
     };
     Overall {
@@ -1082,7 +1087,7 @@ impl BacktestReport {
         let mut hi = 1.0f64;
         for o in self.experiments.iter().flat_map(|r| &r.operations) {
             for v in [o.observed_p50, o.predicted_p50, o.naive_p50] {
-                let l = v.max(1e-9).log2();
+                let l = l2(v);
                 lo = lo.min(l.floor());
                 hi = hi.max(l.ceil());
             }
@@ -1121,10 +1126,10 @@ impl BacktestReport {
         ));
         for r in &self.experiments {
             for o in &r.operations {
-                let x = pos(o.observed_p50.max(1e-9).log2());
+                let x = pos(l2(o.observed_p50));
                 svg.push_str(&format!(
                     "<circle class=\"naive\" cx=\"{x:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"none\" stroke=\"#d62728\"><title>{} | {}: observed {:.2}x, naive {:.2}x</title></circle>\n",
-                    size - pos(o.naive_p50.max(1e-9).log2()),
+                    size - pos(l2(o.naive_p50)),
                     esc(&r.id),
                     esc(&o.operation),
                     o.observed_p50,
@@ -1132,7 +1137,7 @@ impl BacktestReport {
                 ));
                 svg.push_str(&format!(
                     "<circle class=\"augur\" cx=\"{x:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#1f77b4\" fill-opacity=\"0.8\"><title>{} | {}: observed {:.2}x, augur {:.2}x [{:.2}, {:.2}]</title></circle>\n",
-                    size - pos(o.predicted_p50.max(1e-9).log2()),
+                    size - pos(l2(o.predicted_p50)),
                     esc(&r.id),
                     esc(&o.operation),
                     o.observed_p50,

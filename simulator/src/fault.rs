@@ -197,7 +197,7 @@ fn nodes_named(view: &View, name: &str) -> Vec<usize> {
 }
 
 /// Levenshtein distance (for suggestions).
-pub(crate) fn distance(a: &str, b: &str) -> usize {
+fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
