@@ -14,8 +14,8 @@
 //! their target (`down`: fail fast; `error=R`: fail with probability R more; `latency=+N`: N more
 //! milliseconds as the caller sees it); a fault on a service or operation that is an endpoint
 //! also meets its users, the requests entering it (`down`: refused in the typical time of the
-//! refusals seen; `error=R`: a share R more fail; `latency=+N`: answered N later). Retries wait the back-off learned at the call site (else
-//! the system's). A call that failed after its retries fails its caller with the drawn
+//! refusals seen; `error=R`: a share R more fail; `latency=+N`: answered N later). Retries wait
+//! the back-off learned at the call site (else the system's). A call that failed after its retries fails its caller with the drawn
 //! P(propagate); a caller's call sites run in the order learned (their mean start after the
 //! caller began), and a caller that fails that way makes no further calls: parallel calls
 //! already in flight (starting, on average, before the failed call ended) run out, nothing
