@@ -208,8 +208,8 @@ enum Command {
     },
     /// Plan the experiments for a night or a week: the set that teaches the most within a total
     /// error budget, each valued by what it adds to the ones before it (experiments that would
-    /// teach the same thing are not both chosen). Each experiment's traffic share is fitted to
-    /// budget / max failed requests.
+    /// teach the same thing are not both chosen). Each experiment runs at the largest traffic
+    /// share (100%, 50%, 25%, 10%, 5%, 1%) that fits the budget left when it is chosen.
     Plan {
         /// A model file written by `augur learn`.
         model: PathBuf,
@@ -548,6 +548,7 @@ pub(crate) fn experiment_options(
             seed,
         },
         staleness: Default::default(),
+        keep_fits: false,
     })
 }
 
@@ -819,9 +820,10 @@ fn run(cli: Cli) -> Result<()> {
             if !(budget.is_finite() && budget >= 0.0) {
                 bail!("--budget is a number of failed requests (>= 0)");
             }
-            // Each experiment is fitted (by traffic share) to an equal part of the budget, so
-            // that up to --max of them fit together; the plan then picks among them.
-            let mut opts = exp.options(scope, Some(budget / max as f64))?;
+            // Every experiment at every traffic share within the budget; the plan fits each to
+            // the budget left when it picks it.
+            let mut opts = exp.options(scope, Some(budget))?;
+            opts.keep_fits = true;
             let (view, intents) = model_and_intents(&model, intents.as_deref(), &mut opts)?;
             let rec = recommend_all(&view, &intents, &opts)?;
             let endpoints =

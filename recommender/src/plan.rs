@@ -10,13 +10,15 @@
 //! diminishing returns) adds, at each step, the experiment with the largest
 //! **marginal value**: its model bits × (1 − its largest overlap with the experiments chosen),
 //! plus its intents' bits for intents not yet settled, among experiments whose harm fits the
-//! budget left. It stops when nothing fits or adds value.
+//! budget left. Each experiment may run at any traffic share of
+//! [`crate::recommend::SHARES`] that fits ([`Experiment::fits`]), so budget an early pick does
+//! not need stays for later ones. It stops when nothing fits or adds value.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::recommend::{Experiment, Recommendation};
+use crate::recommend::{Experiment, Fit, Recommendation};
 
 /// One experiment of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,8 +102,25 @@ fn overlap(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
     best.min(1.0)
 }
 
+/// How much of the budget left one greedy step may spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allowance {
+    /// All of it: the most valuable step first.
+    All,
+    /// An equal part of it per step still open: room for the experiments after it.
+    Share,
+    /// All of it, choosing by value per failed request.
+    PerHarm,
+}
+
 /// Greedy plan over a recommendation's experiments within `budget` failed requests, at most
 /// `max` experiments; `sim_requests` is the simulated requests per draw behind the predictions.
+///
+/// Each experiment is run at the largest traffic share among its [`Experiment::fits`] (itself
+/// when it has none) that fits the step's allowance of the budget left. Three greedy rules
+/// are run (the whole budget left per step; an equal part of it per step still open; value
+/// per failed request) and the plan with the most bits is kept: the first can spend the budget
+/// on one experiment when several would teach more, the others guard against that.
 pub fn plan(
     rec: &Recommendation,
     endpoints: &[(String, f64, f64)],
@@ -115,6 +134,46 @@ pub fn plan(
         .filter(|e| e.safe)
         .map(|e| (e, signature(e, endpoints, sim_requests)))
         .collect();
+    let mut best: Option<Plan> = None;
+    for rule in [Allowance::All, Allowance::Share, Allowance::PerHarm] {
+        let p = greedy(&candidates, budget, max, rule);
+        if best
+            .as_ref()
+            .is_none_or(|b| p.total_bits > b.total_bits + 1e-9)
+        {
+            best = Some(p);
+        }
+    }
+    best.unwrap_or(Plan {
+        budget,
+        experiments: Vec::new(),
+        total_bits: 0.0,
+        total_failed_requests_hi: 0.0,
+    })
+}
+
+/// The traffic shares an experiment may run at: its fits, else itself.
+fn fits_of(e: &Experiment) -> Vec<Fit> {
+    if e.fits.is_empty() {
+        vec![Fit {
+            traffic_share: e.traffic_share,
+            value_bits: e.value_bits,
+            model_bits: e.model_bits,
+            harm: e.harm.clone(),
+            why: e.why.clone(),
+        }]
+    } else {
+        e.fits.clone()
+    }
+}
+
+fn greedy(
+    candidates: &[(&Experiment, Vec<Vec<f64>>)],
+    budget: f64,
+    max: usize,
+    rule: Allowance,
+) -> Plan {
+    let fits: Vec<Vec<Fit>> = candidates.iter().map(|(e, _)| fits_of(e)).collect();
     let mut chosen: Vec<usize> = Vec::new();
     let mut settled: BTreeSet<String> = BTreeSet::new();
     let mut used = vec![false; candidates.len()];
@@ -126,9 +185,14 @@ pub fn plan(
         total_failed_requests_hi: 0.0,
     };
     while out.experiments.len() < max {
-        let mut best: Option<(usize, f64)> = None;
+        let allowance = match rule {
+            Allowance::Share => left / (max - out.experiments.len()) as f64,
+            Allowance::All | Allowance::PerHarm => left,
+        };
+        // (candidate, fit, marginal bits, score, harm): the best score, the least harm on a tie.
+        let mut best: Option<(usize, usize, f64, f64, f64)> = None;
         for (k, (e, sig)) in candidates.iter().enumerate() {
-            if used[k] || e.harm.failed_requests_hi > left {
+            if used[k] {
                 continue;
             }
             let new_share = chosen
@@ -141,29 +205,43 @@ pub fn plan(
                 .filter(|i| !settled.contains(&i.id))
                 .map(|i| crate::value::binary_entropy(i.p_holds))
                 .sum();
-            let marginal = e.model_bits * new_share + intent_bits;
-            if marginal > 1e-6 && best.is_none_or(|(_, m)| marginal > m) {
-                best = Some((k, marginal));
+            for (f, fit) in fits[k].iter().enumerate() {
+                if fit.harm.failed_requests_hi > allowance {
+                    continue;
+                }
+                let marginal = fit.model_bits * new_share + intent_bits;
+                let score = match rule {
+                    Allowance::PerHarm => marginal / (fit.harm.failed_requests_hi + 1.0),
+                    Allowance::All | Allowance::Share => marginal,
+                };
+                let harm = fit.harm.failed_requests_hi;
+                let better = best.is_none_or(|(_, _, _, s, h)| {
+                    score > s + 1e-9 || (score >= s - 1e-9 && harm < h)
+                });
+                if marginal > 1e-6 && better {
+                    best = Some((k, f, marginal, score, harm));
+                }
             }
         }
-        let Some((k, marginal)) = best else {
+        let Some((k, f, marginal, _, _)) = best else {
             break;
         };
         let e = candidates[k].0;
+        let fit = &fits[k][f];
         used[k] = true;
         chosen.push(k);
         settled.extend(e.intents.iter().map(|i| i.id.clone()));
-        left -= e.harm.failed_requests_hi;
+        left -= fit.harm.failed_requests_hi;
         let marginal = (marginal * 1000.0).round() / 1000.0;
         out.total_bits += marginal;
-        out.total_failed_requests_hi += e.harm.failed_requests_hi;
+        out.total_failed_requests_hi += fit.harm.failed_requests_hi;
         out.experiments.push(Planned {
             fault: e.fault.clone(),
-            traffic_share: e.traffic_share,
-            value_bits: e.value_bits,
+            traffic_share: fit.traffic_share,
+            value_bits: fit.value_bits,
             marginal_bits: marginal,
-            failed_requests_hi: e.harm.failed_requests_hi,
-            why: e.why.clone(),
+            failed_requests_hi: fit.harm.failed_requests_hi,
+            why: fit.why.clone(),
         });
     }
     out.total_bits = (out.total_bits * 1000.0).round() / 1000.0;
@@ -183,5 +261,72 @@ mod tests {
         let orth = vec![vec![1.0, 1.0, -1.0, -1.0]];
         assert!(overlap(&x, &orth).abs() < 1e-12);
         assert_eq!(overlap(&x, &[]), 0.0);
+    }
+
+    fn experiment(fault: &str, fits: &[(f64, f64, f64)]) -> Experiment {
+        let fit = |&(share, bits, harm): &(f64, f64, f64)| Fit {
+            traffic_share: share,
+            value_bits: bits,
+            model_bits: bits,
+            harm: crate::recommend::Harm {
+                requests: 1000.0 * share,
+                failed_requests_hi: harm,
+                p99_increase_ms_hi: 0.0,
+                duration_s: 600.0,
+            },
+            why: format!("{fault} at {share}"),
+        };
+        let fits: Vec<Fit> = fits.iter().map(fit).collect();
+        Experiment {
+            fault: fault.into(),
+            value_bits: fits[0].value_bits,
+            intents: Vec::new(),
+            predicted: crate::recommend::PredictedEndpoints {
+                endpoints: Vec::new(),
+            },
+            harm: fits[0].harm.clone(),
+            safe: true,
+            traffic_share: fits[0].traffic_share,
+            why: fits[0].why.clone(),
+            model_bits: fits[0].model_bits,
+            fits,
+        }
+    }
+
+    #[test]
+    fn each_pick_is_fitted_to_the_budget_left() {
+        // Budget 100, two experiments: `a` teaches 10 bits at full traffic for 90 failed
+        // requests, 6 at half for 45; `b` teaches 3 for 10 at any share. Fitting each to
+        // budget / max (50) would give a at half + b = 9 bits; a at full + b = 13 fits.
+        let rec = Recommendation {
+            experiments: vec![
+                experiment("a:down", &[(1.0, 10.0, 90.0), (0.5, 6.0, 45.0)]),
+                experiment("b:down", &[(1.0, 3.0, 10.0), (0.5, 3.0, 5.0)]),
+            ],
+        };
+        let p = plan(&rec, &[], 100.0, 2, 1000);
+        let picked: Vec<(&str, f64)> = p
+            .experiments
+            .iter()
+            .map(|e| (e.fault.as_str(), e.traffic_share))
+            .collect();
+        // b's half share teaches as much for less harm.
+        assert_eq!(picked, [("a:down", 1.0), ("b:down", 0.5)], "{p:?}");
+        assert!((p.total_bits - 13.0).abs() < 1e-9, "{p:?}");
+        assert!((p.total_failed_requests_hi - 95.0).abs() < 1e-9, "{p:?}");
+        assert_eq!(p.experiments[0].why, "a:down at 1");
+
+        // When the greedy's first, largest pick would crowd out two others worth more, the
+        // plan spreads the budget instead.
+        let rec = Recommendation {
+            experiments: vec![
+                experiment("a:down", &[(1.0, 10.0, 100.0), (0.5, 5.0, 50.0)]),
+                experiment("b:down", &[(1.0, 8.0, 50.0)]),
+                experiment("c:down", &[(1.0, 8.0, 50.0)]),
+            ],
+        };
+        let p = plan(&rec, &[], 100.0, 3, 1000);
+        assert!((p.total_bits - 16.0).abs() < 1e-9, "{p:?}");
+        assert!(p.total_failed_requests_hi <= 100.0, "{p:?}");
     }
 }

@@ -72,6 +72,9 @@ pub struct Options {
     /// How stale the knowledge of each tested target is, by fault target
     /// ([`crate::ledger::staleness_by_target`]); a target not listed was never tested (weight 1).
     pub staleness: BTreeMap<String, Staleness>,
+    /// Also assess every experiment at each smaller traffic share within the budget
+    /// ([`Experiment::fits`], for plans).
+    pub keep_fits: bool,
 }
 
 impl Default for Options {
@@ -86,6 +89,7 @@ impl Default for Options {
                 seed: 1,
             },
             staleness: BTreeMap::new(),
+            keep_fits: false,
         }
     }
 }
@@ -146,6 +150,26 @@ pub struct Experiment {
     /// Not part of the JSON contract.
     #[serde(skip)]
     pub model_bits: f64,
+    /// With [`Options::keep_fits`], the experiment at every traffic share of [`SHARES`] within
+    /// the error budget, largest first (a plan fits each experiment to the budget it has left).
+    /// Not part of the JSON contract.
+    #[serde(skip)]
+    pub fits: Vec<Fit>,
+}
+
+/// An experiment at one traffic share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit {
+    /// Share of traffic.
+    pub traffic_share: f64,
+    /// Its value at that share, bits (model and intents, staleness applied).
+    pub value_bits: f64,
+    /// The part of `value_bits` about the model's parameters.
+    pub model_bits: f64,
+    /// Its harm at that share.
+    pub harm: Harm,
+    /// Why, at that share.
+    pub why: String,
 }
 
 /// The recommendation.
@@ -617,41 +641,6 @@ pub fn assess(
             },
         )
     };
-    let mut share = 1.0;
-    let (mut model_bits, mut harm) = at_share(share);
-    let mut safe = true;
-    let mut budget_note = String::new();
-    if let Some(budget) = opts.error_budget {
-        if harm.failed_requests_hi > budget {
-            let fit = SHARES
-                .iter()
-                .skip(1)
-                .map(|&s| (s, at_share(s)))
-                .find(|(_, (_, h))| h.failed_requests_hi <= budget);
-            match fit {
-                Some((s, (b, h))) => {
-                    budget_note = format!(
-                        "; scaled to {:.0}% of traffic to fit the budget of {budget} failed requests",
-                        s * 100.0
-                    );
-                    share = s;
-                    model_bits = b;
-                    harm = h;
-                }
-                None => {
-                    let (s, (b, h)) = (0.01, at_share(0.01));
-                    budget_note = format!(
-                        "; UNSAFE: even at 1% of traffic it may fail {} requests, over the budget of {budget}",
-                        h.failed_requests_hi
-                    );
-                    share = s;
-                    model_bits = b;
-                    harm = h;
-                    safe = false;
-                }
-            }
-        }
-    }
     let (staleness, stale_note) =
         opts.staleness
             .get(&spec.target)
@@ -663,7 +652,8 @@ pub fn assess(
                         .map_or(String::new(), |n| format!("; {n} (value × {})", s.weight)),
                 )
             });
-    let value_bits = ((model_bits + intent_bits) * staleness * 1000.0).round() / 1000.0;
+    let value_of =
+        |model_bits: f64| ((model_bits + intent_bits) * staleness * 1000.0).round() / 1000.0;
     let shown = predicted.iter().max_by(|a, b| {
         a.impact()
             .total_cmp(&b.impact())
@@ -684,10 +674,87 @@ pub fn assess(
             p.baseline.p50_ms
         )
     });
-    let why = format!(
-        "{}; {effect}{spec} would teach {value_bits:.2} bits about what the candidate experiments would show{budget_note}{stale_note}",
-        evidence(view, spec)
-    );
+    let evidence = evidence(view, spec);
+    let why_of = |value_bits: f64, budget_note: &str| {
+        format!(
+            "{evidence}; {effect}{spec} would teach {value_bits:.2} bits about what the candidate experiments would show{budget_note}{stale_note}"
+        )
+    };
+    let mut share = 1.0;
+    let (mut model_bits, mut harm) = at_share(share);
+    let mut safe = true;
+    let mut budget_note = String::new();
+    let budget = opts.error_budget.unwrap_or(f64::INFINITY);
+    // With `keep_fits`, every share within the budget, largest first; the plan picks per step.
+    let within: Vec<(f64, (f64, Harm))> = if opts.keep_fits {
+        SHARES
+            .iter()
+            .enumerate()
+            .map(|(k, &s)| {
+                if k == 0 {
+                    (s, (model_bits, harm.clone()))
+                } else {
+                    (s, at_share(s))
+                }
+            })
+            .filter(|(_, (_, h))| h.failed_requests_hi <= budget)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let fits = within
+        .iter()
+        .map(|(s, (b, h))| {
+            let note = if *s < 1.0 {
+                format!("; at {:.0}% of traffic to fit the budget", s * 100.0)
+            } else {
+                String::new()
+            };
+            let value_bits = value_of(*b);
+            Fit {
+                traffic_share: *s,
+                value_bits,
+                model_bits: b * staleness,
+                harm: h.clone(),
+                why: why_of(value_bits, &note),
+            }
+        })
+        .collect();
+    if harm.failed_requests_hi > budget {
+        let fit = if opts.keep_fits {
+            within.into_iter().next()
+        } else {
+            SHARES
+                .iter()
+                .skip(1)
+                .map(|&s| (s, at_share(s)))
+                .find(|(_, (_, h))| h.failed_requests_hi <= budget)
+        };
+        match fit {
+            Some((s, (b, h))) => {
+                budget_note = format!(
+                    "; scaled to {:.0}% of traffic to fit the budget of {budget} failed requests",
+                    s * 100.0
+                );
+                share = s;
+                model_bits = b;
+                harm = h;
+            }
+            None => {
+                let (s, (b, h)) = (0.01, at_share(0.01));
+                budget_note = format!(
+                    "; UNSAFE: even at 1% of traffic it may fail {} requests, over the budget of {budget}",
+                    h.failed_requests_hi
+                );
+                share = s;
+                model_bits = b;
+                harm = h;
+                safe = false;
+            }
+        }
+    }
+    let value_bits = value_of(model_bits);
+    let why = why_of(value_bits, &budget_note);
     Experiment {
         fault: spec.to_string(),
         value_bits,
@@ -700,5 +767,6 @@ pub fn assess(
         traffic_share: share,
         why,
         model_bits: model_bits * staleness,
+        fits,
     }
 }

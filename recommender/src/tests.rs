@@ -112,6 +112,7 @@ fn opts() -> Options {
             seed: 3,
         },
         staleness: Default::default(),
+        keep_fits: false,
     }
 }
 
@@ -271,6 +272,46 @@ fn a_plan_fits_the_budget_and_does_not_repeat_itself() {
     assert!(geo_picks <= 2, "{plan:?}");
     for p in &plan.experiments[1..] {
         assert!(p.marginal_bits <= p.value_bits + 1e-9, "{p:?}");
+    }
+
+    // With every experiment assessed at every share within the budget, the plan fits each to
+    // the budget left: never less than fitting each to an equal part, never over the budget.
+    for max in [1, 2, 5] {
+        let part = recommend::recommend(
+            &v,
+            &[],
+            &Options {
+                error_budget: Some(budget / max as f64),
+                ..o.clone()
+            },
+        )
+        .unwrap();
+        let fitted = recommend::recommend(
+            &v,
+            &[],
+            &Options {
+                error_budget: Some(budget),
+                keep_fits: true,
+                ..o.clone()
+            },
+        )
+        .unwrap();
+        let old = crate::plan::plan(&part, &endpoints, budget, max, o.sim.requests);
+        let new = crate::plan::plan(&fitted, &endpoints, budget, max, o.sim.requests);
+        assert!(new.total_bits >= old.total_bits - 1e-9, "{old:?}\n{new:?}");
+        assert!(new.total_failed_requests_hi <= budget, "{new:?}");
+        for p in &new.experiments {
+            let fits = &fitted
+                .experiments
+                .iter()
+                .find(|x| x.fault == p.fault)
+                .unwrap()
+                .fits;
+            assert!(
+                fits.iter().any(|f| f.traffic_share == p.traffic_share),
+                "{p:?}"
+            );
+        }
     }
 }
 
