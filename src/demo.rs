@@ -167,9 +167,16 @@ pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
 }
 
 /// `augur demo`: every stage that exists, on the demo shop, checked against its truth.
+/// The fewest traces the demo runs on: with fewer, some of the shop's services (payment is
+/// behind a few percent of requests) may never be called, and the steps that break them have
+/// nothing to break.
+pub(crate) const MIN_DEMO_TRACES: usize = 100;
+
 pub(crate) fn run_demo(dir: &Path, traces: usize, seed: u64) -> Result<()> {
-    if traces == 0 {
-        bail!("--traces must be at least 1");
+    if traces < MIN_DEMO_TRACES {
+        bail!(
+            "--traces must be at least {MIN_DEMO_TRACES}: with fewer, some of the demo shop's services may never be called"
+        );
     }
     crate::create_out_dir(dir)?;
     let world = World::shop();

@@ -427,7 +427,7 @@ enum Command {
         /// Where to write the demo's traces and model.
         #[arg(long, value_name = "DIR", default_value = "demo-out")]
         dir: PathBuf,
-        /// How many traces to generate.
+        /// How many traces to generate (at least 100, so that every service is called).
         #[arg(long, default_value_t = 5_000)]
         traces: usize,
         /// Random seed (the same seed gives the same traces).

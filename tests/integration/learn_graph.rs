@@ -375,6 +375,21 @@ fn the_demo_runs_every_stage() {
     assert_eq!(ledger.lines().count(), 1);
 }
 
+/// Too few traces is refused up front (with 10, payment was never called and step 4 failed);
+/// the smallest allowed runs to the end.
+#[test]
+fn the_demo_needs_enough_traces_and_runs_on_the_fewest_it_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let err = crate::common::fails(&["demo", "--dir", out.to_str().unwrap(), "--traces", "10"]);
+    assert!(err.contains("--traces must be at least 100"), "{err}");
+    assert!(!out.exists());
+    let (_, stderr) =
+        crate::common::ok(&["demo", "--dir", out.to_str().unwrap(), "--traces", "100"]);
+    assert!(stderr.contains("8. report"), "{stderr}");
+    assert!(out.join("report/report.html").exists());
+}
+
 #[test]
 fn experiments_traces_are_left_out_of_normal_learning() {
     // Normal traffic, and traffic recorded while payment was down on purpose (its spans carry
