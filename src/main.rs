@@ -158,10 +158,10 @@ enum Command {
         /// payment:latency=x2, checkout->payment:down. Repeat for simultaneous faults.
         #[arg(long = "fault", value_name = "SPEC", required = true)]
         faults: Vec<String>,
-        /// Requests per posterior draw.
+        /// Requests per posterior draw (1 to 10,000,000; requests × samples at most 100,000,000).
         #[arg(long, default_value_t = 10_000)]
         requests: usize,
-        /// Posterior draws of the model's parameters.
+        /// Posterior draws of the model's parameters (2 to 100,000).
         #[arg(long, default_value_t = 64)]
         samples: usize,
         /// Random seed (the same seed gives the same prediction).
@@ -310,10 +310,11 @@ enum Command {
         /// Share of traffic the fault was applied to while the traces were recorded.
         #[arg(long, value_name = "SHARE", default_value_t = 1.0)]
         traffic_share: f64,
-        /// Requests simulated per posterior draw for the prediction.
+        /// Requests simulated per posterior draw for the prediction (1 to 10,000,000;
+        /// requests × samples at most 100,000,000).
         #[arg(long, default_value_t = 4_000)]
         requests: usize,
-        /// Posterior draws.
+        /// Posterior draws (2 to 100,000).
         #[arg(long, default_value_t = 32)]
         samples: usize,
         /// Random seed.
@@ -403,10 +404,11 @@ enum Command {
         /// Operations seen fewer times than this before or during an experiment are not scored.
         #[arg(long, default_value_t = 20)]
         min_invocations: u64,
-        /// Requests simulated per posterior draw.
+        /// Requests simulated per posterior draw (1 to 10,000,000; requests × samples at most
+        /// 100,000,000).
         #[arg(long, default_value_t = 4_000)]
         requests: usize,
-        /// Posterior draws.
+        /// Posterior draws (2 to 100,000).
         #[arg(long, default_value_t = 32)]
         samples: usize,
         /// Random seed.
@@ -487,10 +489,11 @@ struct ExperimentArgs {
     /// How long an experiment runs, minutes.
     #[arg(long, value_name = "MINUTES", default_value_t = 10.0)]
     duration: f64,
-    /// Requests simulated per posterior draw.
+    /// Requests simulated per posterior draw (1 to 10,000,000; requests × samples at most
+    /// 100,000,000).
     #[arg(long, default_value_t = 2_000)]
     requests: usize,
-    /// Posterior draws.
+    /// Posterior draws (2 to 100,000).
     #[arg(long, default_value_t = 32)]
     samples: usize,
     /// Random seed.
@@ -1318,5 +1321,55 @@ mod error_text_tests {
         })
         .context("loading");
         assert_eq!(super::error_text(&e), "loading: m.json: no such file");
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Every `--requests` and `--samples` help states the limits `check_sim_options` enforces.
+    #[test]
+    fn simulation_sizes_state_their_limits() {
+        let thousands = |n: usize| {
+            let s = n.to_string();
+            let mut out = String::new();
+            for (i, c) in s.chars().enumerate() {
+                if i > 0 && (s.len() - i).is_multiple_of(3) {
+                    out.push(',');
+                }
+                out.push(c);
+            }
+            out
+        };
+        let requests = format!("1 to {}", thousands(super::MAX_REQUESTS));
+        let work = format!("at most {}", thousands(super::MAX_WORK));
+        let samples = format!("2 to {}", thousands(super::MAX_SAMPLES));
+        let mut seen = 0;
+        let mut cli = super::Cli::command();
+        for sub in cli.get_subcommands_mut() {
+            for arg in sub.get_arguments() {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+                match arg.get_id().as_str() {
+                    "requests" => {
+                        assert!(help.contains(&requests) && help.contains(&work), "{help}");
+                        seen += 1;
+                    }
+                    "samples" => {
+                        assert!(help.contains(&samples), "{help}");
+                        seen += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(seen >= 8, "{seen}");
+        assert!(super::check_sim_options(super::MAX_REQUESTS + 1, 2).is_err());
+        assert!(super::check_sim_options(1, super::MAX_SAMPLES + 1).is_err());
+        assert!(super::check_sim_options(1, 1).is_err());
+        let most = super::MAX_WORK / super::MAX_REQUESTS;
+        assert!(super::check_sim_options(super::MAX_REQUESTS, most).is_ok());
+        assert!(super::check_sim_options(super::MAX_REQUESTS, most + 1).is_err());
     }
 }
