@@ -176,7 +176,7 @@ pub struct Fit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recommendation {
-    /// Experiments, safe ones first, each group by value.
+    /// Experiments by value, most first (unsafe ones marked, in their place).
     pub experiments: Vec<Experiment>,
 }
 
@@ -543,10 +543,12 @@ pub fn recommend(
             assess(view, intents, &spec, predicted, &endpoints, &targets, opts)
         })
         .collect();
+    // Ranked by value, as the contract says; an unsafe experiment stays in its place, marked
+    // (what the team would learn if it could afford it). Ties: safe first, then by name.
     out.sort_by(|a, b| {
-        b.safe
-            .cmp(&a.safe)
-            .then(b.value_bits.total_cmp(&a.value_bits))
+        b.value_bits
+            .total_cmp(&a.value_bits)
+            .then(b.safe.cmp(&a.safe))
             .then(a.fault.cmp(&b.fault))
     });
     Ok(Recommendation { experiments: out })
