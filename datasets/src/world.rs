@@ -320,9 +320,11 @@ impl World {
                 );
             }
         }
+        let services: std::collections::HashSet<&str> =
+            self.services.iter().map(String::as_str).collect();
         for (i, op) in self.operations.iter().enumerate() {
             let at = || format!("operations[{i}] ({} {})", op.service, op.name);
-            if !self.services.contains(&op.service) {
+            if !services.contains(op.service.as_str()) {
                 return bad(at(), format!("service {:?} is not in services", op.service));
             }
             if !lat(&op.self_time) || !prob(op.error_rate) {
@@ -1086,6 +1088,7 @@ impl Default for CallOpts {
 struct Builder {
     world: Vec<Operation>,
     services: Vec<String>,
+    known: std::collections::HashSet<String>,
     peers: Vec<Peer>,
     endpoints: Vec<Endpoint>,
 }
@@ -1102,7 +1105,8 @@ impl Builder {
     }
 
     fn add(&mut self, op: Operation) -> usize {
-        if !self.services.contains(&op.service) {
+        // A set beside the list: a world of 100,000 services must not compare every name.
+        if self.known.insert(op.service.clone()) {
             self.services.push(op.service.clone());
         }
         self.world.push(op);
@@ -1283,6 +1287,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(big.operations.len(), 3000);
+        // Each service once, in the order its first operation was added.
+        assert_eq!(big.services.len(), 500);
+        assert_eq!(
+            (&*big.services[0], &*big.services[499]),
+            ("svc-0000", "svc-0499")
+        );
+        let mut stray = big.clone();
+        stray.operations[7].service = "nowhere".into();
+        let err = stray.validate().unwrap_err().to_string();
+        assert!(err.contains("\"nowhere\" is not in services"), "{err}");
         for (param, bad) in [
             (
                 "depth",
