@@ -383,8 +383,11 @@ enum Command {
     /// before it, predict its effect, and compare with what the traces recorded during it.
     ///
     /// LABELS is a JSON or TOML list of experiments (target, kind: down|error|latency|cpu|
-    /// return|exception, start, end or duration, optional magnitude and id) or the TrainTicket
-    /// (Nezha) fault list. Where the magnitude is not given it is measured at the target during
+    /// return|exception or a chaos tool's name such as pod-kill or network-delay, start
+    /// (Unix seconds, "YYYY-MM-DD HH:MM:SS" UTC, or RFC 3339 with Z or an offset), end or
+    /// duration (seconds, or "3m", "180s"), optional magnitude ("500ms", "40%", "x3") and id)
+    /// or the TrainTicket (Nezha) fault list. Where the magnitude is not given it is measured at
+    /// the target during
     /// the window (the delay added to it, or its self-time factor). Per experiment and overall:
     /// Spearman correlation of predicted and observed latency changes across operations, mean
     /// |log2 predicted − log2 observed| p50 and p99 ratio, 90% interval coverage, and the same

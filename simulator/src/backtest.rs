@@ -66,15 +66,24 @@ pub enum PastKind {
 
 impl PastKind {
     fn parse(s: &str) -> Option<PastKind> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "down" | "kill" | "pod_kill" | "pod_failure" => PastKind::Down,
-            "error" | "errors" | "http_error" => PastKind::Error,
-            "latency" | "delay" | "network_delay" => PastKind::Latency,
-            "cpu" | "cpu_contention" | "cpu_consumed" | "cpu_stress" => PastKind::Cpu,
-            "return" => PastKind::Return,
-            "exception" => PastKind::Exception,
-            _ => return None,
-        })
+        // Chaos tools' names too (Chaos Mesh, LitmusChaos, Gremlin), '-' or '_' alike.
+        Some(
+            match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                "down" | "kill" | "pod_kill" | "pod_failure" | "pod_delete" | "shutdown"
+                | "blackhole" => PastKind::Down,
+                "error" | "errors" | "http_error" | "abort" | "http_abort" => PastKind::Error,
+                "latency"
+                | "delay"
+                | "network_delay"
+                | "network_latency"
+                | "pod_network_latency" => PastKind::Latency,
+                "cpu" | "cpu_contention" | "cpu_consumed" | "cpu_stress" | "stress_cpu"
+                | "cpu_hog" | "pod_cpu_hog" => PastKind::Cpu,
+                "return" => PastKind::Return,
+                "exception" => PastKind::Exception,
+                _ => return None,
+            },
+        )
     }
 }
 
@@ -203,7 +212,7 @@ const LABEL_FIELDS: [&str; 7] = [
 ];
 
 /// Times as labels give them: seconds since the epoch, or UTC date and time.
-const TIME_FORMS: &str = "seconds since the epoch, \"YYYY-MM-DD HH:MM:SS\" or \"YYYY-MM-DDTHH:MM:SS[.fff]Z\" (UTC, 1970 to 2261)";
+const TIME_FORMS: &str = "seconds since the epoch, \"YYYY-MM-DD HH:MM:SS\" (UTC) or RFC 3339 \"YYYY-MM-DDTHH:MM:SS[.fff]Z\" or with an offset (\"+08:00\"), 1970 to 2261";
 
 fn generic_list(v: &serde_json::Value) -> Result<Vec<PastExperiment>, String> {
     let list = v.as_array().ok_or("expected a list of experiments")?;
@@ -243,12 +252,15 @@ fn generic_list(v: &serde_json::Value) -> Result<Vec<PastExperiment>, String> {
         };
         let duration = match e.get("duration") {
             None => None,
-            Some(d) => match d.as_f64() {
+            Some(d) => match d
+                .as_f64()
+                .or_else(|| d.as_str().and_then(|t| with_unit(t, SECONDS)))
+            {
                 // Under 100 years, so that the end stays a representable time.
                 Some(d) if d > 0.0 && d < 3.2e9 => Some(d),
                 _ => {
                     return Err(ctx(
-                        "`duration` must be a positive number of seconds (under 100 years)",
+                        "`duration` must be a positive number of seconds, or a string with a unit (\"180s\", \"3m\", \"1h\"), under 100 years",
                     ))
                 }
             },
@@ -267,9 +279,15 @@ fn generic_list(v: &serde_json::Value) -> Result<Vec<PastExperiment>, String> {
             None => None,
             Some(m) => Some(
                 m.as_f64()
+                    .or_else(|| m.as_str().and_then(|t| magnitude_text(kind, t)))
                     .filter(|m| m.is_finite() && *m >= 0.0)
                     .ok_or_else(|| {
-                        ctx("`magnitude` must be a non-negative number (milliseconds added, error share, or CPU factor)")
+                        ctx(match kind {
+                            PastKind::Latency => "`magnitude` of a latency experiment is the delay added: milliseconds, or a string with a unit (\"500ms\", \"0.5s\")",
+                            PastKind::Error => "`magnitude` of an error experiment is the share of requests failed: 0 to 1, or a percentage (\"50%\")",
+                            PastKind::Cpu => "`magnitude` of a cpu experiment is the factor on the target's self time: a number, or \"x3\"",
+                            _ => "`magnitude` must be a non-negative number",
+                        })
                     })?,
             ),
         };
@@ -293,6 +311,44 @@ fn generic_list(v: &serde_json::Value) -> Result<Vec<PastExperiment>, String> {
     Ok(out)
 }
 
+/// Units of time in seconds.
+const SECONDS: &[(&str, f64)] = &[
+    ("us", 1e-6),
+    ("µs", 1e-6),
+    ("ms", 1e-3),
+    ("s", 1.0),
+    ("m", 60.0),
+    ("min", 60.0),
+    ("h", 3600.0),
+];
+
+/// `"180s"`, `"3m"`, `"0.5 s"`: the number times its unit's size from `units` (the longest
+/// matching suffix; none when the unit is missing or unknown).
+fn with_unit(text: &str, units: &[(&str, f64)]) -> Option<f64> {
+    let t = text.trim();
+    let (unit, size) = units
+        .iter()
+        .filter(|(u, _)| t.ends_with(u))
+        .max_by_key(|(u, _)| u.len())?;
+    let number: f64 = t[..t.len() - unit.len()].trim().parse().ok()?;
+    number.is_finite().then_some(number * size)
+}
+
+/// A magnitude given as text: a latency with its unit (in ms), an error percentage (as a
+/// share), a CPU factor as `x3` or `3x`.
+fn magnitude_text(kind: PastKind, text: &str) -> Option<f64> {
+    let t = text.trim();
+    match kind {
+        PastKind::Latency => with_unit(t, SECONDS).map(|s| s * 1000.0),
+        PastKind::Error => with_unit(t, &[("%", 0.01)]),
+        PastKind::Cpu => t
+            .strip_prefix(['x', 'X'])
+            .or_else(|| t.strip_suffix(['x', 'X']))
+            .and_then(|f| f.trim().parse().ok()),
+        _ => None,
+    }
+}
+
 fn time_field(v: &serde_json::Value) -> Result<i64, String> {
     let bad = |v: &serde_json::Value| format!("{v} is not a time: give {TIME_FORMS}");
     if let Some(s) = v.as_f64() {
@@ -310,10 +366,26 @@ fn time_field(v: &serde_json::Value) -> Result<i64, String> {
     v.as_str().and_then(parse_time).ok_or_else(|| bad(v))
 }
 
-/// `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DDTHH:MM:SS[.fff][Z]`, UTC, to ns since the epoch.
+/// `YYYY-MM-DD HH:MM:SS` (UTC) or RFC 3339 `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`, to ns since
+/// the epoch.
 pub fn parse_time(s: &str) -> Option<i64> {
-    let s = s.trim().trim_end_matches('Z');
-    let (date, time) = s.split_once(['T', ' '])?;
+    let s = s.trim();
+    let (date, time) = s.split_once(['T', 't', ' '])?;
+    // A trailing zone: Z, or an offset east (+) or west (-) of UTC.
+    let (time, offset_s) = if let Some(t) = time.strip_suffix(['Z', 'z']) {
+        (t, 0)
+    } else if let Some(at) = time.rfind(['+', '-']) {
+        let (t, zone) = time.split_at(at);
+        let sign = if zone.starts_with('-') { -1 } else { 1 };
+        let (h, m) = zone[1..].split_once(':').unwrap_or((&zone[1..], "0"));
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        if h > 23 || m > 59 {
+            return None;
+        }
+        (t, sign * (h * 3600 + m * 60))
+    } else {
+        (time, 0)
+    };
     let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
     let mut t = time.split(':');
@@ -339,7 +411,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + hh * 3600 + mm * 60) * 1_000_000_000 + (sec * 1e9) as i64)
+    Some((days * 86_400 + hh * 3600 + mm * 60 - offset_s) * 1_000_000_000 + (sec * 1e9) as i64)
 }
 
 /// Options of a backtest.
@@ -1278,8 +1350,20 @@ mod tests {
                 "unknown field `magnitud`",
             ),
             (
-                r#"{"target":"x","kind":"latency","start":1,"duration":6,"magnitude":"3ms"}"#,
-                "magnitude",
+                r#"{"target":"x","kind":"latency","start":1,"duration":6,"magnitude":"3 parsecs"}"#,
+                "\"500ms\"",
+            ),
+            (
+                r#"{"target":"x","kind":"error","start":1,"duration":6,"magnitude":"half"}"#,
+                "\"50%\"",
+            ),
+            (
+                r#"{"target":"x","kind":"down","start":1,"duration":"3 fortnights"}"#,
+                "\"3m\"",
+            ),
+            (
+                r#"{"target":"x","kind":"down","start":"2023-01-29T08:00:00+25:00","duration":6}"#,
+                "not a time",
             ),
             (
                 r#"{"target":"x","kind":"error","start":1,"duration":6,"magnitude":2}"#,
@@ -1294,6 +1378,41 @@ mod tests {
             assert!(err.contains(says), "{label}: {err}");
         }
         assert!(parse_labels("[]").is_err());
+    }
+
+    #[test]
+    fn labels_take_units_offsets_and_chaos_tools_names() {
+        let one = |label: &str| parse_labels(&format!("[{label}]")).unwrap().remove(0);
+        let e = one(
+            r#"{"target":"x","kind":"pod-network-latency","start":"2023-01-29T16:43:04+08:00","duration":"3m","magnitude":"0.25s"}"#,
+        );
+        assert_eq!(e.kind, PastKind::Latency);
+        // 16:43:04 at UTC+8 is 08:43:04 UTC.
+        assert_eq!(e.start_ns, 1_674_981_784_000_000_000);
+        assert_eq!(e.end_ns - e.start_ns, 180_000_000_000);
+        assert_eq!(e.magnitude, Some(250.0));
+        let e = one(
+            r#"{"target":"x","kind":"abort","start":"2023-01-29T03:13:04.5-05:30","duration":"90s","magnitude":"40%"}"#,
+        );
+        assert_eq!(e.kind, PastKind::Error);
+        assert_eq!(e.start_ns, 1_674_981_784_500_000_000);
+        assert_eq!(e.end_ns - e.start_ns, 90_000_000_000);
+        assert!((e.magnitude.unwrap() - 0.4).abs() < 1e-12);
+        let e =
+            one(r#"{"target":"x","kind":"CPU_HOG","start":1,"duration":"500ms","magnitude":"x3"}"#);
+        assert_eq!((e.kind, e.magnitude), (PastKind::Cpu, Some(3.0)));
+        assert_eq!(e.end_ns - e.start_ns, 500_000_000);
+        assert_eq!(
+            one(r#"{"target":"x","kind":"pod-delete","start":1,"duration":"1h"}"#).kind,
+            PastKind::Down
+        );
+        assert_eq!(
+            one(r#"{"target":"x","kind":"cpu","start":1,"duration":6,"magnitude":"2.5x"}"#)
+                .magnitude,
+            Some(2.5)
+        );
+        assert_eq!(with_unit("3min", SECONDS), Some(180.0));
+        assert_eq!(with_unit("3", SECONDS), None);
     }
 
     #[test]
