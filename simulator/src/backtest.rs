@@ -110,9 +110,11 @@ pub const TRAINTICKET_FAULT_SECONDS: i64 = 180;
 /// Parses a list of past experiments: JSON or TOML.
 ///
 /// - JSON `[{...}, ...]` or `{"experiments":[...]}`, TOML `[[experiment]]` tables; each entry has
-///   `target`, `kind` (`down`, `error`, `latency`, `cpu`, `return`, `exception`), `start`
-///   (`"YYYY-MM-DD HH:MM:SS"` or RFC 3339 in UTC, or Unix seconds), `end` or `duration`
-///   (seconds), and optionally `magnitude` and `id`.
+///   `target`, `kind` (`down`, `error`, `latency`, `cpu`, `return`, `exception`, or a chaos
+///   tool's name for one: `pod-kill`, `network-delay`, `cpu-hog`, ...), `start` (Unix seconds,
+///   `"YYYY-MM-DD HH:MM:SS"` in UTC, or RFC 3339 with `Z` or an offset), `end` or `duration`
+///   (seconds, or `"3m"`, `"180s"`), and optionally `magnitude` (a number, or `"500ms"`,
+///   `"40%"`, `"x3"` by kind) and `id`.
 /// - The TrainTicket (Nezha) fault list: `{"HH": [{"inject_time", "inject_pod",
 ///   "inject_type"}, ...]}`; the pod's two trailing hash segments are dropped to name the
 ///   service, and each fault lasts [`TRAINTICKET_FAULT_SECONDS`].
