@@ -9,6 +9,7 @@ import polars as pl
 d = sys.argv[1]
 nodes = pl.read_parquet(f"{d}/nodes.parquet")
 edges = pl.read_parquet(f"{d}/edges.parquet")
+posteriors = pl.read_parquet(f"{d}/posteriors.parquet")
 candidates = pl.read_parquet(f"{d}/candidates.parquet")
 
 # Endpoints by traffic.
@@ -24,8 +25,23 @@ print(
     .head(5)
 )
 
+# Every uncertain parameter in one table: the least certain Beta posteriors.
+print("least certain parameters:")
+print(
+    posteriors.filter(pl.col("family") == "beta")
+    .sort("sd", descending=True)
+    .select("parameter", "target", "alpha", "beta", "mean", "lo", "hi", "sd", "evidence")
+    .head(5)
+)
+# Each call site's P(propagate) row agrees with its edges row.
+joined = edges.join(
+    posteriors.filter(pl.col("parameter") == "p_propagate"), on=["from", "to"], how="inner"
+)
+assert joined.height == edges.height, (joined.height, edges.height)
+assert (joined["p_propagate_mean"] - joined["mean"]).abs().max() < 1e-12
+
 # The safe experiments worth the most, joined to what they target.
 best = candidates.filter(pl.col("safe")).sort("value_bits", descending=True).head(5)
 print("best safe experiments:")
 print(best.select("rank", "fault", "value_bits", "harm_failed_requests_hi"))
-print(f"rows: nodes={nodes.height} edges={edges.height} candidates={candidates.height}")
+print(f"rows: nodes={nodes.height} edges={edges.height} posteriors={posteriors.height} candidates={candidates.height}")

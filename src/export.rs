@@ -8,8 +8,8 @@ use augur_ingest::table::{write_table, Column};
 use augur_model::View;
 use augur_recommender::Recommendation;
 
-/// Writes `nodes.parquet`, `edges.parquet` and `candidates.parquet` into `dir`; returns the
-/// files with their row counts.
+/// Writes `nodes.parquet`, `edges.parquet`, `posteriors.parquet` and `candidates.parquet` into
+/// `dir`; returns the files with their row counts.
 pub(crate) fn export(
     view: &View,
     rec: &Recommendation,
@@ -106,6 +106,7 @@ pub(crate) fn export(
             ("p_propagate_prior", es(&|e| e.p_propagate.prior.clone())),
         ],
     )?;
+    write("posteriors.parquet", posteriors(view))?;
     let c = &rec.experiments;
     let cs = |f: &dyn Fn(&augur_recommender::Experiment) -> String| {
         Column::Str(c.iter().map(f).collect())
@@ -135,4 +136,101 @@ pub(crate) fn export(
         ],
     )?;
     Ok(out)
+}
+
+/// One row per uncertain parameter, in long form: every operation's own error rate and every
+/// call site's P(propagate) (Beta posteriors: alpha, beta, mean, 90% interval, sd, the
+/// observations behind it and the prior it was shrunk towards), and every timeout seen (the
+/// thresholds' median and 5th–95th percentiles; no Beta).
+fn posteriors(view: &View) -> Vec<(&'static str, Column)> {
+    struct Row {
+        parameter: &'static str,
+        target: String,
+        from: Option<String>,
+        to: String,
+        family: &'static str,
+        ab: Option<(f64, f64)>,
+        mean: f64,
+        lo: f64,
+        hi: f64,
+        sd: Option<f64>,
+        evidence: u64,
+        prior: Option<String>,
+    }
+    let beta = |parameter,
+                target: String,
+                from: Option<String>,
+                to: String,
+                p: &augur_model::Posterior| Row {
+        parameter,
+        target,
+        from,
+        to,
+        family: "beta",
+        ab: Some((p.alpha, p.beta)),
+        mean: p.interval.mean,
+        lo: p.interval.lo,
+        hi: p.interval.hi,
+        sd: p.distribution().map(|b| b.std_dev()),
+        evidence: p.evidence,
+        prior: Some(p.prior.clone()),
+    };
+    let mut rows: Vec<Row> = view
+        .nodes
+        .iter()
+        .map(|n| beta("p_error", n.id.clone(), None, n.id.clone(), &n.p_error))
+        .collect();
+    for e in &view.edges {
+        let site = format!("{} -> {}", e.from, e.to);
+        rows.push(beta(
+            "p_propagate",
+            site.clone(),
+            Some(e.from.clone()),
+            e.to.clone(),
+            &e.p_propagate,
+        ));
+        if let Some(t) = &e.timeout {
+            rows.push(Row {
+                parameter: "timeout_ms",
+                target: site,
+                from: Some(e.from.clone()),
+                to: e.to.clone(),
+                family: "thresholds seen",
+                ab: None,
+                mean: t.median_ms,
+                lo: t.lo_ms,
+                hi: t.hi_ms,
+                sd: None,
+                evidence: t.evidence,
+                prior: None,
+            });
+        }
+    }
+    let s = |f: &dyn Fn(&Row) -> String| Column::Str(rows.iter().map(f).collect());
+    let x = |f: &dyn Fn(&Row) -> f64| Column::F64(rows.iter().map(f).collect());
+    let ox = |f: &dyn Fn(&Row) -> Option<f64>| Column::OptF64(rows.iter().map(f).collect());
+    vec![
+        ("parameter", s(&|r| r.parameter.to_string())),
+        ("target", s(&|r| r.target.clone())),
+        (
+            "from",
+            Column::OptStr(rows.iter().map(|r| r.from.clone()).collect()),
+        ),
+        ("to", s(&|r| r.to.clone())),
+        ("family", s(&|r| r.family.to_string())),
+        ("alpha", ox(&|r| r.ab.map(|(a, _)| a))),
+        ("beta", ox(&|r| r.ab.map(|(_, b)| b))),
+        ("mean", x(&|r| r.mean)),
+        ("lo", x(&|r| r.lo)),
+        ("hi", x(&|r| r.hi)),
+        ("sd", ox(&|r| r.sd)),
+        (
+            "evidence",
+            Column::U64(rows.iter().map(|r| r.evidence).collect()),
+        ),
+        (
+            "prior",
+            Column::OptStr(rows.iter().map(|r| r.prior.clone()).collect()),
+        ),
+    ]
 }

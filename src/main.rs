@@ -235,7 +235,9 @@ enum Command {
     ///
     /// DIR/nodes.parquet (operations and virtual nodes: traffic, latency, own error posterior),
     /// DIR/edges.parquet (call sites: calls, latency, mode, retries, timeout, P(propagate) with
-    /// its interval, evidence and prior) and DIR/candidates.parquet (every candidate of
+    /// its interval, evidence and prior), DIR/posteriors.parquet (one row per uncertain
+    /// parameter: each error rate and P(propagate) as a Beta with alpha, beta, mean, 90%
+    /// interval and sd, each timeout seen) and DIR/candidates.parquet (every candidate of
     /// `augur recommend`, ranked: value in bits, harm, safety, why). docs/EXPORT.md reads them
     /// with polars.
     Export {

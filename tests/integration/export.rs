@@ -45,7 +45,18 @@ fn export_writes_tables_that_the_polars_example_reads() {
         graph["edges"].as_array().unwrap().len()
     );
     assert!(rows("candidates.parquet") > 10);
-    for f in ["nodes", "edges", "candidates"] {
+    // A posterior per node and per call site, and one per timeout seen.
+    let timeouts = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !e["timeout_ms"].is_null())
+        .count();
+    assert_eq!(
+        rows("posteriors.parquet"),
+        rows("nodes.parquet") + rows("edges.parquet") + timeouts
+    );
+    for f in ["nodes", "edges", "posteriors", "candidates"] {
         let bytes = std::fs::read(out.join(format!("{f}.parquet"))).unwrap();
         assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
     }
@@ -68,9 +79,10 @@ fn export_writes_tables_that_the_polars_example_reads() {
     assert!(stdout.contains("frontend POST /checkout"), "{stdout}");
     assert!(
         stdout.contains(&format!(
-            "rows: nodes={} edges={} candidates={}",
+            "rows: nodes={} edges={} posteriors={} candidates={}",
             rows("nodes.parquet"),
             rows("edges.parquet"),
+            rows("posteriors.parquet"),
             rows("candidates.parquet")
         )),
         "{stdout}"
