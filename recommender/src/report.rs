@@ -270,10 +270,11 @@ pub fn build(i: &Inputs<'_>) -> Report {
         first: v.window.map(|w| (i.utc)(w.first_ns)),
         last: v.window.map(|w| (i.utc)(w.last_ns)),
     };
-    let experiments = i
-        .recommendation
-        .experiments
-        .iter()
+    // To run next: the safe ones by value, then those over the budget (marked), by value.
+    let mut ranked: Vec<&Experiment> = i.recommendation.experiments.iter().collect();
+    ranked.sort_by_key(|e| !e.safe);
+    let experiments = ranked
+        .into_iter()
         .take(TOP_EXPERIMENTS)
         .map(|e| {
             let mut blast: Vec<Blast> = e

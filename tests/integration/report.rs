@@ -122,6 +122,45 @@ fn the_nightly_report_renders_in_headless_chromium() {
     let points = r["predicted_vs_observed"].as_array().unwrap().len();
     assert!(points >= 3);
 
+    // Under a budget, the experiments to run next are the safe ones by value, then the ones
+    // over it (marked), by value; `recommend` itself ranks by value alone, so its most
+    // valuable experiments here are over a budget of 0.
+    let tight = d.join("tight");
+    let sizes = ["--error-budget", "0", "--requests", "400", "--samples", "8"];
+    let mut args = vec!["report", &model, "--out", tight.to_str().unwrap()];
+    args.extend(sizes);
+    ok(&args);
+    let (rec, _) = ok(&[
+        &["recommend", model.as_str(), "--json", "--top", "1000"][..],
+        &sizes,
+    ]
+    .concat());
+    let rec: serde_json::Value = serde_json::from_str(&rec).unwrap();
+    let ranked: Vec<(bool, f64)> = rec["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["safe"] == true, e["value_bits"].as_f64().unwrap()))
+        .collect();
+    assert!(!ranked[0].0, "{ranked:?}");
+    assert!(ranked.windows(2).all(|w| w[0].1 >= w[1].1), "{ranked:?}");
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tight.join("report.json")).unwrap()).unwrap();
+    let listed: Vec<(bool, f64)> = t["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let e = &x["experiment"];
+            (e["safe"] == true, e["value_bits"].as_f64().unwrap())
+        })
+        .collect();
+    let mut want: Vec<(bool, f64)> = ranked.clone();
+    want.sort_by_key(|(safe, _)| !safe);
+    want.truncate(listed.len());
+    assert_eq!(listed, want);
+    assert!(listed[0].0, "{listed:?}");
+
     // The page is self-contained: nothing fetched from anywhere.
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     for fetch in ["src=\"http", "href=\"http", "url(http", "<script", "<link"] {
