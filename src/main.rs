@@ -810,8 +810,31 @@ fn run(cli: Cli) -> Result<()> {
             let mut opts = exp.options(scope, error_budget)?;
             let (view, intents) = model_and_intents(&model, intents.as_deref(), &mut opts)?;
             let mut rec = recommend_all(&view, &intents, &opts)?;
+            // Ranked by value, unsafe ones in their place: when none of the top is safe, say
+            // where the first safe one is.
+            let first_safe = rec.experiments.iter().position(|e| e.safe).map(|k| {
+                (
+                    k,
+                    rec.experiments[k].fault.clone(),
+                    rec.experiments[k].value_bits,
+                )
+            });
             rec.experiments.truncate(top);
-            emit(json, &rec, || show::recommendation_text(&rec))
+            emit(json, &rec, || {
+                let mut text = show::recommendation_text(&rec);
+                match first_safe {
+                    Some((k, fault, bits)) if k >= top => text.push_str(&format!(
+                        "none of these fits the error budget; the most valuable that does is #{}: {fault} ({bits:.2} bits; --top {})\n",
+                        k + 1,
+                        k + 1
+                    )),
+                    None if opts.error_budget.is_some() => {
+                        text.push_str("no experiment fits the error budget, even at 1% of traffic\n")
+                    }
+                    _ => {}
+                }
+                text
+            })
         }
         Command::Plan {
             model,

@@ -255,3 +255,31 @@ expect = { endpoint = "frontend POST /checkout", error_rate_below = 0.05 }
     let err = fails(&["recommend", &model, "--intents", intents.to_str().unwrap()]);
     assert!(err.contains("database, queue, external"), "{err}");
 }
+
+/// Ranked by value, the top of a tight budget can be all unsafe: the text then says which is
+/// the most valuable experiment that fits.
+#[test]
+fn recommend_points_to_the_first_safe_experiment_below_the_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shop(&dir);
+    let sizes = ["--error-budget", "0", "--requests", "300", "--samples", "8"];
+    let run = |extra: &[&str]| ok(&[&["recommend", model.as_str()][..], &sizes, extra].concat()).0;
+    let all: serde_json::Value = serde_json::from_str(&run(&["--json", "--top", "1000"])).unwrap();
+    let exps = all["experiments"].as_array().unwrap();
+    let text = run(&["--top", "1"]);
+    match exps.iter().position(|e| e["safe"] == true) {
+        Some(0) => assert!(!text.contains("none of these fits"), "{text}"),
+        Some(k) => assert!(
+            text.contains(&format!(
+                "the most valuable that does is #{}: {}",
+                k + 1,
+                exps[k]["fault"].as_str().unwrap()
+            )),
+            "{text}"
+        ),
+        None => assert!(
+            text.contains("no experiment fits the error budget"),
+            "{text}"
+        ),
+    }
+}
