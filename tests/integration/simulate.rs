@@ -152,3 +152,33 @@ fn simulate_errors_are_clear() {
     ]);
     assert!(err.contains("--samples"), "{err}");
 }
+
+/// A run too small to draw every endpoint by chance still predicts every endpoint: requests
+/// are split by the traffic mix, at least one each.
+#[test]
+fn a_small_run_still_predicts_every_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shop_model(&dir);
+    let (json, _) = ok(&[
+        "simulate",
+        &model,
+        "--fault",
+        "payment:down",
+        "--requests",
+        "3",
+        "--samples",
+        "2",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let (graph, _) = ok(&["graph", &model, "--format", "json"]);
+    let graph: serde_json::Value = serde_json::from_str(&graph).unwrap();
+    let endpoints = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["endpoint"] == true)
+        .count();
+    assert!(endpoints > 3, "{endpoints}");
+    assert_eq!(v["endpoints"].as_array().unwrap().len(), endpoints, "{v}");
+}
