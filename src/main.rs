@@ -158,8 +158,8 @@ enum Command {
         /// payment:latency=x2, checkout->payment:down. Repeat for simultaneous faults.
         #[arg(long = "fault", value_name = "SPEC", required = true)]
         faults: Vec<String>,
-        /// Requests per posterior draw, split across the endpoints by the traffic mix (at least
-        /// one each; 1 to 10,000,000; requests × samples at most 100,000,000).
+        /// Requests per posterior draw, each entering an endpoint drawn by the traffic mix (at
+        /// least one each; 1 to 10,000,000; requests × samples at most 100,000,000).
         #[arg(long, default_value_t = 10_000)]
         requests: usize,
         /// Posterior draws of the model's parameters (2 to 100,000).

@@ -2,26 +2,26 @@
 //! once per posterior draw of the model's parameters.
 //!
 //! ## One request
-//! A request enters an endpoint (the requests of a draw are split by the learned traffic mix, at
-//! least one per endpoint: `allocation`). An invocation of an operation takes its self time (drawn
-//! from its sketch; multiplied under `latency=xF`), fails on its own with its drawn error rate, and
-//! makes its calls: for each call site, a number of calls drawn from the learned
-//! calls-per-invocation distribution; sequential calls add their durations, parallel ones overlap
-//! (the invocation waits for the longest), asynchronous ones (messages) cost only the send and
-//! their consumer runs on its own, never failing the caller. A call is up to `1 + retries`
-//! attempts; an attempt into an instrumented operation takes the network gap plus the callee's
-//! invocation, into a virtual node its learned call duration, failing with the node's drawn error
-//! rate. A timeout cuts an attempt at the threshold and fails it. Faults act on attempts into their
-//! target (`down`: fail fast; `error=R`: fail with probability R more; `latency=+N`: N more
-//! milliseconds as the caller sees it); a fault on a service or operation that is an endpoint also
-//! meets its users, the requests entering it (`down`: refused in the typical time of the refusals
-//! seen; `error=R`: a share R more fail; `latency=+N`: answered N later). Retries wait the back-off
-//! learned at the call site (else the system's). A call that failed after its retries fails its
-//! caller with the drawn P(propagate); a caller's call sites run in the order learned (their mean
-//! start after the caller began), and a caller that fails that way makes no further calls: parallel
-//! calls already in flight (starting, on average, before the failed call ended) run out, nothing
-//! after them starts. A `down` operation is reported as its callers see it: every attempt failed,
-//! after the refusal time.
+//! A request enters an endpoint (drawn by the learned traffic mix; an endpoint a small run never
+//! drew gets one request). An invocation of an operation takes its self time (drawn from its
+//! sketch; multiplied under `latency=xF`), fails on its own with its drawn error rate, and makes
+//! its calls: for each call site, a number of calls drawn from the learned calls-per-invocation
+//! distribution; sequential calls add their durations, parallel ones overlap (the invocation waits
+//! for the longest), asynchronous ones (messages) cost only the send and their consumer runs on its
+//! own, never failing the caller. A call is up to `1 + retries` attempts; an attempt into an
+//! instrumented operation takes the network gap plus the callee's invocation, into a virtual node
+//! its learned call duration, failing with the node's drawn error rate. A timeout cuts an attempt
+//! at the threshold and fails it. Faults act on attempts into their target (`down`: fail fast;
+//! `error=R`: fail with probability R more; `latency=+N`: N more milliseconds as the caller sees
+//! it); a fault on a service or operation that is an endpoint also meets its users, the requests
+//! entering it (`down`: refused in the typical time of the refusals seen; `error=R`: a share R more
+//! fail; `latency=+N`: answered N later). Retries wait the back-off learned at the call site (else
+//! the system's). A call that failed after its retries fails its caller with the drawn
+//! P(propagate); a caller's call sites run in the order learned (their mean start after the caller
+//! began), and a caller that fails that way makes no further calls: parallel calls already in
+//! flight (starting, on average, before the failed call ended) run out, nothing after them starts.
+//! A `down` operation is reported as its callers see it: every attempt failed, after the refusal
+//! time.
 //!
 //! Requests do not share resources in this model (no concurrency limits or queues are learned),
 //! so each request's call tree is evaluated on its own in simulated time: the order of events
@@ -715,37 +715,29 @@ fn run_one(
         events: 0,
         events_limit: 0,
     };
-    for (n, count) in allocation(&m.endpoints, opts.requests) {
-        for _ in 0..count {
+    for _ in 0..opts.requests {
+        run.events_limit = run.events.saturating_add(MAX_EVENTS_PER_REQUEST);
+        let u: f64 = run.rng.gen();
+        let ep = m
+            .endpoints
+            .iter()
+            .find(|(_, c)| u < *c)
+            .or(m.endpoints.last())
+            .map(|&(n, _)| n);
+        if let Some(n) = ep {
+            run.enter(n);
+        }
+    }
+    // A run too small to draw every endpoint still predicts each: one request for any endpoint
+    // the mix never drew (a run large enough to draw them all is unchanged).
+    for &(n, _) in &m.endpoints {
+        if run.tally.get(n).is_some_and(|t| t.durations.is_empty()) {
             run.events_limit = run.events.saturating_add(MAX_EVENTS_PER_REQUEST);
             run.enter(n);
         }
     }
     let events = run.events;
     (outcomes(&mut run.tally), events)
-}
-
-/// Requests per endpoint for `requests` in all: each endpoint its share of the traffic mix
-/// (stratified, largest remainders first, so the counts add up to `requests`), and at least one,
-/// so that no endpoint is left out of a small run. The endpoints do not share resources in the
-/// simulation, so a fixed split only takes away the noise of drawing each request's endpoint.
-fn allocation(endpoints: &[(usize, f64)], requests: usize) -> Vec<(usize, usize)> {
-    let mut prev = 0.0;
-    let mut parts: Vec<(usize, usize, f64)> = endpoints
-        .iter()
-        .map(|&(n, cum)| {
-            let exact = (cum - prev).max(0.0) * requests as f64;
-            prev = cum;
-            (n, exact.floor() as usize, exact - exact.floor())
-        })
-        .collect();
-    let given: usize = parts.iter().map(|p| p.1).sum();
-    let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by(|&a, &b| parts[b].2.total_cmp(&parts[a].2).then(a.cmp(&b)));
-    for &k in order.iter().take(requests.saturating_sub(given)) {
-        parts[k].1 += 1;
-    }
-    parts.into_iter().map(|(n, c, _)| (n, c.max(1))).collect()
 }
 
 /// The baseline: every draw without faults. Draws run in parallel.
@@ -943,21 +935,6 @@ mod tests {
         assert!((t.sample(0.5) - 500_000.0).abs() < 10_000.0);
         assert!(t.sample(0.0) >= 1000.0 && t.sample(0.999_999) <= 1_000_000.0);
         assert!(Table::of(&LogSketch::new()).is_none());
-    }
-
-    #[test]
-    fn requests_split_by_the_traffic_mix_and_reach_every_endpoint() {
-        // Shares 0.7, 0.299, 0.001 (cumulative).
-        let eps = [(4, 0.7), (9, 0.999), (2, 1.0)];
-        assert_eq!(allocation(&eps, 1000), vec![(4, 700), (9, 299), (2, 1)]);
-        // 10 requests: 7, 2.99 -> 3, 0.01 -> at least 1.
-        assert_eq!(allocation(&eps, 10), vec![(4, 7), (9, 3), (2, 1)]);
-        // Remainders go to the largest fractions: 1/3 each of 10 = 3.33: one gets 4.
-        let thirds = [(0, 1.0 / 3.0), (1, 2.0 / 3.0), (2, 1.0)];
-        let a = allocation(&thirds, 10);
-        assert_eq!(a.iter().map(|x| x.1).sum::<usize>(), 10);
-        assert!(a.iter().all(|x| x.1 == 3 || x.1 == 4), "{a:?}");
-        assert!(allocation(&[], 10).is_empty());
     }
 
     #[test]
