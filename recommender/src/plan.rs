@@ -303,6 +303,14 @@ mod tests {
         }
     }
 
+    /// The plan's (fault, traffic share) in order.
+    fn picked(p: &Plan) -> Vec<(&str, f64)> {
+        p.experiments
+            .iter()
+            .map(|e| (e.fault.as_str(), e.traffic_share))
+            .collect()
+    }
+
     #[test]
     fn each_pick_is_fitted_to_the_budget_left() {
         // Budget 100, two experiments: `a` teaches 10 bits at full traffic for 90 failed
@@ -315,13 +323,8 @@ mod tests {
             ],
         };
         let p = plan(&rec, &[], 100.0, 2, 1000);
-        let picked: Vec<(&str, f64)> = p
-            .experiments
-            .iter()
-            .map(|e| (e.fault.as_str(), e.traffic_share))
-            .collect();
         // b's half share teaches as much for less harm.
-        assert_eq!(picked, [("a:down", 1.0), ("b:down", 0.5)], "{p:?}");
+        assert_eq!(picked(&p), [("a:down", 1.0), ("b:down", 0.5)], "{p:?}");
         assert!((p.total_bits - 13.0).abs() < 1e-9, "{p:?}");
         assert!((p.total_failed_requests_hi - 95.0).abs() < 1e-9, "{p:?}");
         assert_eq!(p.experiments[0].why, "a:down at 1");
@@ -340,12 +343,7 @@ mod tests {
         assert!(p.total_failed_requests_hi <= 100.0, "{p:?}");
         // With the budget out of the way, the most valuable first, each at full traffic.
         let p = plan(&rec, &[], 1e9, 2, 1000);
-        let picked: Vec<(&str, f64)> = p
-            .experiments
-            .iter()
-            .map(|e| (e.fault.as_str(), e.traffic_share))
-            .collect();
-        assert_eq!(picked, [("a:down", 1.0), ("b:down", 1.0)], "{p:?}");
+        assert_eq!(picked(&p), [("a:down", 1.0), ("b:down", 1.0)], "{p:?}");
         assert_eq!(p.budget, 1e9);
     }
 }
