@@ -111,6 +111,10 @@ enum Allowance {
     Share,
     /// All of it, choosing by value per failed request.
     PerHarm,
+    /// Each experiment at the largest share that fits an equal part of the whole budget
+    /// (budget / max), as a recommendation under that error budget would run it: a plan is
+    /// never worse than spending the budget in equal parts.
+    Equal,
 }
 
 /// Greedy plan over a recommendation's experiments within `budget` failed requests, at most
@@ -122,6 +126,9 @@ enum Allowance {
 /// greedy rules are run (the whole budget left per step; an equal part of it per step still
 /// open; value per failed request) and the plan with the most bits is kept: the first can spend
 /// the budget on one experiment when several would teach more, the others guard against that.
+/// In both cases the plan is compared with the one that runs every experiment at the largest
+/// share fitting budget / max (greedy does not promise that more room per step means more bits
+/// in all), and the better kept.
 pub fn plan(
     rec: &Recommendation,
     endpoints: &[(String, f64, f64)],
@@ -141,11 +148,14 @@ pub fn plan(
     // set with more bits in all that taught less: 0.0273 against 0.0161 after five, the
     // learning loop in docs/ACCURACY.md).
     let free = greedy(&candidates, f64::INFINITY, max, Allowance::All);
-    if free.total_failed_requests_hi <= budget {
-        return Plan { budget, ..free };
-    }
-    let mut best: Option<Plan> = None;
-    for rule in [Allowance::All, Allowance::Share, Allowance::PerHarm] {
+    let rules: &[Allowance] = if free.total_failed_requests_hi <= budget {
+        &[]
+    } else {
+        &[Allowance::All, Allowance::Share, Allowance::PerHarm]
+    };
+    let mut best: Option<Plan> =
+        (free.total_failed_requests_hi <= budget).then_some(Plan { budget, ..free });
+    for &rule in rules.iter().chain([Allowance::Equal].iter()) {
         let p = greedy(&candidates, budget, max, rule);
         if best
             .as_ref()
@@ -183,7 +193,22 @@ fn greedy(
     max: usize,
     rule: Allowance,
 ) -> Plan {
-    let fits: Vec<Vec<Fit>> = candidates.iter().map(|(e, _)| fits_of(e)).collect();
+    let part = budget / max.max(1) as f64;
+    let fits: Vec<Vec<Fit>> = candidates
+        .iter()
+        .map(|(e, _)| {
+            let all = fits_of(e);
+            if rule == Allowance::Equal {
+                // Fits are largest share first.
+                all.into_iter()
+                    .find(|f| f.harm.failed_requests_hi <= part)
+                    .into_iter()
+                    .collect()
+            } else {
+                all
+            }
+        })
+        .collect();
     let mut chosen: Vec<usize> = Vec::new();
     let mut settled: BTreeSet<String> = BTreeSet::new();
     let mut used = vec![false; candidates.len()];
@@ -197,7 +222,7 @@ fn greedy(
     while out.experiments.len() < max {
         let allowance = match rule {
             Allowance::Share => left / (max - out.experiments.len()) as f64,
-            Allowance::All | Allowance::PerHarm => left,
+            Allowance::All | Allowance::PerHarm | Allowance::Equal => left,
         };
         // (candidate, fit, marginal bits, score, harm): the best score, the least harm on a tie.
         let mut best: Option<(usize, usize, f64, f64, f64)> = None;
@@ -222,7 +247,7 @@ fn greedy(
                 let marginal = fit.model_bits * new_share + intent_bits;
                 let score = match rule {
                     Allowance::PerHarm => marginal / (fit.harm.failed_requests_hi + 1.0),
-                    Allowance::All | Allowance::Share => marginal,
+                    Allowance::All | Allowance::Share | Allowance::Equal => marginal,
                 };
                 let harm = fit.harm.failed_requests_hi;
                 let better = best.is_none_or(|(_, _, _, s, h)| {
