@@ -11,7 +11,8 @@
 //! `tests/integration/learning_loop.rs`, which the test suite runs on a smaller scale.
 //!
 //! `AUGUR_TRUTH_TRACES` (default 3,000) and `AUGUR_SIM_REQUESTS` (2,000) set the traces per
-//! candidate for the truth and the requests simulated per draw; `AUGUR_STRATEGIES` (names,
+//! candidate for the truth and the requests simulated per draw; `AUGUR_RECOMMEND_SAMPLES`
+//! (32, as `augur recommend`) the posterior draws behind each recommendation; `AUGUR_STRATEGIES` (names,
 //! comma-separated, e.g. `augur plan,random`) runs only some of the strategies; `oracle` (greedy
 //! hindsight: every candidate tried at every step, the best kept) runs only when named, since it
 //! costs a whole step's measurement per candidate.
@@ -68,6 +69,7 @@ fn main() {
             samples: 32,
             seed: 11,
         },
+        recommend_samples: env("AUGUR_RECOMMEND_SAMPLES", 32),
     };
     let strategies: Vec<Strategy> = match std::env::var("AUGUR_STRATEGIES") {
         Ok(names) => {

@@ -23,6 +23,7 @@ fn experiments_teach_the_model_and_augur_beats_a_script() {
             samples: 16,
             seed: 11,
         },
+        recommend_samples: 16,
     };
     let base = crate::learning_loop::base_model(&cfg, 0).view();
     let truth = truth(&cfg, &base);

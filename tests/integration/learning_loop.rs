@@ -72,6 +72,8 @@ pub struct LoopConfig<'w> {
     pub steps: usize,
     /// Simulation settings for recommendations and for measuring.
     pub sim: SimOptions,
+    /// Posterior draws behind each recommendation and plan (`sim.samples` for measuring).
+    pub recommend_samples: usize,
 }
 
 /// The world's truth under every candidate: (endpoint, error rate) per candidate.
@@ -331,7 +333,10 @@ pub fn run(cfg: &LoopConfig<'_>, strategy: Strategy, seed: u64, truth: &Truth) -
             Strategy::Augur => {
                 let opts = Options {
                     scope: Scope::Service,
-                    sim: cfg.sim.clone(),
+                    sim: SimOptions {
+                        samples: cfg.recommend_samples,
+                        ..cfg.sim.clone()
+                    },
                     staleness: staleness_by_target(&model, &view, &ledger),
                     ..Options::default()
                 };
@@ -397,7 +402,10 @@ pub fn run(cfg: &LoopConfig<'_>, strategy: Strategy, seed: u64, truth: &Truth) -
 fn plan_at_once(cfg: &LoopConfig<'_>, view: &View, truth: &Truth) -> Vec<FaultSpec> {
     let opts = Options {
         scope: Scope::Service,
-        sim: cfg.sim.clone(),
+        sim: SimOptions {
+            samples: cfg.recommend_samples,
+            ..cfg.sim.clone()
+        },
         ..Options::default()
     };
     let rec =
