@@ -830,7 +830,9 @@ fn run(cli: Cli) -> Result<()> {
                         k + 1
                     )),
                     None if opts.error_budget.is_some() => {
-                        text.push_str("no experiment fits the error budget, even at 1% of traffic\n")
+                        text.push_str(
+                            "no experiment fits the error budget, even at 1% of traffic for a tenth of the duration\n",
+                        )
                     }
                     _ => {}
                 }

@@ -18,7 +18,9 @@
 //!   baseline) extra failed user requests over the experiment, and the upper p99 latency
 //!   increase. With an error budget (failed requests the
 //!   team can afford), an experiment over budget is scaled down in traffic share (1, 1/2, 1/4,
-//!   1/10, 1/20, 1/100) until it fits, else marked unsafe with why.
+//!   1/10, 1/20, 1/100) until it fits; when even 1% does not, in duration at 1% of traffic
+//!   ([`PARTS`]: 1/2, 1/4, 1/10 of it; `harm.duration_s` says which); else it is marked unsafe
+//!   with why. Smaller magnitudes are candidates of their own ([`LADDER`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -45,6 +47,18 @@ pub const LADDER: [FaultKind; 5] = [
 
 /// Traffic shares tried when an experiment is over budget.
 pub const SHARES: [f64; 6] = [1.0, 0.5, 0.25, 0.1, 0.05, 0.01];
+
+/// Parts of the duration tried, at the smallest share, when no share fits the budget.
+pub const PARTS: [f64; 3] = [0.5, 0.25, 0.1];
+
+/// A duration for a person: minutes, or seconds under two minutes.
+fn minutes(seconds: f64) -> String {
+    if seconds >= 120.0 {
+        format!("{} min", (seconds / 60.0 * 10.0).round() / 10.0)
+    } else {
+        format!("{} s", seconds.round())
+    }
+}
 
 /// Which targets candidates use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -588,14 +602,16 @@ pub fn assess(
             p_holds,
         });
     }
-    let at_share = |share: f64| -> (f64, Harm) {
+    // The experiment at `share` of the traffic for `part` of the duration.
+    let at = |share: f64, part: f64| -> (f64, Harm) {
+        let scale = share * part;
         let (mut requests, mut failed_hi, mut p99_hi) = (0.0, 0.0, 0.0f64);
         for p in &predicted {
             let Some(&(_, weight, full)) = endpoints.iter().find(|(id, _, _)| *id == p.endpoint)
             else {
                 continue;
             };
-            let n = (full * share).round().max(0.0);
+            let n = (full * scale).round().max(0.0);
             // Each draw's rate is measured on the simulated requests that reached this
             // endpoint: remove that Monte Carlo noise before valuing or bounding anything.
             let simulated = (opts.sim.requests as f64 * weight).max(1.0);
@@ -629,8 +645,8 @@ pub fn assess(
         // What the outcome teaches about every candidate's outcome, beyond what the same
         // requests would teach without the fault.
         let bits = predictive_information(
-            &outcome(&predicted, false, endpoints, share, opts.sim.requests),
-            &outcome(&predicted, true, endpoints, share, opts.sim.requests),
+            &outcome(&predicted, false, endpoints, scale, opts.sim.requests),
+            &outcome(&predicted, true, endpoints, scale, opts.sim.requests),
             targets,
         );
         (
@@ -639,10 +655,11 @@ pub fn assess(
                 requests: requests.round(),
                 failed_requests_hi: failed_hi.round(),
                 p99_increase_ms_hi: (p99_hi.max(0.0) * 1000.0).round() / 1000.0,
-                duration_s: opts.duration_s,
+                duration_s: opts.duration_s * part,
             },
         )
     };
+    let at_share = |share: f64| at(share, 1.0);
     let (staleness, stale_note) =
         opts.staleness
             .get(&spec.target)
@@ -742,17 +759,35 @@ pub fn assess(
                 model_bits = b;
                 harm = h;
             }
-            None => {
-                let (s, (b, h)) = (0.01, at_share(0.01));
-                budget_note = format!(
-                    "; UNSAFE: even at 1% of traffic it may fail {} requests, over the budget of {budget}",
-                    h.failed_requests_hi
-                );
-                share = s;
-                model_bits = b;
-                harm = h;
-                safe = false;
-            }
+            // Not even 1% of the traffic fits: 1% for a shorter time, else unsafe.
+            None => match PARTS
+                .iter()
+                .map(|&d| (d, at(0.01, d)))
+                .find(|(_, (_, h))| h.failed_requests_hi <= budget)
+            {
+                Some((_, (b, h))) => {
+                    budget_note = format!(
+                        "; scaled to 1% of traffic for {} to fit the budget of {budget} failed requests",
+                        minutes(h.duration_s)
+                    );
+                    share = 0.01;
+                    model_bits = b;
+                    harm = h;
+                }
+                None => {
+                    let shortest = PARTS[PARTS.len() - 1];
+                    let (b, h) = at(0.01, shortest);
+                    budget_note = format!(
+                        "; UNSAFE: even at 1% of traffic for {} it may fail {} requests, over the budget of {budget}",
+                        minutes(h.duration_s),
+                        h.failed_requests_hi
+                    );
+                    share = 0.01;
+                    model_bits = b;
+                    harm = h;
+                    safe = false;
+                }
+            },
         }
     }
     let value_bits = value_of(model_bits);

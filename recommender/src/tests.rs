@@ -195,6 +195,42 @@ fn a_budget_scales_experiments_down_or_marks_them_unsafe() {
     )
     .unwrap();
     assert!(!none.safe && none.why.contains("UNSAFE"), "{none:?}");
+    assert!(none.why.contains("for 6 s"), "{none:?}");
+
+    // When not even 1% of the traffic fits, 1% for a shorter time may.
+    let long = Options {
+        duration_s: 100.0 * opts().duration_s,
+        keep_fits: true,
+        error_budget: Some(f64::INFINITY),
+        ..opts()
+    };
+    let all = value_of(&v, &[], &fault, &long).unwrap();
+    let one = all
+        .fits
+        .iter()
+        .find(|f| f.traffic_share == 0.01)
+        .expect("every share fits an infinite budget");
+    assert!(one.harm.failed_requests_hi >= 20.0, "{one:?}");
+    let budget = (one.harm.failed_requests_hi / 3.0).floor();
+    let short = value_of(
+        &v,
+        &[],
+        &fault,
+        &Options {
+            error_budget: Some(budget),
+            keep_fits: false,
+            ..long.clone()
+        },
+    )
+    .unwrap();
+    assert!(short.safe && short.traffic_share == 0.01, "{short:?}");
+    assert!(short.harm.failed_requests_hi <= budget, "{short:?}");
+    assert!(
+        short.harm.duration_s < long.duration_s && short.harm.duration_s >= 0.1 * long.duration_s,
+        "{short:?}"
+    );
+    assert!(short.why.contains("1% of traffic for"), "{short:?}");
+    assert!(short.value_bits <= one.value_bits + 1e-9, "{short:?}");
 }
 
 #[test]
