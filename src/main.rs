@@ -209,8 +209,9 @@ enum Command {
     },
     /// Plan the experiments for a night or a week: the set that teaches the most within a total
     /// error budget, each valued by what it adds to the ones before it (experiments that would
-    /// teach the same thing are not both chosen). Each experiment runs at the largest traffic
-    /// share (100%, 50%, 25%, 10%, 5%, 1%) that fits the budget left when it is chosen.
+    /// teach the same thing are not both chosen). Each experiment runs at the traffic share
+    /// (100%, 50%, 25%, 10%, 5%, 1%, or 1% for part of --duration) with the most value that fits
+    /// the budget left when it is chosen.
     Plan {
         /// A model file written by `augur learn`.
         model: PathBuf,
@@ -829,7 +830,7 @@ fn run(cli: Cli) -> Result<()> {
                         k + 1,
                         k + 1
                     )),
-                    None if opts.error_budget.is_some() => {
+                    None if opts.error_budget.is_some() && !rec.experiments.is_empty() => {
                         text.push_str(
                             "no experiment fits the error budget, even at 1% of traffic for a tenth of the duration\n",
                         )

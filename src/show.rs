@@ -242,12 +242,13 @@ pub(crate) fn plan_text(p: &augur_recommender::plan::Plan) -> String {
     for (k, e) in p.experiments.iter().enumerate() {
         let _ = writeln!(
             out,
-            "{}. {}  +{:.2} bits (alone {:.2})  traffic {:.0}%  harm <= {} failed requests\n   why: {}",
+            "{}. {}  +{:.2} bits (alone {:.2})  traffic {:.0}% for {:.0} s  harm <= {} failed requests\n   why: {}",
             k + 1,
             e.fault,
             e.marginal_bits,
             e.value_bits,
             e.traffic_share * 100.0,
+            e.duration_s,
             e.failed_requests_hi,
             e.why
         );

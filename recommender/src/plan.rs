@@ -9,10 +9,12 @@
 //! vary by more than a percent). Greedy selection (the classic near-optimal rule for
 //! diminishing returns) adds, at each step, the experiment with the largest
 //! **marginal value**: its model bits × (1 − its largest overlap with the experiments chosen),
-//! plus its intents' bits for intents not yet settled, among experiments whose harm fits the
-//! budget left. Each experiment may run at any traffic share of
-//! [`crate::recommend::SHARES`] that fits ([`Experiment::fits`]), so budget an early pick does
-//! not need stays for later ones. It stops when nothing fits or adds value.
+//! plus its intents' part of its value (priority and staleness weighted) less the part for
+//! intents an earlier pick settles, among experiments whose harm fits the budget left. Each
+//! experiment may run at any rung that fits ([`Experiment::fits`]: a traffic share of
+//! [`crate::recommend::SHARES`], or 1% for a part of the duration), and takes the one with the
+//! most marginal value (the least harm on a tie), so budget an early pick does not need stays
+//! for later ones. It stops when nothing fits or adds value.
 
 use std::collections::BTreeSet;
 
@@ -28,6 +30,9 @@ pub struct Planned {
     pub fault: String,
     /// Share of traffic.
     pub traffic_share: f64,
+    /// How long it runs, seconds (`--duration`, or a part of it when not even 1% of the
+    /// traffic for all of it fits).
+    pub duration_s: f64,
     /// Its value alone, bits.
     pub value_bits: f64,
     /// What it adds given the experiments before it, bits.
@@ -120,14 +125,15 @@ enum Allowance {
 /// Greedy plan over a recommendation's experiments within `budget` failed requests, at most
 /// `max` experiments; `sim_requests` is the simulated requests per draw behind the predictions.
 ///
-/// Each experiment is run at the largest traffic share among its [`Experiment::fits`] (itself
-/// when it has none) that fits the step's allowance of the budget left. When the greedy plan
+/// Each experiment is run at the rung among its [`Experiment::fits`] (itself when it has none)
+/// with the most marginal value (the least harm on a tie) that fits the step's allowance of
+/// the budget left. When the greedy plan
 /// by marginal value fits the budget without minding it, that is the plan. Otherwise three
 /// greedy rules are run (the whole budget left per step; an equal part of it per step still
 /// open; value per failed request) and the plan with the most bits is kept: the first can spend
 /// the budget on one experiment when several would teach more, the others guard against that.
 /// In both cases the plan is compared with the one that runs every experiment at the largest
-/// share fitting budget / max (greedy does not promise that more room per step means more bits
+/// rung fitting budget / max (greedy does not promise that more room per step means more bits
 /// in all), and the better kept.
 pub fn plan(
     rec: &Recommendation,
@@ -234,17 +240,23 @@ fn greedy(
                 .iter()
                 .map(|&c| 1.0 - overlap(&candidates[c].1, sig))
                 .fold(1.0f64, f64::min);
-            let intent_bits: f64 = e
-                .intents
-                .iter()
-                .filter(|i| !settled.contains(&i.id))
-                .map(|i| crate::value::binary_entropy(i.p_holds))
-                .sum();
+            // Its intents' part of the value (priority and staleness weighted, in each fit's
+            // value), less the intents an experiment before it settles (by their entropy).
+            let entropy = |open: bool| -> f64 {
+                e.intents
+                    .iter()
+                    .filter(|i| !open || !settled.contains(&i.id))
+                    .map(|i| crate::value::binary_entropy(i.p_holds))
+                    .sum()
+            };
+            let all = entropy(false);
+            let open = if all > 0.0 { entropy(true) / all } else { 0.0 };
             for (f, fit) in fits[k].iter().enumerate() {
                 if fit.harm.failed_requests_hi > allowance {
                     continue;
                 }
-                let marginal = fit.model_bits * new_share + intent_bits;
+                let marginal =
+                    fit.model_bits * new_share + (fit.value_bits - fit.model_bits).max(0.0) * open;
                 let score = match rule {
                     Allowance::PerHarm => marginal / (fit.harm.failed_requests_hi + 1.0),
                     Allowance::All | Allowance::Share | Allowance::Equal => marginal,
@@ -273,6 +285,7 @@ fn greedy(
         out.experiments.push(Planned {
             fault: e.fault.clone(),
             traffic_share: fit.traffic_share,
+            duration_s: fit.harm.duration_s,
             value_bits: fit.value_bits,
             marginal_bits: marginal,
             failed_requests_hi: fit.harm.failed_requests_hi,
@@ -365,6 +378,10 @@ mod tests {
         };
         let p = plan(&rec, &[], 100.0, 3, 1000);
         assert!((p.total_bits - 16.0).abs() < 1e-9, "{p:?}");
+        // (Value per failed request finds it: b and c, not a at either share.)
+        let mut faults: Vec<&str> = picked(&p).iter().map(|(f, _)| *f).collect();
+        faults.sort_unstable();
+        assert_eq!(faults, ["b:down", "c:down"], "{p:?}");
         assert!(p.total_failed_requests_hi <= 100.0, "{p:?}");
         // With the budget out of the way, the most valuable first, each at full traffic.
         let p = plan(&rec, &[], 1e9, 2, 1000);

@@ -164,8 +164,10 @@ pub struct Experiment {
     /// Not part of the JSON contract.
     #[serde(skip)]
     pub model_bits: f64,
-    /// With [`Options::keep_fits`], the experiment at every traffic share of [`SHARES`] within
-    /// the error budget, largest first (a plan fits each experiment to the budget it has left).
+    /// With [`Options::keep_fits`], the experiment at every traffic share of [`SHARES`] and then
+    /// at 1% for every part of the duration of [`PARTS`] within the error budget, largest first
+    /// (a plan fits each experiment to the budget it has left; `harm.duration_s` tells the
+    /// parts).
     /// Not part of the JSON contract.
     #[serde(skip)]
     pub fits: Vec<Fit>,
@@ -704,16 +706,33 @@ pub fn assess(
     let mut safe = true;
     let mut budget_note = String::new();
     let budget = opts.error_budget.unwrap_or(f64::INFINITY);
-    // With `keep_fits`, every share within the budget, largest first; the plan picks per step.
+    // The ladder of scaled-down experiments, largest first: every share of the whole
+    // duration, then 1% of the traffic for parts of it.
+    let ladder = SHARES
+        .iter()
+        .map(|&s| (s, 1.0))
+        .chain(PARTS.iter().map(|&d| (0.01, d)));
+    let note_of = |share: f64, h: &Harm, tail: &str| {
+        if h.duration_s < opts.duration_s {
+            format!(
+                "{:.0}% of traffic for {}{tail}",
+                share * 100.0,
+                minutes(h.duration_s)
+            )
+        } else {
+            format!("{:.0}% of traffic{tail}", share * 100.0)
+        }
+    };
+    // With `keep_fits`, every rung within the budget, largest first; the plan picks per step.
     let within: Vec<(f64, (f64, Harm))> = if opts.keep_fits {
-        SHARES
-            .iter()
+        ladder
+            .clone()
             .enumerate()
-            .map(|(k, &s)| {
+            .map(|(k, (s, d))| {
                 if k == 0 {
                     (s, (model_bits, harm.clone()))
                 } else {
-                    (s, at_share(s))
+                    (s, at(s, d))
                 }
             })
             .filter(|(_, (_, h))| h.failed_requests_hi <= budget)
@@ -724,8 +743,8 @@ pub fn assess(
     let fits = within
         .iter()
         .map(|(s, (b, h))| {
-            let note = if *s < 1.0 {
-                format!("; at {:.0}% of traffic to fit the budget", s * 100.0)
+            let note = if *s < 1.0 || h.duration_s < opts.duration_s {
+                format!("; at {}", note_of(*s, h, " to fit the budget"))
             } else {
                 String::new()
             };
@@ -743,51 +762,37 @@ pub fn assess(
         let fit = if opts.keep_fits {
             within.into_iter().next()
         } else {
-            SHARES
-                .iter()
+            ladder
                 .skip(1)
-                .map(|&s| (s, at_share(s)))
+                .map(|(s, d)| (s, at(s, d)))
                 .find(|(_, (_, h))| h.failed_requests_hi <= budget)
         };
         match fit {
             Some((s, (b, h))) => {
                 budget_note = format!(
-                    "; scaled to {:.0}% of traffic to fit the budget of {budget} failed requests",
-                    s * 100.0
+                    "; scaled to {}",
+                    note_of(
+                        s,
+                        &h,
+                        &format!(" to fit the budget of {budget} failed requests")
+                    )
                 );
                 share = s;
                 model_bits = b;
                 harm = h;
             }
-            // Not even 1% of the traffic fits: 1% for a shorter time, else unsafe.
-            None => match PARTS
-                .iter()
-                .map(|&d| (d, at(0.01, d)))
-                .find(|(_, (_, h))| h.failed_requests_hi <= budget)
-            {
-                Some((_, (b, h))) => {
-                    budget_note = format!(
-                        "; scaled to 1% of traffic for {} to fit the budget of {budget} failed requests",
-                        minutes(h.duration_s)
-                    );
-                    share = 0.01;
-                    model_bits = b;
-                    harm = h;
-                }
-                None => {
-                    let shortest = PARTS[PARTS.len() - 1];
-                    let (b, h) = at(0.01, shortest);
-                    budget_note = format!(
-                        "; UNSAFE: even at 1% of traffic for {} it may fail {} requests, over the budget of {budget}",
-                        minutes(h.duration_s),
-                        h.failed_requests_hi
-                    );
-                    share = 0.01;
-                    model_bits = b;
-                    harm = h;
-                    safe = false;
-                }
-            },
+            None => {
+                let (s, (b, h)) = (0.01, at(0.01, PARTS[PARTS.len() - 1]));
+                budget_note = format!(
+                    "; UNSAFE: even at {} it may fail {} requests, over the budget of {budget}",
+                    note_of(s, &h, ""),
+                    h.failed_requests_hi
+                );
+                share = s;
+                model_bits = b;
+                harm = h;
+                safe = false;
+            }
         }
     }
     let value_bits = value_of(model_bits);

@@ -715,23 +715,25 @@ fn run_one(
         events: 0,
         events_limit: 0,
     };
+    let mut drawn = vec![false; m.endpoints.len()];
     for _ in 0..opts.requests {
         run.events_limit = run.events.saturating_add(MAX_EVENTS_PER_REQUEST);
         let u: f64 = run.rng.gen();
-        let ep = m
+        let k = m
             .endpoints
             .iter()
-            .find(|(_, c)| u < *c)
-            .or(m.endpoints.last())
-            .map(|&(n, _)| n);
-        if let Some(n) = ep {
-            run.enter(n);
+            .position(|(_, c)| u < *c)
+            .or(m.endpoints.len().checked_sub(1));
+        if let Some(k) = k {
+            drawn[k] = true;
+            run.enter(m.endpoints[k].0);
         }
     }
     // A run too small to draw every endpoint still predicts each: one request for any endpoint
-    // the mix never drew (a run large enough to draw them all is unchanged).
-    for &(n, _) in &m.endpoints {
-        if run.tally.get(n).is_some_and(|t| t.durations.is_empty()) {
+    // the mix never drew (a run large enough to draw them all is unchanged). Drawn as a
+    // request, not merely called by another endpoint's requests.
+    for (k, &(n, _)) in m.endpoints.iter().enumerate() {
+        if !drawn[k] {
             run.events_limit = run.events.saturating_add(MAX_EVENTS_PER_REQUEST);
             run.enter(n);
         }
@@ -811,6 +813,9 @@ fn band(mut v: Vec<f64>) -> Band {
         let at = p * (v.len() - 1) as f64;
         let (i, frac) = (at.floor() as usize, at - at.floor());
         let j = (i + 1).min(v.len() - 1);
+        if frac == 0.0 || !v[j].is_finite() || !v[i].is_finite() {
+            return v[i];
+        }
         v[i] + (v[j] - v[i]) * frac
     };
     let r = |x: f64| (x * 1e6).round() / 1e6;

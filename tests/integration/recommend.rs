@@ -145,6 +145,9 @@ fn a_plan_stays_within_its_budget() {
     assert!(harm <= 600.0, "{p}");
     for e in exps {
         assert!(e["marginal_bits"].as_f64().unwrap() <= e["value_bits"].as_f64().unwrap() + 1e-9);
+        // Ten minutes unless not even 1% of the traffic for all of it fits.
+        let d = e["duration_s"].as_f64().unwrap();
+        assert!(d > 0.0 && d <= 600.0, "{e}");
     }
     let (text, _) = ok(&[
         "plan",

@@ -153,8 +153,8 @@ fn simulate_errors_are_clear() {
     assert!(err.contains("--samples"), "{err}");
 }
 
-/// A run too small to draw every endpoint by chance still predicts every endpoint: requests
-/// are split by the traffic mix, at least one each.
+/// A run too small to draw every endpoint by chance still predicts every endpoint: each
+/// request's endpoint is drawn by the traffic mix, and an endpoint never drawn gets one.
 #[test]
 fn a_small_run_still_predicts_every_endpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -181,4 +181,10 @@ fn a_small_run_still_predicts_every_endpoint() {
         .count();
     assert!(endpoints > 3, "{endpoints}");
     assert_eq!(v["endpoints"].as_array().unwrap().len(), endpoints, "{v}");
+    for e in v["endpoints"].as_array().unwrap() {
+        assert!(
+            e["baseline"]["p50_ms"].as_f64().unwrap() > 0.0,
+            "every endpoint ran in the baseline: {e}"
+        );
+    }
 }
