@@ -212,12 +212,13 @@ pub(crate) fn recommendation_text(r: &augur_recommender::Recommendation) -> Stri
     for (k, e) in r.experiments.iter().enumerate() {
         let _ = writeln!(
             out,
-            "{}. {}  {:.2} bits  {}  traffic {:.0}%  harm <= {} failed requests of {}, p99 +{} ms",
+            "{}. {}  {:.2} bits  {}  traffic {:.0}% for {:.0} s  harm <= {} failed requests of {}, p99 +{} ms",
             k + 1,
             e.fault,
             e.value_bits,
             if e.safe { "safe" } else { "UNSAFE" },
             e.traffic_share * 100.0,
+            e.harm.duration_s,
             e.harm.failed_requests_hi,
             e.harm.requests,
             e.harm.p99_increase_ms_hi

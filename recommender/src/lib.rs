@@ -92,7 +92,20 @@ pub fn value_of(
     let Some(prediction) = all.pop() else {
         return Err(RecError::Sim(augur_simulator::SimError::NoTraffic));
     };
-    Ok(recommend::assess(
-        view, intents, fault, prediction, &endpoints, &targets, opts,
-    ))
+    let mut experiment =
+        recommend::assess(view, intents, fault, prediction, &endpoints, &targets, opts);
+    if !experiment.safe {
+        // Over budget even at its smallest: the other candidates on its target, assessed, may
+        // name a milder fault that fits.
+        let same: Vec<Experiment> = specs
+            .iter()
+            .zip(all)
+            .filter(|(s, _)| s.target == fault.target)
+            .map(|(s, p)| recommend::assess(view, intents, s, p, &endpoints, &targets, opts))
+            .collect();
+        if let Some(note) = recommend::milder_note(&experiment, &same) {
+            experiment.why.push_str(&note);
+        }
+    }
+    Ok(experiment)
 }

@@ -20,7 +20,8 @@
 //!   team can afford), an experiment over budget is scaled down in traffic share (1, 1/2, 1/4,
 //!   1/10, 1/20, 1/100) until it fits; when even 1% does not, in duration at 1% of traffic
 //!   ([`PARTS`]: 1/2, 1/4, 1/10 of it; `harm.duration_s` says which); else it is marked unsafe
-//!   with why. Smaller magnitudes are candidates of their own ([`LADDER`]).
+//!   with why. Smaller magnitudes are candidates of their own ([`LADDER`]); an unsafe
+//!   experiment's why names the milder one that fits ([`milder_note`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -540,6 +541,46 @@ fn upper_denoised(v: Vec<f64>, noise: f64) -> f64 {
     m + 1.645 * (var - noise).max(0.0).sqrt()
 }
 
+/// How severe a fault is within its family on its target: (family, severity). `down` is the
+/// most severe error (every call fails); latency added and self time multiplied are families
+/// of their own.
+fn severity(kind: &FaultKind) -> (u8, f64) {
+    match kind {
+        FaultKind::Down => (0, 1.0),
+        FaultKind::Error(r) => (0, *r),
+        FaultKind::AddLatencyMs(ms) => (1, *ms),
+        FaultKind::ScaleSelf(f) => (2, *f),
+    }
+}
+
+/// For an unsafe experiment, the most severe milder fault of the same family on the same target
+/// among `others` that fits the budget (its magnitude scaled down: `shipping:down` unsafe,
+/// `shipping:error=0.1` safe at 25% of traffic), as a clause for its `why`.
+pub fn milder_note(e: &Experiment, others: &[Experiment]) -> Option<String> {
+    if e.safe {
+        return None;
+    }
+    let spec = e.fault.parse::<FaultSpec>().ok()?;
+    let (family, worst) = severity(&spec.kind);
+    let milder = others
+        .iter()
+        .filter(|o| o.safe)
+        .filter_map(|o| {
+            let other = o.fault.parse::<FaultSpec>().ok()?;
+            let (f, s) = severity(&other.kind);
+            (other.target == spec.target && f == family && s < worst).then_some((o, s))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))?
+        .0;
+    Some(format!(
+        "; milder, {} fits at {:.0}% of traffic for {} ({:.2} bits)",
+        milder.fault,
+        milder.traffic_share * 100.0,
+        minutes(milder.harm.duration_s),
+        milder.value_bits
+    ))
+}
+
 /// Ranks every candidate.
 pub fn recommend(
     view: &View,
@@ -559,6 +600,12 @@ pub fn recommend(
             assess(view, intents, &spec, predicted, &endpoints, &targets, opts)
         })
         .collect();
+    let notes: Vec<Option<String>> = out.iter().map(|e| milder_note(e, &out)).collect();
+    for (e, note) in out.iter_mut().zip(notes) {
+        if let Some(note) = note {
+            e.why.push_str(&note);
+        }
+    }
     // Ranked by value, as the contract says; an unsafe experiment stays in its place, marked
     // (what the team would learn if it could afford it). Ties: safe first, then by name.
     out.sort_by(|a, b| {

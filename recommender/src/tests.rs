@@ -3,7 +3,7 @@
 
 use augur_ingest::{OwnedSpan, SpanBatch, SpanKind};
 use augur_model::{ModelBuilder, View};
-use augur_simulator::{FaultKind, SimOptions};
+use augur_simulator::{FaultKind, FaultSpec, SimOptions};
 
 use crate::{intents, recommend, value_of, Options, Scope};
 
@@ -231,6 +231,54 @@ fn a_budget_scales_experiments_down_or_marks_them_unsafe() {
     );
     assert!(short.why.contains("1% of traffic for"), "{short:?}");
     assert!(short.value_bits <= one.value_bits + 1e-9, "{short:?}");
+}
+
+#[test]
+fn an_unsafe_experiment_names_a_milder_fault_that_fits() {
+    let v = model();
+    let o = Options {
+        error_budget: Some(0.0),
+        ..opts()
+    };
+    let rec = recommend::recommend(&v, &[], &o).unwrap();
+    let mut named = 0;
+    for e in rec.experiments.iter().filter(|e| !e.safe) {
+        let Some((_, tail)) = e.why.split_once("; milder, ") else {
+            continue;
+        };
+        named += 1;
+        let fault = tail.split(' ').next().unwrap();
+        let milder = rec
+            .experiments
+            .iter()
+            .find(|x| x.fault == fault)
+            .unwrap_or_else(|| panic!("{fault} is a candidate: {}", e.why));
+        assert!(milder.safe, "{milder:?}");
+        let (a, b): (FaultSpec, FaultSpec) = (e.fault.parse().unwrap(), fault.parse().unwrap());
+        assert_eq!(a.target, b.target);
+        let sev = |k: &FaultKind| match k {
+            FaultKind::Down => (0, 1.0),
+            FaultKind::Error(r) => (0, *r),
+            FaultKind::AddLatencyMs(ms) => (1, *ms),
+            FaultKind::ScaleSelf(f) => (2, *f),
+        };
+        let ((fa, sa), (fb, sb)) = (sev(&a.kind), sev(&b.kind));
+        assert!(fa == fb && sb < sa, "{} -> {fault}", e.fault);
+    }
+    assert!(
+        named > 0,
+        "{:#?}",
+        rec.experiments
+            .iter()
+            .map(|e| (&e.fault, e.safe))
+            .collect::<Vec<_>>()
+    );
+    // A safe experiment names none.
+    assert!(rec
+        .experiments
+        .iter()
+        .filter(|e| e.safe)
+        .all(|e| !e.why.contains("; milder, ")));
 }
 
 #[test]
