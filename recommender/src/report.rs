@@ -805,7 +805,7 @@ impl Report {
             esc(m.last.as_deref().unwrap_or("-"))
         );
 
-        h.push_str("<h2>Experiments to run next</h2>\n<table id=\"experiments\"><tr><th>#</th><th>fault</th><th class=\"num\">value (bits)</th><th>safe</th><th class=\"num\">traffic</th><th class=\"num\">harm (failed requests, 95% bound)</th><th>predicted blast radius (error rate of the requests under the fault: now → predicted [90%])</th><th>why</th></tr>\n");
+        h.push_str("<h2>Experiments to run next</h2>\n<table id=\"experiments\"><tr><th>#</th><th>fault</th><th class=\"num\">value (bits)</th><th>safe</th><th class=\"num\">traffic, for</th><th class=\"num\">harm (failed requests, 95% bound)</th><th>predicted blast radius (error rate of the requests under the fault: now → predicted [90%])</th><th>why</th></tr>\n");
         for (k, x) in self.experiments.iter().enumerate() {
             let e = &x.experiment;
             let blast = if x.blast_radius.is_empty() {
@@ -829,13 +829,14 @@ impl Report {
             };
             let _ = writeln!(
                 h,
-                "<tr class=\"experiment\"><td>{}</td><td><code>{}</code></td><td class=\"num\">{:.2}</td><td class=\"{}\">{}</td><td class=\"num\">{:.0}%</td><td class=\"num\">{:.0} of {:.0}; p99 +{:.0} ms</td><td>{blast}</td><td class=\"why\">{}</td></tr>",
+                "<tr class=\"experiment\"><td>{}</td><td><code>{}</code></td><td class=\"num\">{:.2}</td><td class=\"{}\">{}</td><td class=\"num\">{:.0}%, {:.0} s</td><td class=\"num\">{:.0} of {:.0}; p99 +{:.0} ms</td><td>{blast}</td><td class=\"why\">{}</td></tr>",
                 k + 1,
                 esc(&e.fault),
                 e.value_bits,
                 if e.safe { "safe" } else { "unsafe" },
                 if e.safe { "yes" } else { "UNSAFE" },
                 e.traffic_share * 100.0,
+                e.harm.duration_s,
                 e.harm.failed_requests_hi,
                 e.harm.requests,
                 e.harm.p99_increase_ms_hi,
