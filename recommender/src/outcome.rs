@@ -25,8 +25,9 @@
 //!   experiment's requests) is *within* the prediction when its 95% Jeffreys interval (the
 //!   observation is itself a sample; at 0 or all failures the interval reaches 0 or 1) overlaps
 //!   the predicted 90% interval. With a traffic
-//!   share below 1, the prediction is the mixture `share × faulted + (1 − share) × baseline`
-//!   and latency is not compared (a mixture's quantiles do not follow from the bands).
+//!   share below 1, the prediction is the mixture `share × faulted + (1 − share) × baseline`,
+//!   draw by draw (its 90% interval across draws keeps the baseline's uncertainty), and latency
+//!   is not compared (a mixture's quantiles do not follow from the bands).
 //! - **Intents**: the verdict from the observed endpoint. The error-rate part holds when the
 //!   Jeffreys posterior of the observed rate puts ≥ 95% below the threshold, is falsified at
 //!   ≤ 5%, and is inconclusive between; the p99 part needs at least [`MIN_P99_REQUESTS`]
@@ -477,12 +478,28 @@ pub fn outcome(
     for p in &prediction.endpoints {
         let e = &p.predicted.error_rate;
         let base_rate = p.baseline.error_rate;
-        let band = Band {
-            mean: mix(share, e.mean, base_rate),
-            lo: mix(share, e.lo, base_rate),
-            hi: mix(share, e.hi, base_rate),
-        };
         let full = (share - 1.0).abs() < 1e-9;
+        // With part of the traffic faulted, each draw's mixture of its faulted and baseline
+        // rates: the baseline's own uncertainty stays in the band (mixing the bands' ends with
+        // the baseline's mean left 1% of the faulted band's width, a point).
+        let mixed: Vec<f64> = p
+            .per_draw
+            .iter()
+            .zip(&p.per_draw_baseline)
+            .filter_map(|(f, b)| Some(mix(share, f.as_ref()?.0, b.as_ref()?.0)))
+            .filter(|x| x.is_finite())
+            .collect();
+        let band = if full {
+            *e
+        } else if mixed.is_empty() {
+            Band {
+                mean: mix(share, e.mean, base_rate),
+                lo: mix(share, e.lo, base_rate),
+                hi: mix(share, e.hi, base_rate),
+            }
+        } else {
+            augur_simulator::band(mixed)
+        };
         let obs = seen
             .node(&p.endpoint)
             .filter(|n| n.invocations > 0)

@@ -402,6 +402,49 @@ fn a_plan_fits_the_budget_and_does_not_repeat_itself() {
 }
 
 #[test]
+fn a_partial_outcome_keeps_the_baselines_uncertainty() {
+    use crate::outcome::{outcome, OutcomeOptions};
+    let base = traffic(0..2000, None);
+    let spec: augur_simulator::FaultSpec = "geo:down".parse().unwrap();
+    let sim = opts().sim;
+    let observed = traffic(5000..5300, Some(true));
+    let share = 0.01;
+    let o = outcome(
+        &base,
+        &observed,
+        &spec,
+        &[],
+        &OutcomeOptions {
+            sim: sim.clone(),
+            traffic_share: share,
+        },
+    )
+    .unwrap();
+    // The same simulation the outcome made: the baseline's spread across draws.
+    let (p, _) =
+        augur_simulator::simulate(&base.view(), std::slice::from_ref(&spec), &sim).unwrap();
+    for e in &o.report.endpoints {
+        let at = p
+            .endpoints
+            .iter()
+            .find(|x| x.endpoint == e.endpoint)
+            .unwrap();
+        let rates: Vec<f64> = at.per_draw_baseline.iter().flatten().map(|d| d.0).collect();
+        let b = augur_simulator::band(rates);
+        let got = &e.predicted.error_rate;
+        assert!(
+            got.lo <= got.mean + 1e-9 && got.mean <= got.hi + 1e-9,
+            "{e:?}"
+        );
+        assert!(b.hi - b.lo > 0.0, "{b:?}");
+        assert!(
+            got.hi - got.lo >= 0.5 * (b.hi - b.lo),
+            "{e:?} vs baseline {b:?}"
+        );
+    }
+}
+
+#[test]
 fn an_outcome_refines_propagation_and_judges_intents() {
     use crate::outcome::{outcome, OutcomeOptions};
     let base = traffic(0..2000, None);

@@ -25,7 +25,7 @@ use augur_model::View;
 use serde::{Deserialize, Serialize};
 
 pub use fault::{FaultKind, FaultSpec, Resolved};
-pub use sim::Compiled;
+pub use sim::{band, Compiled};
 
 /// Errors of fault specs and simulation.
 #[derive(Debug, thiserror::Error)]

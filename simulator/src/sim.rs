@@ -797,7 +797,9 @@ fn faulted(
     (outcomes, events)
 }
 
-fn band(mut v: Vec<f64>) -> Band {
+/// The mean and 90% interval (5th and 95th percentiles, interpolated) of per-draw values: how
+/// every prediction's band is made. No values give zeros.
+pub fn band(mut v: Vec<f64>) -> Band {
     if v.is_empty() {
         return Band {
             mean: 0.0,
