@@ -97,13 +97,18 @@ pub fn value_of(
     if !experiment.safe {
         // Over budget even at its smallest: the other candidates on its target, assessed, may
         // name a milder fault that fits.
-        let same: Vec<Experiment> = specs
+        let same: Vec<(&FaultSpec, Experiment)> = specs
             .iter()
             .zip(all)
             .filter(|(s, _)| s.target == fault.target)
-            .map(|(s, p)| recommend::assess(view, intents, s, p, &endpoints, &targets, opts))
+            .map(|(s, p)| {
+                let e = recommend::assess(view, intents, s, p, &endpoints, &targets, opts);
+                (s, e)
+            })
             .collect();
-        if let Some(note) = recommend::milder_note(&experiment, &same) {
+        if let Some(note) =
+            recommend::milder_note(fault, &experiment, same.iter().map(|(s, e)| (*s, e)))
+        {
             experiment.why.push_str(&note);
         }
     }

@@ -154,14 +154,19 @@ pub fn plan(
     // set with more bits in all that taught less: 0.0273 against 0.0161 after five, the
     // learning loop in docs/ACCURACY.md).
     let free = greedy(&candidates, f64::INFINITY, max, Allowance::All);
-    let rules: &[Allowance] = if free.total_failed_requests_hi <= budget {
-        &[]
+    let binds = free.total_failed_requests_hi > budget;
+    let rules: &[Allowance] = if binds {
+        &[
+            Allowance::All,
+            Allowance::Share,
+            Allowance::PerHarm,
+            Allowance::Equal,
+        ]
     } else {
-        &[Allowance::All, Allowance::Share, Allowance::PerHarm]
+        &[Allowance::Equal]
     };
-    let mut best: Option<Plan> =
-        (free.total_failed_requests_hi <= budget).then_some(Plan { budget, ..free });
-    for &rule in rules.iter().chain([Allowance::Equal].iter()) {
+    let mut best: Option<Plan> = (!binds).then_some(Plan { budget, ..free });
+    for &rule in rules {
         let p = greedy(&candidates, budget, max, rule);
         if best
             .as_ref()

@@ -553,22 +553,25 @@ fn severity(kind: &FaultKind) -> (u8, f64) {
     }
 }
 
-/// For an unsafe experiment, the most severe milder fault of the same family on the same target
-/// among `others` that fits the budget (its magnitude scaled down: `shipping:down` unsafe,
-/// `shipping:error=0.1` safe at 25% of traffic), as a clause for its `why`.
-pub fn milder_note(e: &Experiment, others: &[Experiment]) -> Option<String> {
+/// For an unsafe experiment (`e`, the fault `spec`), the most severe milder fault of the same
+/// family on the same target among `others` (each with its spec) that fits the budget (its
+/// magnitude scaled down: `shipping:down` unsafe, `shipping:error=0.1` safe at 25% of traffic),
+/// as a clause for its `why`.
+pub fn milder_note<'a>(
+    spec: &FaultSpec,
+    e: &Experiment,
+    others: impl IntoIterator<Item = (&'a FaultSpec, &'a Experiment)>,
+) -> Option<String> {
     if e.safe {
         return None;
     }
-    let spec = e.fault.parse::<FaultSpec>().ok()?;
     let (family, worst) = severity(&spec.kind);
     let milder = others
-        .iter()
-        .filter(|o| o.safe)
-        .filter_map(|o| {
-            let other = o.fault.parse::<FaultSpec>().ok()?;
+        .into_iter()
+        .filter(|(other, o)| o.safe && other.target == spec.target)
+        .filter_map(|(other, o)| {
             let (f, s) = severity(&other.kind);
-            (other.target == spec.target && f == family && s < worst).then_some((o, s))
+            (f == family && s < worst).then_some((o, s))
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))?
         .0;
@@ -594,13 +597,15 @@ pub fn recommend(
     let all: Vec<Vec<OpPrediction>> = predictions.into_iter().map(|(p, _)| p.endpoints).collect();
     let targets = targets(&all, &endpoints, opts);
     let mut out: Vec<Experiment> = specs
-        .into_par_iter()
+        .par_iter()
         .zip(all)
-        .map(|(spec, predicted)| {
-            assess(view, intents, &spec, predicted, &endpoints, &targets, opts)
-        })
+        .map(|(spec, predicted)| assess(view, intents, spec, predicted, &endpoints, &targets, opts))
         .collect();
-    let notes: Vec<Option<String>> = out.iter().map(|e| milder_note(e, &out)).collect();
+    let notes: Vec<Option<String>> = specs
+        .iter()
+        .zip(&out)
+        .map(|(spec, e)| milder_note(spec, e, specs.iter().zip(&out)))
+        .collect();
     for (e, note) in out.iter_mut().zip(notes) {
         if let Some(note) = note {
             e.why.push_str(&note);
@@ -708,7 +713,6 @@ pub fn assess(
             },
         )
     };
-    let at_share = |share: f64| at(share, 1.0);
     let (staleness, stale_note) =
         opts.staleness
             .get(&spec.target)
@@ -749,7 +753,7 @@ pub fn assess(
         )
     };
     let mut share = 1.0;
-    let (mut model_bits, mut harm) = at_share(share);
+    let (mut model_bits, mut harm) = at(share, 1.0);
     let mut safe = true;
     let mut budget_note = String::new();
     let budget = opts.error_budget.unwrap_or(f64::INFINITY);
