@@ -192,7 +192,7 @@ pub(crate) fn model_text(v: &View) -> String {
                 ),
                 match (p.sites, p.group.as_str()) {
                     (0, "all") => "no evidence anywhere: uniform".to_string(),
-                    (0, _) => "too few sites: uses `all`".to_string(),
+                    (0, _) => "too few sites or calling services: uses `all`".to_string(),
                     (n, _) => format!("fitted on {n} sites"),
                 },
             ]

@@ -28,7 +28,11 @@
 //! Call sites are grouped by what the callee is and how it is called (`service` or `virtual`;
 //! `sequential`, `parallel` or `asynchronous`). Over the sites with evidence, a Beta prior is fitted
 //! by maximising the beta-binomial marginal likelihood, for all sites together and for each group
-//! with at least [`MIN_GROUP_SITES`] sites (else the group uses the global prior). Its concentration
+//! with at least [`MIN_GROUP_SITES`] sites made by at least [`MIN_GROUP_CALLERS`] calling services
+//! (else the group uses the global prior: sites all in one service show how that service's code
+//! handles failures, not how the system's does; a shop's front end whose parallel calls are all
+//! optional widgets says nothing about whether checkout survives its parallel calls failing).
+//! Its concentration
 //! is at least [`MIN_CONCENTRATION`] and at most `1 + sites / 2` (at most 20), and its mean is kept
 //! within `1 / (sites + 2)` of 0 and 1,
 //! so a prior learned from few sites never claims more certainty than they carry; with no evidence
@@ -57,6 +61,9 @@ pub const MIN_CONCENTRATION: f64 = 1.0;
 
 /// Groups with fewer sites with evidence use the global prior.
 pub const MIN_GROUP_SITES: usize = 5;
+
+/// Groups whose sites with evidence are made by fewer calling services use the global prior.
+pub const MIN_GROUP_CALLERS: usize = 2;
 
 /// A mean and a 90% credible interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -652,11 +659,18 @@ impl Model {
         let uniform = Beta::new(1.0, 1.0).unwrap_or(jeffreys);
         let global = fit(&all, uniform);
         let mut by_group: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-        for ((_, to), s) in &edges {
-            by_group
-                .entry(group(is_virtual(to), mode_of(s)))
-                .or_default()
-                .push(evidence(s));
+        // Per group, the calling services of its sites with evidence.
+        let mut callers: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        for ((from, to), s) in &edges {
+            let g = group(is_virtual(to), mode_of(s));
+            if evidence(s).1 > 0 {
+                let service = r
+                    .op_index
+                    .get(from.as_str())
+                    .map_or(from.as_str(), |&i| self.operations[i].service.as_str());
+                callers.entry(g.clone()).or_default().insert(service);
+            }
+            by_group.entry(g).or_default().push(evidence(s));
         }
         let count = |v: &[(u64, u64)]| v.iter().filter(|(_, n)| *n > 0).count();
         let mut priors = vec![PriorFit {
@@ -668,7 +682,9 @@ impl Model {
         let mut group_prior: BTreeMap<String, (Beta, String)> = BTreeMap::new();
         for (g, sites) in &by_group {
             let n = count(sites);
-            let (b, name) = if n >= MIN_GROUP_SITES {
+            let enough =
+                n >= MIN_GROUP_SITES && callers.get(g).map_or(0, |c| c.len()) >= MIN_GROUP_CALLERS;
+            let (b, name) = if enough {
                 (fit(sites, global), g.clone())
             } else {
                 (global, "all".to_string())
@@ -677,7 +693,7 @@ impl Model {
                 group: g.clone(),
                 alpha: b.alpha,
                 beta: b.beta,
-                sites: if n >= MIN_GROUP_SITES { n } else { 0 },
+                sites: if enough { n } else { 0 },
             });
             group_prior.insert(g.clone(), (b, name));
         }

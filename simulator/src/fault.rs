@@ -223,7 +223,7 @@ pub fn suggestions(view: &View, name: &str) -> Vec<String> {
     names.sort();
     names.dedup();
     let lower = name.to_lowercase();
-    let mut scored: Vec<(usize, String)> = names
+    let mut scored: Vec<(usize, bool, usize, String)> = names
         .into_iter()
         .map(|c| {
             let d = distance(&lower, &c.to_lowercase());
@@ -233,11 +233,18 @@ pub fn suggestions(view: &View, name: &str) -> Vec<String> {
             } else {
                 d
             };
-            (d, c)
+            // Among equally close names, services before operations, and the shortest first
+            // (`ts-order` suggests `ts-order-service` before `ts-order-other-service`).
+            (
+                d,
+                c.contains('/') && !lower.contains('/'),
+                c.chars().count(),
+                c,
+            )
         })
         .collect();
     scored.sort();
-    scored.into_iter().take(5).map(|(_, c)| c).collect()
+    scored.into_iter().take(5).map(|(.., c)| c).collect()
 }
 
 impl FaultSpec {

@@ -13,7 +13,8 @@
 //! its learned call duration, failing with the node's drawn error rate. A timeout cuts an attempt
 //! at the threshold and fails it. Faults act on attempts into their target (`down`: fail fast;
 //! `error=R`: fail with probability R more; `latency=+N`: N more milliseconds as the caller sees
-//! it); a fault on a service or operation that is an endpoint also meets its users, the requests
+//! it; on a message consumer, they act on its invocations, which its producers do not wait
+//! for); a fault on a service or operation that is an endpoint also meets its users, the requests
 //! entering it (`down`: refused in the typical time of the refusals seen; `error=R`: a share R more
 //! fail; `latency=+N`: answered N later). Retries wait the back-off learned at the call site (else
 //! the system's). A call that failed after its retries fails its caller with the drawn
@@ -51,8 +52,9 @@ use crate::{Band, OpPrediction, Point, Predicted, Prediction, SimOptions};
 /// Quantiles kept per sketch for sampling (inverse CDF with linear interpolation).
 const TABLE: usize = 256;
 
-/// Calls nested deeper than this are not made (learned graphs can hold cycles).
-const MAX_DEPTH: usize = 32;
+/// Calls nested deeper than this are not made (learned graphs can hold cycles). Real call
+/// chains are far shorter; 32 cut a black-box test's chain of 60 services silently.
+const MAX_DEPTH: usize = 128;
 
 /// Call attempts one request may make at most: a graph whose cycles fan out (a corrupt or
 /// pathological model) would otherwise grow a request's tree exponentially with depth. The
@@ -449,11 +451,17 @@ impl Run<'_> {
             return;
         }
         let (_, failed) = self.invoke(n, 0);
-        let extra = !failed && fault.error > 0.0 && self.rng.gen::<f64>() < fault.error;
+        self.fault_last(n, failed, fault.add_ns, fault.error);
+    }
+
+    /// Applies a fault to the invocation of `n` just made (which `failed` or not) as its users
+    /// or producers see it: `add_ns` later, and failed with probability `error` more.
+    fn fault_last(&mut self, n: usize, failed: bool, add_ns: f64, error: f64) {
+        let extra = !failed && error > 0.0 && self.rng.gen::<f64>() < error;
         // The root invocation is the last one tallied at `n` (its calls are tallied first).
         let t = &mut self.tally[n];
         if let Some(d) = t.durations.last_mut() {
-            *d += fault.add_ns;
+            *d += add_ns;
         }
         t.failures += u64::from(extra);
     }
@@ -513,14 +521,27 @@ impl Run<'_> {
         let edge = &self.m.edges[e];
         let fault = self.fx.edge[e];
         if edge.mode == Mode::Asynchronous {
-            // The caller pays for the send; the consumer runs on its own. A latency fault on the
-            // consumer delays delivery, which the producer does not wait for (found by the
-            // backtest on a generated world: the producer's latency did not move).
+            // The caller pays for the send; the consumer runs on its own. A fault on the
+            // consumer acts on the consumer (a latency fault makes it finish later, an error
+            // fault fails a share of its messages), not on the producer, which does not wait
+            // (found by the backtest on a generated world: the producer's latency did not move).
+            // A consumer that is down processes nothing; an uninstrumented one (a queue or
+            // topic) is seen as its producers see it: the send, failing under `down`.
             self.events += 1;
             let d = edge.ok.as_ref().map_or(0.0, |t| t.sample(self.rng.gen()));
-            let callee = &self.m.nodes[edge.callee];
-            if !fault.down && !callee.is_virtual {
-                self.invoke(edge.callee, depth + 1);
+            let callee = edge.callee;
+            if self.m.nodes[callee].is_virtual {
+                let f = fault.down
+                    || self.rng.gen::<f64>() < self.draw.p_error[callee]
+                    || (fault.error > 0.0 && self.rng.gen::<f64>() < fault.error);
+                let tally = &mut self.tally[callee];
+                tally
+                    .durations
+                    .push(d * self.fx.scale[callee] + fault.add_ns);
+                tally.failures += u64::from(f);
+            } else if !fault.down {
+                let (_, failed) = self.invoke(callee, depth + 1);
+                self.fault_last(callee, failed, fault.add_ns, fault.error);
             }
             return (d, false);
         }
