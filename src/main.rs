@@ -411,6 +411,12 @@ enum Command {
         /// Operations seen fewer times than this before or during an experiment are not scored.
         #[arg(long, default_value_t = 20)]
         min_invocations: u64,
+        /// The observed change of an operation is measured against the fault-free traffic of
+        /// this many seconds before the experiment when the operation was seen there at least
+        /// --min-invocations times (traffic drifts over a day: the nearest traffic is the fairest
+        /// reference), else against the whole baseline; 0 always uses the whole baseline.
+        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+        recent: u64,
         /// Requests simulated per posterior draw (1 to 10,000,000; requests × samples at most
         /// 100,000,000).
         #[arg(long, default_value_t = 4_000)]
@@ -448,7 +454,8 @@ enum Command {
         /// Which world: the demo shop, or a random world of the given size.
         #[arg(long, value_enum, default_value_t = demo::WorldKind::Shop)]
         world: demo::WorldKind,
-        /// Services of a random world.
+        /// Services of a random world (at least 5, one per layer). Calls are drawn at random, so
+        /// some services may be reached by no traffic: the truth file lists the ones that are.
         #[arg(long, default_value_t = 40)]
         services: usize,
         /// How many traces.
@@ -952,6 +959,7 @@ fn run(cli: Cli) -> Result<()> {
             experiments,
             baseline,
             min_invocations,
+            recent,
             requests,
             samples,
             seed,
@@ -983,6 +991,10 @@ fn run(cli: Cli) -> Result<()> {
                     seed,
                 },
                 min_invocations,
+                recent_ns: i64::try_from(recent)
+                    .ok()
+                    .and_then(|s| s.checked_mul(1_000_000_000))
+                    .ok_or_else(|| anyhow::anyhow!("--recent {recent}: too many seconds"))?,
             };
             let progress = Progress::spinner(&format!(
                 "backtesting {} experiments (learn, simulate, compare each)",

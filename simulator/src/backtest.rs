@@ -7,7 +7,9 @@
 //!     window   = traces that started inside E's window
 //!     learn(baseline) ──► fault spec (magnitude given, or measured at the target in the window)
 //!                    ──► simulate ──► predicted ratio per operation (faulted / baseline, p50, p99)
-//!     learn(window) vs learn(baseline) ──► observed ratio per operation
+//!     learn(window) vs learn(recent) ──► observed ratio per operation, where recent is the
+//!         fault-free traffic of the last BacktestOptions::recent_ns before E (an operation seen
+//!         there fewer than min_invocations times is compared with the whole baseline)
 //!     scores: Spearman of log ratios, mean |log2 predicted − log2 observed|, interval coverage;
 //!     the same for the naive "every upstream service slowed by the full delay"
 //! ```
@@ -423,7 +425,17 @@ pub struct BacktestOptions {
     pub sim: SimOptions,
     /// Operations seen fewer times than this in the baseline or the window are not scored.
     pub min_invocations: u64,
+    /// How far back, in nanoseconds, the fault-free traffic just before an experiment reaches
+    /// when it is the reference of the observed change (0: never; every operation is then
+    /// compared with the whole baseline). See [`run`].
+    pub recent_ns: i64,
 }
+
+/// The invocations a reference needs for its 99th percentile to be taken from it.
+const P99_INVOCATIONS: u64 = 100;
+
+/// The default of [`BacktestOptions::recent_ns`]: ten minutes.
+pub const RECENT_NS: i64 = 600 * 1_000_000_000;
 
 impl Default for BacktestOptions {
     fn default() -> Self {
@@ -434,6 +446,7 @@ impl Default for BacktestOptions {
                 seed: 1,
             },
             min_invocations: 20,
+            recent_ns: RECENT_NS,
         }
     }
 }
@@ -532,6 +545,17 @@ pub struct ExperimentResult {
     pub baseline_spans: u64,
     /// Spans in the experiment's window.
     pub window_spans: u64,
+    /// Spans of the fault-free traffic just before it (within
+    /// [`BacktestOptions::recent_ns`]): the reference of the observed change for every
+    /// operation seen there often enough.
+    pub recent_spans: u64,
+    /// Operations scored against that recent traffic (the rest against the whole baseline).
+    pub recent_reference: usize,
+    /// Mean |log2 observed p50 ratio| of the scored operations with no call path to the
+    /// target (`null` when none): how far latency moved without the fault's help (traffic
+    /// drift, sampling, shared resources). A predictor of "no change" there pays this much, so
+    /// no model of call paths scores a log2 error much below it.
+    pub control_log2_p50: Option<f64>,
     /// augur's scores.
     pub augur: Scores,
     /// The naive baseline's scores.
@@ -556,9 +580,16 @@ pub struct BacktestReport {
 pub struct Overall {
     /// Latency experiments scored.
     pub experiments_scored: usize,
+    /// Of them, those where both augur and the naive baseline rank operations (Spearman is
+    /// averaged over these, the same for both).
+    pub spearman_experiments: usize,
+    /// Mean of [`ExperimentResult::control_log2_p50`]: the log2 error the traffic alone
+    /// accounts for.
+    pub control_log2_p50: Option<f64>,
     /// Experiments not scorable.
     pub not_scorable: usize,
-    /// augur: mean Spearman (over experiments that have one), mean log2 errors, pooled coverage.
+    /// augur: mean Spearman (over [`Overall::spearman_experiments`]), mean log2 errors, pooled
+    /// coverage.
     pub augur: Scores,
     /// The naive baseline, the same way.
     pub naive: Scores,
@@ -621,7 +652,17 @@ pub fn run(
     for e in experiments {
         let base = learn(&|t| t < e.start_ns && !in_any_window(t), true);
         let window = learn(&|t| t >= e.start_ns && t < e.end_ns, false);
-        results.push(backtest_one(e, &base, &window, has_status, opts));
+        let since = e.start_ns.saturating_sub(opts.recent_ns.max(0));
+        let recent = learn(
+            &|t| opts.recent_ns > 0 && t >= since && t < e.start_ns && !in_any_window(t),
+            false,
+        );
+        let models = Models {
+            base: &base,
+            recent: &recent,
+            window: &window,
+        };
+        results.push(backtest_one(e, &models, has_status, opts));
     }
     let overall = overall(&results);
     BacktestReport {
@@ -634,10 +675,40 @@ fn ms(sketch: &augur_model::LogSketch, q: f64) -> Option<f64> {
     sketch.quantile(q).map(|ns| ns / 1e6)
 }
 
+/// The models of one experiment: learned from the baseline (every fault-free trace before it),
+/// from the fault-free traffic just before it, and from its window.
+struct Models<'a> {
+    base: &'a Model,
+    recent: &'a Model,
+    window: &'a Model,
+}
+
+impl Models<'_> {
+    /// The reference of an operation's observed change: the traffic just before the experiment
+    /// when it holds at least `min` invocations of it (traffic drifts over hours: the nearest
+    /// fault-free traffic shows what the window would have looked like without the fault),
+    /// else the whole baseline. `true` when the recent traffic was used.
+    fn reference(&self, id: &str, min: u64) -> Option<(&augur_model::Operation, bool)> {
+        let recent = self
+            .recent
+            .operations
+            .iter()
+            .find(|o| o.id == id && o.invocations >= min.max(1));
+        match recent {
+            Some(o) => Some((o, true)),
+            None => self
+                .base
+                .operations
+                .iter()
+                .find(|o| o.id == id)
+                .map(|o| (o, false)),
+        }
+    }
+}
+
 fn not_scorable(
     e: &PastExperiment,
-    base: &Model,
-    window: &Model,
+    m: &Models,
     why: String,
     fault: Option<String>,
     measured: bool,
@@ -649,8 +720,11 @@ fn not_scorable(
         fault,
         magnitude_measured: measured,
         not_scorable: Some(why),
-        baseline_spans: base.quality.spans,
-        window_spans: window.quality.spans,
+        baseline_spans: m.base.quality.spans,
+        window_spans: m.window.quality.spans,
+        recent_spans: m.recent.quality.spans,
+        recent_reference: 0,
+        control_log2_p50: None,
         augur: Scores::unscored(),
         naive: Scores::unscored(),
         operations: Vec::new(),
@@ -660,12 +734,12 @@ fn not_scorable(
 
 fn backtest_one(
     e: &PastExperiment,
-    base: &Model,
-    window: &Model,
+    m: &Models,
     has_status: bool,
     opts: &BacktestOptions,
 ) -> ExperimentResult {
-    let nope = |why: String| not_scorable(e, base, window, why, None, false);
+    let (base, window) = (m.base, m.window);
+    let nope = |why: String| not_scorable(e, m, why, None, false);
     if base.operations.is_empty() {
         return nope("no fault-free traffic before it to learn from".into());
     }
@@ -689,12 +763,14 @@ fn backtest_one(
             services.join(", ")
         ));
     }
-    // The target's typical latency, and what the window did to it.
+    // The target's typical latency just before the window (else over the whole baseline), and
+    // what the window did to it.
     let paired = |f: &dyn Fn(&augur_model::Operation) -> &augur_model::LogSketch| {
         let mut pairs = Vec::new();
         for o in &target_ops {
+            let before = m.reference(&o.id, opts.min_invocations).map_or(*o, |r| r.0);
             if let Some(w) = window.operations.iter().find(|w| w.id == o.id) {
-                if let (Some(b), Some(x)) = (ms(f(o), 0.5), ms(f(w), 0.5)) {
+                if let (Some(b), Some(x)) = (ms(f(before), 0.5), ms(f(w), 0.5)) {
                     pairs.push((b, x, w.invocations as f64));
                 }
             }
@@ -770,22 +846,23 @@ fn backtest_one(
     let fault: FaultSpec = match spec.parse() {
         Ok(f) => f,
         Err(err) => {
-            return not_scorable(e, base, window, format!("{err}"), Some(spec), measured);
+            return not_scorable(e, m, format!("{err}"), Some(spec), measured);
         }
     };
     let view = base.view();
     let prediction = match simulate(&view, &[fault], &opts.sim) {
         Ok((p, _)) => p,
         Err(err) => {
-            return not_scorable(e, base, window, format!("{err}"), Some(spec), measured);
+            return not_scorable(e, m, format!("{err}"), Some(spec), measured);
         }
     };
     let upstream = upstream_of(base, &e.target);
     let mut ops = Vec::new();
+    let mut recent_reference = 0;
     for p in &prediction.operations {
         let id = &p.endpoint;
-        let (Some(b), Some(w)) = (
-            base.operations.iter().find(|o| &o.id == id),
+        let (Some((b, recent)), Some(w)) = (
+            m.reference(id, opts.min_invocations),
             window.operations.iter().find(|o| &o.id == id),
         ) else {
             continue;
@@ -793,9 +870,14 @@ fn backtest_one(
         if b.invocations < opts.min_invocations || w.invocations < opts.min_invocations {
             continue;
         }
+        // A 99th percentile needs a hundred invocations to be seen at all: below that, the
+        // recent traffic's p99 is its maximum, and the whole baseline is the reference.
+        let b_tail = m
+            .reference(id, opts.min_invocations.max(P99_INVOCATIONS))
+            .map_or(b, |r| r.0);
         let (Some(b50), Some(b99), Some(w50), Some(w99)) = (
             ms(&b.duration_ns, 0.5),
-            ms(&b.duration_ns, 0.99),
+            ms(&b_tail.duration_ns, 0.99),
             ms(&w.duration_ns, 0.5),
             ms(&w.duration_ns, 0.99),
         ) else {
@@ -842,6 +924,7 @@ fn backtest_one(
                 1.0
             }
         };
+        recent_reference += usize::from(recent);
         ops.push(OpScore {
             operation: id.clone(),
             observed_p50: w50 / b50,
@@ -864,8 +947,7 @@ fn backtest_one(
     if ops.is_empty() {
         return not_scorable(
             e,
-            base,
-            window,
+            m,
             format!(
                 "no operation seen at least {} times both before and during it",
                 opts.min_invocations
@@ -894,6 +976,16 @@ fn backtest_one(
         not_scorable: None,
         baseline_spans: base.quality.spans,
         window_spans: window.quality.spans,
+        recent_spans: m.recent.quality.spans,
+        recent_reference,
+        control_log2_p50: {
+            let v: Vec<f64> = ops
+                .iter()
+                .filter(|o| !o.upstream)
+                .map(|o| o.observed_p50.log2().abs())
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        },
         augur,
         naive,
         operations: ops,
@@ -1036,6 +1128,17 @@ fn overall(results: &[ExperimentResult]) -> Overall {
         let v: Vec<f64> = scored.iter().filter_map(|r| f(r)).collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     };
+    // Spearman is compared over the same experiments: those where both predictors rank (a
+    // constant prediction, such as "no change anywhere scored", has none).
+    let both_rank: Vec<&ExperimentResult> = scored
+        .iter()
+        .copied()
+        .filter(|r| r.augur.spearman.is_some() && r.naive.spearman.is_some())
+        .collect();
+    let mean_spearman = |f: &dyn Fn(&ExperimentResult) -> Option<f64>| {
+        let v: Vec<f64> = both_rank.iter().filter_map(|r| f(r)).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
     let pooled_coverage = {
         let (mut hit, mut n) = (0usize, 0usize);
         for r in &scored {
@@ -1052,6 +1155,8 @@ fn overall(results: &[ExperimentResult]) -> Overall {
     };
     Overall {
         experiments_scored: scored.len(),
+        spearman_experiments: both_rank.len(),
+        control_log2_p50: mean(&|r| r.control_log2_p50),
         not_scorable: results.iter().filter(|r| r.not_scorable.is_some()).count(),
         augur: Scores {
             error_mae: {
@@ -1062,14 +1167,14 @@ fn overall(results: &[ExperimentResult]) -> Overall {
                     .collect();
                 (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
             },
-            spearman: mean(&|r| r.augur.spearman),
+            spearman: mean_spearman(&|r| r.augur.spearman),
             spearman_pooled: pooled_spearman(&|o| o.predicted_p50),
             log2_error_p50: mean(&|r| Some(r.augur.log2_error_p50)).unwrap_or(f64::NAN),
             log2_error_p99: mean(&|r| Some(r.augur.log2_error_p99)).unwrap_or(f64::NAN),
             coverage: pooled_coverage,
         },
         naive: Scores {
-            spearman: mean(&|r| r.naive.spearman),
+            spearman: mean_spearman(&|r| r.naive.spearman),
             spearman_pooled: pooled_spearman(&|o| o.naive_p50),
             log2_error_p50: mean(&|r| Some(r.naive.log2_error_p50)).unwrap_or(f64::NAN),
             log2_error_p99: mean(&|r| Some(r.naive.log2_error_p99)).unwrap_or(f64::NAN),
@@ -1107,9 +1212,10 @@ impl BacktestReport {
         }
         let o = &self.overall;
         out.push_str(&format!(
-            "\noverall ({} latency/cpu experiments scored, {} not scorable):\n  augur: Spearman {} (pooled over every scored operation {}), log2 error p50 {:.3}, p99 {:.3}, 90% interval coverage {}, error-rate MAE {}\n  naive (every upstream service slowed by the full delay): Spearman {} (pooled {}), log2 error p50 {:.3}, p99 {:.3}\n",
+            "\noverall ({} latency/cpu experiments scored, {} not scorable; Spearman averaged over the {} where both rank):\n  augur: Spearman {} (pooled over every scored operation {}), log2 error p50 {:.3}, p99 {:.3}, 90% interval coverage {}, error-rate MAE {}\n  naive (every upstream service slowed by the full delay): Spearman {} (pooled {}), log2 error p50 {:.3}, p99 {:.3}\n",
             o.experiments_scored,
             o.not_scorable,
+            o.spearman_experiments,
             f(o.augur.spearman),
             f(o.augur.spearman_pooled),
             o.augur.log2_error_p50,
@@ -1117,12 +1223,17 @@ impl BacktestReport {
             f(o.augur.coverage),
             o.augur
                 .error_mae
-                .map_or("- (no span status)".to_string(), |e| format!("{e:.3} (all scored kinds)")),
+                .map_or("- (no error rates scored)".to_string(), |e| format!("{e:.3} (all scored kinds)")),
             f(o.naive.spearman),
             f(o.naive.spearman_pooled),
             o.naive.log2_error_p50,
             o.naive.log2_error_p99,
         ));
+        if let Some(c) = o.control_log2_p50 {
+            out.push_str(&format!(
+                "  operations with no call path to the target moved by {c:.3} (mean |log2 p50 ratio|): what no model of call paths predicts, so about the least log2 error it can score here\n"
+            ));
+        }
         let worst: Vec<&OpScore> = self
             .experiments
             .iter()
@@ -1279,6 +1390,9 @@ mod tests {
             not_scorable: None,
             baseline_spans: 1,
             window_spans: 1,
+            recent_spans: 0,
+            recent_reference: 0,
+            control_log2_p50: None,
             augur: score(&ops, |o| (o.predicted_p50, o.predicted_p99), true),
             naive: score(&ops, |o| (o.naive_p50, o.naive_p99), false),
             operations: ops,
