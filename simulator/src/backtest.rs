@@ -746,30 +746,42 @@ fn backtest_one(
     if window.operations.is_empty() {
         return nope("no traces in its window".into());
     }
-    let target_ops: Vec<&augur_model::Operation> = base
-        .operations
-        .iter()
-        .filter(|o| o.service == e.target)
-        .collect();
-    if target_ops.is_empty() {
-        // The fault targets' suggestions, services only (a label names a service).
-        let services: Vec<String> = crate::fault::suggestions(&base.view(), &e.target)
-            .into_iter()
-            .filter(|n| base.operations.iter().any(|o| &o.service == n))
-            .collect();
-        return nope(format!(
-            "the target `{}` is not in the model learned before it (closest services: {})",
-            e.target,
-            services.join(", ")
-        ));
-    }
+    let view = base.view();
+    // What the label names, resolved as a fault target is: a service (all its operations), a
+    // `service/operation`, a virtual node (an uninstrumented database) or a call site
+    // `caller->callee` (measured at the callee).
+    let resolved = format!("{}:down", e.target)
+        .parse::<FaultSpec>()
+        .and_then(|f| f.resolve(&view));
+    let targets: Vec<&augur_model::Node> = match resolved {
+        Ok(r) => r.callees.iter().map(|&i| &view.nodes[i]).collect(),
+        Err(crate::SimError::UnknownTarget { .. }) => {
+            // The fault targets' suggestions, services first (a label usually names one).
+            let services: Vec<String> = crate::fault::suggestions(&view, &e.target)
+                .into_iter()
+                .filter(|n| view.nodes.iter().any(|o| &o.service == n))
+                .collect();
+            return nope(format!(
+                "the target `{}` is not in the model learned before it (closest services: {})",
+                e.target,
+                services.join(", ")
+            ));
+        }
+        Err(err) => return nope(format!("the target `{}`: {err}", e.target)),
+    };
+    let target_ids: BTreeSet<&str> = targets.iter().map(|n| n.id.as_str()).collect();
+    let window_view = window.view();
+    let recent_view = m.recent.view();
     // The target's typical latency just before the window (else over the whole baseline), and
     // what the window did to it.
-    let paired = |f: &dyn Fn(&augur_model::Operation) -> &augur_model::LogSketch| {
+    let paired = |f: &dyn Fn(&augur_model::Node) -> &augur_model::LogSketch| {
         let mut pairs = Vec::new();
-        for o in &target_ops {
-            let before = m.reference(&o.id, opts.min_invocations).map_or(*o, |r| r.0);
-            if let Some(w) = window.operations.iter().find(|w| w.id == o.id) {
+        for o in &targets {
+            let before = recent_view
+                .node(&o.id)
+                .filter(|r| r.invocations >= opts.min_invocations.max(1))
+                .unwrap_or(o);
+            if let Some(w) = window_view.node(&o.id) {
                 if let (Some(b), Some(x)) = (ms(f(before), 0.5), ms(f(w), 0.5)) {
                     pairs.push((b, x, w.invocations as f64));
                 }
@@ -810,8 +822,8 @@ fn backtest_one(
             };
             // The naive baseline adds what the target's own slowdown adds to its latency.
             let self_p50 = {
-                let n: f64 = target_ops.iter().map(|o| o.invocations as f64).sum();
-                target_ops
+                let n: f64 = targets.iter().map(|o| o.invocations as f64).sum();
+                targets
                     .iter()
                     .filter_map(|o| ms(&o.self_ns, 0.5).map(|v| v * o.invocations as f64))
                     .sum::<f64>()
@@ -829,7 +841,7 @@ fn backtest_one(
                 Some(r) => (r, false),
                 None => {
                     let (mut inv, mut err) = (0u64, 0u64);
-                    for o in window.operations.iter().filter(|o| o.service == e.target) {
+                    for o in targets.iter().filter_map(|t| window_view.node(&t.id)) {
                         inv += o.invocations;
                         err += o.errors;
                     }
@@ -849,14 +861,13 @@ fn backtest_one(
             return not_scorable(e, m, format!("{err}"), Some(spec), measured);
         }
     };
-    let view = base.view();
     let prediction = match simulate(&view, &[fault], &opts.sim) {
         Ok((p, _)) => p,
         Err(err) => {
             return not_scorable(e, m, format!("{err}"), Some(spec), measured);
         }
     };
-    let upstream = upstream_of(base, &e.target);
+    let upstream = upstream_of(base, &target_ids);
     let mut ops = Vec::new();
     let mut recent_reference = 0;
     for p in &prediction.operations {
@@ -891,10 +902,11 @@ fn backtest_one(
         }
         // Under a latency fault the target's own operations are where the delay was measured
         // (and, in real data, where it may or may not show): scoring them would be circular.
-        if e.kind == PastKind::Latency && b.service == e.target {
+        let is_target = target_ids.contains(id.as_str());
+        if e.kind == PastKind::Latency && is_target {
             continue;
         }
-        let is_up = upstream.contains(id.as_str()) || b.service == e.target;
+        let is_up = upstream.contains(id.as_str()) || is_target;
         let covered = {
             // The sampling error of a median in log space, from the spread of the log latency
             // (interquartile range / 1.349 for sigma): var ≈ (π / 2n) σ².
@@ -1016,7 +1028,8 @@ fn why(o: &OpScore, target: &str) -> String {
 }
 
 /// Operations that call (directly or not) an operation of `service`.
-fn upstream_of(model: &Model, service: &str) -> BTreeSet<String> {
+/// Every operation that calls one of `targets` (node ids), directly or not.
+fn upstream_of(model: &Model, targets: &BTreeSet<&str>) -> BTreeSet<String> {
     let mut callers: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
     for c in &model.calls {
         callers
@@ -1024,13 +1037,15 @@ fn upstream_of(model: &Model, service: &str) -> BTreeSet<String> {
             .or_default()
             .push(c.from.as_str());
     }
+    // Calls into uninstrumented peers (virtual nodes, named by their peer).
+    for u in &model.unarrived {
+        callers
+            .entry(u.peer.as_str())
+            .or_default()
+            .push(u.from.as_str());
+    }
     let mut seen: FxHashSet<&str> = FxHashSet::default();
-    let mut queue: VecDeque<&str> = model
-        .operations
-        .iter()
-        .filter(|o| o.service == service)
-        .map(|o| o.id.as_str())
-        .collect();
+    let mut queue: VecDeque<&str> = targets.iter().copied().collect();
     let mut out = BTreeSet::new();
     while let Some(op) = queue.pop_front() {
         for &c in callers.get(op).map(Vec::as_slice).unwrap_or_default() {

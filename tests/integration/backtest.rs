@@ -48,6 +48,7 @@ fn backtest_on_a_generated_world_scores_what_it_can_and_says_why_not_otherwise()
     std::fs::write(
         &labels,
         r#"[{"id":"slow payment","target":"payment","kind":"latency","start":"2026-11-01 01:00:00","duration":600},
+            {"id":"slow payment, at its call site","target":"checkout->payment","kind":"latency","start":"2026-11-01 01:00:00","duration":600},
             {"id":"cart down","target":"cart","kind":"down","start":"2026-11-01T02:00:00Z","duration":600},
             {"id":"slow email","target":"email","kind":"latency","start":"2026-11-01 03:00:00","duration":600},
             {"id":"nothing there","target":"ad","kind":"cpu","start":"2026-11-01 05:00:00","duration":60},
@@ -74,11 +75,10 @@ fn backtest_on_a_generated_world_scores_what_it_can_and_says_why_not_otherwise()
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let all = v["experiments"].as_array().unwrap();
-    assert_eq!(all.len(), 5);
-    // Reported in time order; the misspelt one (first) is checked last.
-    let typo = all.iter().find(|e| e["id"] == "typo").unwrap();
-    let exps: Vec<&serde_json::Value> = all.iter().filter(|e| e["id"] != "typo").collect();
-    let slow = &exps[0];
+    assert_eq!(all.len(), 6);
+    let by_id = |id: &str| all.iter().find(|e| e["id"] == id).unwrap();
+    let typo = by_id("typo");
+    let slow = by_id("slow payment");
     assert_eq!(slow["id"], "slow payment");
     assert!(slow["not_scorable"].is_null(), "{slow}");
     assert_eq!(slow["magnitude_measured"], true);
@@ -114,14 +114,25 @@ fn backtest_on_a_generated_world_scores_what_it_can_and_says_why_not_otherwise()
         );
     }
     assert!(slow["worst"][0]["why"].is_string());
+    // The same window labelled at a call site (any fault target names a label's target): the
+    // delay measured at the callee, the same prediction.
+    let site = by_id("slow payment, at its call site");
+    assert!(site["not_scorable"].is_null(), "{site}");
+    assert!(site["fault"]
+        .as_str()
+        .unwrap()
+        .starts_with("checkout->payment:latency=+"));
+    let e = site["augur"]["log2_error_p50"].as_f64().unwrap();
+    assert!(e < 0.1, "{site}");
     // cart down: scored on latency (the generator records statuses).
-    assert_eq!(exps[1]["fault"], "cart:down");
-    assert!(exps[1]["not_scorable"].is_null(), "{}", exps[1]);
+    let cart = by_id("cart down");
+    assert_eq!(cart["fault"], "cart:down");
+    assert!(cart["not_scorable"].is_null(), "{cart}");
     // Its error rates, predicted against observed, operation by operation.
-    let cart_mae = exps[1]["augur"]["error_mae"].as_f64().unwrap();
+    let cart_mae = cart["augur"]["error_mae"].as_f64().unwrap();
     eprintln!("cart down: error-rate MAE {cart_mae}");
-    assert!(cart_mae < 0.1, "{}", exps[1]);
-    let post_cart = exps[1]["operations"]
+    assert!(cart_mae < 0.1, "{cart}");
+    let post_cart = cart["operations"]
         .as_array()
         .unwrap()
         .iter()
@@ -133,7 +144,7 @@ fn backtest_on_a_generated_world_scores_what_it_can_and_says_why_not_otherwise()
     );
     // email is reached by messages: augur predicts no change upstream, the naive baseline slows
     // checkout by the whole delay, and the window shows augur right.
-    let email = &exps[2];
+    let email = by_id("slow email");
     eprintln!(
         "slow email: augur {}, naive {}",
         email["augur"], email["naive"]
@@ -147,11 +158,11 @@ fn backtest_on_a_generated_world_scores_what_it_can_and_says_why_not_otherwise()
     let why = typo["not_scorable"].as_str().unwrap();
     assert!(why.contains("closest services: email"), "{why}");
     // No traces in the last window: said, not guessed.
-    assert!(exps[3]["not_scorable"]
+    assert!(by_id("nothing there")["not_scorable"]
         .as_str()
         .unwrap()
         .contains("no traces in its window"));
-    assert_eq!(v["overall"]["experiments_scored"], 2);
+    assert_eq!(v["overall"]["experiments_scored"], 3);
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("<svg") && html.contains("slow payment"));
 }
