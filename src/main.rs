@@ -1282,7 +1282,19 @@ pub(crate) fn learn(
     read: &ReadArgs,
     opts: BuildOptions,
 ) -> Result<(Model, LearnSummary)> {
+    learn_labelled(paths, read, opts).map(|(m, s, _)| (m, s))
+}
+
+/// [`learn`], with the distinct `augur.experiment` labels the spans carried (collected only
+/// when experiments' traces are learned, at most [`MAX_LABELS`]).
+pub(crate) fn learn_labelled(
+    paths: &[PathBuf],
+    read: &ReadArgs,
+    opts: BuildOptions,
+) -> Result<(Model, LearnSummary, std::collections::BTreeSet<String>)> {
     let started = Instant::now();
+    let collect = opts.experiments == ExperimentTraces::Learn;
+    let mut labels = std::collections::BTreeSet::new();
     // Reading and folding run on two threads, batches handed over through a short queue (so
     // memory stays bounded): the model's work overlaps the parsing instead of adding to it.
     let (tx, rx) = std::sync::mpsc::sync_channel::<SpanBatch>(4);
@@ -1295,6 +1307,16 @@ pub(crate) fn learn(
             builder.finish()
         });
         let report = read_all(paths, read, &mut |batch| {
+            if collect && labels.len() < MAX_LABELS {
+                for s in &batch.spans {
+                    if let Some(l) = s.experiment {
+                        let l = batch.str(l);
+                        if !labels.contains(l) && labels.len() < MAX_LABELS {
+                            labels.insert(l.to_string());
+                        }
+                    }
+                }
+            }
             tx.send(batch).map_err(|_| {
                 augur_ingest::IngestError::Sink("the model builder stopped unexpectedly".into())
             })
@@ -1336,8 +1358,11 @@ pub(crate) fn learn(
         unarrived_to_instrumented: 0,
     };
     summary.describe(&model);
-    Ok((model, summary))
+    Ok((model, summary, labels))
 }
+
+/// The most distinct experiment labels [`learn_labelled`] keeps.
+pub(crate) const MAX_LABELS: usize = 16;
 
 impl LearnSummary {
     /// Sets the model's totals (after a merge they describe the merged model).

@@ -8,7 +8,7 @@ use augur_model::{BuildOptions, Model};
 use augur_recommender::ledger::{self, LedgerEntry};
 use augur_recommender::outcome::{outcome, OutcomeOptions};
 
-use crate::{emit, learn, Progress, ReadArgs};
+use crate::{emit, Progress, ReadArgs};
 
 /// What `augur outcome` was asked.
 pub(crate) struct OutcomeArgs<'a> {
@@ -39,8 +39,27 @@ pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
         None => Vec::new(),
     };
     augur_recommender::outcome::fault_scope(&view, &spec)?;
-    let (observed, _) = learn(a.traces, a.read, BuildOptions::learning_experiments())
-        .context("learning the experiment's traces")?;
+    let (observed, _, labels) =
+        crate::learn_labelled(a.traces, a.read, BuildOptions::learning_experiments())
+            .context("learning the experiment's traces")?;
+    // Traces that say which experiment they were recorded in (`augur.experiment`), and name
+    // another fault, were probably given by mistake: say so (they are still used as told).
+    let named_other: Vec<&String> = labels
+        .iter()
+        .filter(|l| {
+            l.parse::<augur_simulator::FaultSpec>()
+                .map_or(l.as_str() != a.fault, |f| f != spec)
+        })
+        .collect();
+    if !named_other.is_empty() {
+        let shown: Vec<&str> = named_other.iter().take(3).map(|l| l.as_str()).collect();
+        eprintln!(
+            "warning: spans in these traces carry augur.experiment = {}{}, not {}: were they recorded during another experiment?",
+            shown.join(", "),
+            if named_other.len() > 3 { ", ..." } else { "" },
+            spec
+        );
+    }
     drop(view);
     let progress = Progress::spinner("predicting the experiment, comparing, refining the model");
     let result = outcome(

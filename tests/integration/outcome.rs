@@ -304,4 +304,26 @@ fn bad_outcome_inputs_are_clear_errors() {
         1
     );
     assert!(!dir.path().join("copy.ledger.jsonl").exists());
+    // Traces labelled with another experiment than the one named: used as told, with a warning
+    // (a black-box test saw payment:down traces recorded as shipping:down without a word).
+    let (_, err) = ok(&[
+        "outcome",
+        &model,
+        "--fault",
+        "shipping:down",
+        "--traces",
+        &traces,
+        "--out",
+        copy.to_str().unwrap(),
+        "--ledger",
+        elsewhere.to_str().unwrap(),
+        "--requests",
+        "200",
+        "--samples",
+        "4",
+    ]);
+    assert!(
+        err.contains("carry augur.experiment = payment:down, not shipping:down"),
+        "{err}"
+    );
 }
