@@ -272,7 +272,10 @@ pub(crate) fn run_demo(dir: &Path, traces: usize, seed: u64) -> Result<()> {
     let rec = augur_recommender::recommend::recommend(&view, &intents, &opts)?;
     let mut top = rec.clone();
     top.experiments.truncate(3);
-    crate::write_stdout(&crate::show::recommendation_text(&top))?;
+    crate::write_stdout(&crate::show::recommendation_text(
+        &top,
+        opts.error_budget.is_some(),
+    ))?;
 
     // The first safe experiment the shop can run.
     let chosen = rec.experiments.iter().filter(|e| e.safe).find_map(|e| {

@@ -830,7 +830,7 @@ fn run(cli: Cli) -> Result<()> {
             });
             rec.experiments.truncate(top);
             emit(json, &rec, || {
-                let mut text = show::recommendation_text(&rec);
+                let mut text = show::recommendation_text(&rec, opts.error_budget.is_some());
                 match first_safe {
                     Some((k, fault, bits)) if k >= top => text.push_str(&format!(
                         "none of these fits the error budget; the most valuable that does is #{}: {fault} ({bits:.2} bits; --top {})\n",
@@ -892,7 +892,10 @@ fn run(cli: Cli) -> Result<()> {
                 let rec = augur_recommender::Recommendation {
                     experiments: vec![e],
                 };
-                write_stdout(&show::recommendation_text(&rec))
+                write_stdout(&show::recommendation_text(
+                    &rec,
+                    opts.error_budget.is_some(),
+                ))
             }
         }
         Command::Serve(args) => serve::run(args),

@@ -202,8 +202,9 @@ pub(crate) fn model_text(v: &View) -> String {
     out
 }
 
-/// The text form of `augur recommend` and `augur value`.
-pub(crate) fn recommendation_text(r: &augur_recommender::Recommendation) -> String {
+/// The text form of `augur recommend` and `augur value`; `budgeted`: whether an error budget
+/// was given (without one every experiment fits, and the text says so rather than "safe").
+pub(crate) fn recommendation_text(r: &augur_recommender::Recommendation, budgeted: bool) -> String {
     let mut out = String::new();
     if r.experiments.is_empty() {
         out.push_str("no candidate experiment\n");
@@ -216,7 +217,11 @@ pub(crate) fn recommendation_text(r: &augur_recommender::Recommendation) -> Stri
             k + 1,
             e.fault,
             e.value_bits,
-            if e.safe { "safe" } else { "UNSAFE" },
+            match (budgeted, e.safe) {
+                (false, _) => "no budget given",
+                (true, true) => "safe",
+                (true, false) => "UNSAFE",
+            },
             e.traffic_share * 100.0,
             e.harm.duration_s,
             e.harm.failed_requests_hi,

@@ -1226,23 +1226,31 @@ impl BacktestReport {
             }
         }
         let o = &self.overall;
+        // A mean over nothing (no latency experiment scored) is NaN: shown as "-".
+        let g = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.3}")
+            } else {
+                "-".to_string()
+            }
+        };
         out.push_str(&format!(
-            "\noverall ({} latency/cpu experiments scored, {} not scorable; Spearman averaged over the {} where both rank):\n  augur: Spearman {} (pooled over every scored operation {}), log2 error p50 {:.3}, p99 {:.3}, 90% interval coverage {}, error-rate MAE {}\n  naive (every upstream service slowed by the full delay): Spearman {} (pooled {}), log2 error p50 {:.3}, p99 {:.3}\n",
+            "\noverall ({} latency/cpu experiments scored, {} not scorable; Spearman averaged over the {} where both rank):\n  augur: Spearman {} (pooled over every scored operation {}), log2 error p50 {}, p99 {}, 90% interval coverage {}, error-rate MAE {}\n  naive (every upstream service slowed by the full delay): Spearman {} (pooled {}), log2 error p50 {}, p99 {}\n",
             o.experiments_scored,
             o.not_scorable,
             o.spearman_experiments,
             f(o.augur.spearman),
             f(o.augur.spearman_pooled),
-            o.augur.log2_error_p50,
-            o.augur.log2_error_p99,
+            g(o.augur.log2_error_p50),
+            g(o.augur.log2_error_p99),
             f(o.augur.coverage),
             o.augur
                 .error_mae
                 .map_or("- (no error rates scored)".to_string(), |e| format!("{e:.3} (all scored kinds)")),
             f(o.naive.spearman),
             f(o.naive.spearman_pooled),
-            o.naive.log2_error_p50,
-            o.naive.log2_error_p99,
+            g(o.naive.log2_error_p50),
+            g(o.naive.log2_error_p99),
         ));
         if let Some(c) = o.control_log2_p50 {
             out.push_str(&format!(

@@ -285,4 +285,22 @@ fn recommend_points_to_the_first_safe_experiment_below_the_top() {
             "{text}"
         ),
     }
+    // Under a budget the text says safe or UNSAFE; without one, that no budget was given
+    // (it used to call every experiment "safe").
+    assert!(
+        !text.contains("no budget given") && (text.contains("safe") || text.contains("UNSAFE")),
+        "{text}"
+    );
+    let free = ok(&[
+        "recommend",
+        model.as_str(),
+        "--top",
+        "1",
+        "--requests",
+        "300",
+        "--samples",
+        "8",
+    ])
+    .0;
+    assert!(free.contains("no budget given"), "{free}");
 }
