@@ -17,7 +17,8 @@
 //!   ever failed, since retries only show after failures.
 //! - **timeout**: from client spans cut while their server span ran on (the distribution of the
 //!   cut durations), else from failed attempts that reached no server span piling up in one
-//!   duration bucket (at least three, a fifth of them, and no success lasting longer); unknown
+//!   duration bucket (at least three, a fifth of them, no success lasting longer, and the
+//!   typical success shorter); unknown
 //!   when neither was seen. Failures that reached a server are not piles: a caller whose own
 //!   callee timed out fails at a recurring duration without having a timeout itself.
 //! - **P(propagate)**: P(caller fails | this call failed after its retries), a Beta posterior on
@@ -521,6 +522,12 @@ fn timeout_of(stats: &CallStats) -> Option<Timeout> {
     if !piles || longest_ok > v * (1.0 + 2.0 * RELATIVE_ACCURACY) {
         return None;
     }
+    // Calls that typically last as long as the pile (a database call that always takes 2 ms)
+    // fail at their usual duration: that is no threshold cutting them.
+    let typical_ok = stats.ok_ns.quantile(0.5).unwrap_or(0.0);
+    if typical_ok >= v * (1.0 - 2.0 * RELATIVE_ACCURACY) {
+        return None;
+    }
     Some(Timeout {
         median_ms: to_ms(v),
         lo_ms: to_ms(v * (1.0 - RELATIVE_ACCURACY)),
@@ -795,8 +802,21 @@ mod tests {
         assert_eq!(t.seen, TimeoutEvidence::Pile);
         assert!((t.median_ms - 50.0).abs() < 0.6, "{t:?}");
         // A success longer than the pile: not a timeout.
+        let mut longer = s.clone();
+        longer.ok_ns.add(80e6);
+        assert!(timeout_of(&longer).is_none());
+        // Nor when successes typically last as long as the failures (a call that always takes
+        // 50 ms and sometimes fails; a black-box test saw a fixed 2 ms call learned as a 2 ms
+        // timeout).
+        let mut fixed = CallStats::default();
+        for _ in 0..20 {
+            fixed.ok_ns.add(50e6);
+        }
+        for _ in 0..4 {
+            fixed.unanswered_ns.add(50e6);
+        }
+        assert!(timeout_of(&fixed).is_none());
         s.ok_ns.add(80e6);
-        assert!(timeout_of(&s).is_none());
         // Cut spans are direct evidence.
         s.cut_ns.add(30e6);
         assert_eq!(timeout_of(&s).unwrap().seen, TimeoutEvidence::Cut);
