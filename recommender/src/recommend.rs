@@ -774,76 +774,72 @@ pub fn assess(
             format!("{:.0}% of traffic{tail}", share * 100.0)
         }
     };
-    // With `keep_fits`, every rung within the budget, largest first; the plan picks per step.
-    let within: Vec<(f64, (f64, Harm))> = if opts.keep_fits {
-        ladder
-            .clone()
-            .enumerate()
-            .map(|(k, (s, d))| {
-                if k == 0 {
-                    (s, (model_bits, harm.clone()))
+    // The rungs tried, largest first: with `keep_fits` every one (the plan picks per step from
+    // those within the budget), else, over budget, down to the first that fits. Each is
+    // assessed once; the last tried is the smallest when none fits.
+    let over = harm.failed_requests_hi > budget;
+    let mut tried: Vec<(f64, (f64, Harm))> = Vec::new();
+    if over || opts.keep_fits {
+        for (k, (s, d)) in ladder.enumerate() {
+            let rung = if k == 0 {
+                (model_bits, harm.clone())
+            } else {
+                at(s, d)
+            };
+            let fits = rung.1.failed_requests_hi <= budget;
+            tried.push((s, rung));
+            if fits && !opts.keep_fits {
+                break;
+            }
+        }
+    }
+    let within = |r: &&(f64, (f64, Harm))| r.1 .1.failed_requests_hi <= budget;
+    let fits = if opts.keep_fits {
+        tried
+            .iter()
+            .filter(within)
+            .map(|(s, (b, h))| {
+                let note = if *s < 1.0 || h.duration_s < opts.duration_s {
+                    format!("; at {}", note_of(*s, h, " to fit the budget"))
                 } else {
-                    (s, at(s, d))
+                    String::new()
+                };
+                let value_bits = value_of(*b);
+                Fit {
+                    traffic_share: *s,
+                    value_bits,
+                    model_bits: b * staleness,
+                    harm: h.clone(),
+                    why: why_of(value_bits, &note),
                 }
             })
-            .filter(|(_, (_, h))| h.failed_requests_hi <= budget)
             .collect()
     } else {
         Vec::new()
     };
-    let fits = within
-        .iter()
-        .map(|(s, (b, h))| {
-            let note = if *s < 1.0 || h.duration_s < opts.duration_s {
-                format!("; at {}", note_of(*s, h, " to fit the budget"))
-            } else {
-                String::new()
-            };
-            let value_bits = value_of(*b);
-            Fit {
-                traffic_share: *s,
-                value_bits,
-                model_bits: b * staleness,
-                harm: h.clone(),
-                why: why_of(value_bits, &note),
-            }
-        })
-        .collect();
-    if harm.failed_requests_hi > budget {
-        let fit = if opts.keep_fits {
-            within.into_iter().next()
-        } else {
-            ladder
-                .skip(1)
-                .map(|(s, d)| (s, at(s, d)))
-                .find(|(_, (_, h))| h.failed_requests_hi <= budget)
-        };
-        match fit {
-            Some((s, (b, h))) => {
-                budget_note = format!(
+    if over {
+        let fit = tried.iter().find(within);
+        safe = fit.is_some();
+        if let Some((s, (b, h))) = fit.or(tried.last()).cloned() {
+            budget_note = if safe {
+                format!(
                     "; scaled to {}",
                     note_of(
                         s,
                         &h,
                         &format!(" to fit the budget of {budget} failed requests")
                     )
-                );
-                share = s;
-                model_bits = b;
-                harm = h;
-            }
-            None => {
-                let (s, (b, h)) = (0.01, at(0.01, PARTS[PARTS.len() - 1]));
-                budget_note = format!(
+                )
+            } else {
+                format!(
                     "; UNSAFE: even at {} it may fail {} requests, over the budget of {budget}",
                     note_of(s, &h, ""),
                     h.failed_requests_hi
-                );
-                share = s;
-                model_bits = b;
-                harm = h;
-                safe = false;
-            }
+                )
+            };
+            share = s;
+            model_bits = b;
+            harm = h;
         }
     }
     let value_bits = value_of(model_bits);
