@@ -683,29 +683,6 @@ struct Models<'a> {
     window: &'a Model,
 }
 
-impl Models<'_> {
-    /// The reference of an operation's observed change: the traffic just before the experiment
-    /// when it holds at least `min` invocations of it (traffic drifts over hours: the nearest
-    /// fault-free traffic shows what the window would have looked like without the fault),
-    /// else the whole baseline. `true` when the recent traffic was used.
-    fn reference(&self, id: &str, min: u64) -> Option<(&augur_model::Operation, bool)> {
-        let recent = self
-            .recent
-            .operations
-            .iter()
-            .find(|o| o.id == id && o.invocations >= min.max(1));
-        match recent {
-            Some(o) => Some((o, true)),
-            None => self
-                .base
-                .operations
-                .iter()
-                .find(|o| o.id == id)
-                .map(|o| (o, false)),
-        }
-    }
-}
-
 fn not_scorable(
     e: &PastExperiment,
     m: &Models,
@@ -772,15 +749,22 @@ fn backtest_one(
     let target_ids: BTreeSet<&str> = targets.iter().map(|n| n.id.as_str()).collect();
     let window_view = window.view();
     let recent_view = m.recent.view();
+    // The reference of a node's observed change: the traffic just before the experiment when
+    // it holds at least `min` invocations of it (traffic drifts over hours: the nearest
+    // fault-free traffic shows what the window would have looked like without the fault), else
+    // the whole baseline. `true` when the recent traffic was used.
+    let reference = |id: &str, min: u64| -> Option<(&augur_model::Node, bool)> {
+        match recent_view.node(id).filter(|r| r.invocations >= min.max(1)) {
+            Some(r) => Some((r, true)),
+            None => view.node(id).map(|b| (b, false)),
+        }
+    };
     // The target's typical latency just before the window (else over the whole baseline), and
     // what the window did to it.
     let paired = |f: &dyn Fn(&augur_model::Node) -> &augur_model::LogSketch| {
         let mut pairs = Vec::new();
         for o in &targets {
-            let before = recent_view
-                .node(&o.id)
-                .filter(|r| r.invocations >= opts.min_invocations.max(1))
-                .unwrap_or(o);
+            let before = reference(&o.id, opts.min_invocations).map_or(*o, |r| r.0);
             if let Some(w) = window_view.node(&o.id) {
                 if let (Some(b), Some(x)) = (ms(f(before), 0.5), ms(f(w), 0.5)) {
                     pairs.push((b, x, w.invocations as f64));
@@ -872,9 +856,10 @@ fn backtest_one(
     let mut recent_reference = 0;
     for p in &prediction.operations {
         let id = &p.endpoint;
+        // Instrumented operations only (a virtual node's calls are its callers' spans).
         let (Some((b, recent)), Some(w)) = (
-            m.reference(id, opts.min_invocations),
-            window.operations.iter().find(|o| &o.id == id),
+            reference(id, opts.min_invocations).filter(|(b, _)| !b.is_virtual),
+            window_view.node(id),
         ) else {
             continue;
         };
@@ -883,9 +868,7 @@ fn backtest_one(
         }
         // A 99th percentile needs a hundred invocations to be seen at all: below that, the
         // recent traffic's p99 is its maximum, and the whole baseline is the reference.
-        let b_tail = m
-            .reference(id, opts.min_invocations.max(P99_INVOCATIONS))
-            .map_or(b, |r| r.0);
+        let b_tail = reference(id, opts.min_invocations.max(P99_INVOCATIONS)).map_or(b, |r| r.0);
         let (Some(b50), Some(b99), Some(w50), Some(w99)) = (
             ms(&b.duration_ns, 0.5),
             ms(&b_tail.duration_ns, 0.99),
