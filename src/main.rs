@@ -1310,13 +1310,14 @@ pub(crate) fn learn_labelled(
             builder.finish()
         });
         let report = read_all(paths, read, &mut |batch| {
-            if collect && labels.len() < MAX_LABELS {
-                for s in &batch.spans {
-                    if let Some(l) = s.experiment {
-                        let l = batch.str(l);
-                        if !labels.contains(l) && labels.len() < MAX_LABELS {
-                            labels.insert(l.to_string());
-                        }
+            if collect {
+                for l in batch.spans.iter().filter_map(|s| s.experiment) {
+                    if labels.len() >= MAX_LABELS {
+                        break;
+                    }
+                    let l = batch.str(l);
+                    if !labels.contains(l) {
+                        labels.insert(l.to_string());
                     }
                 }
             }

@@ -41,6 +41,13 @@ fn span(
     }
 }
 
+/// The view of a model learned from `batch`.
+fn view_of(batch: &SpanBatch) -> View {
+    let mut b = ModelBuilder::default();
+    b.add_batch(batch);
+    b.finish().view()
+}
+
 /// `web GET /` calls `api Get` (4 ms, which fails the request when it fails) then `ads Show`
 /// (3 ms, whose failures the request survives); self time 2 ms. One trace in 20 sees api fail,
 /// one in 10 sees ads fail.
@@ -175,9 +182,7 @@ fn a_fault_on_a_consumer_acts_on_it_not_on_its_producer() {
             batch.push_owned(&s);
         }
     }
-    let mut b = ModelBuilder::default();
-    b.add_batch(&batch);
-    let v = b.finish().view();
+    let v = view_of(&batch);
     let all = run_all(&v, &["mail:latency=+300ms"]);
     let p = &all.endpoints[0];
     assert_eq!(p.endpoint, "web POST /order");
@@ -230,9 +235,7 @@ fn ordered_model(api_first: bool) -> View {
             batch.push_owned(s);
         }
     }
-    let mut b = ModelBuilder::default();
-    b.add_batch(&batch);
-    b.finish().view()
+    view_of(&batch)
 }
 
 #[test]
@@ -276,9 +279,7 @@ fn retries_wait_their_learned_back_off() {
             batch.push_owned(s);
         }
     }
-    let mut b = ModelBuilder::default();
-    b.add_batch(&batch);
-    let view = b.finish().view();
+    let view = view_of(&batch);
     let e = view.edge("web GET /", "api Get").unwrap();
     assert_eq!(e.retries, Some(1));
     assert!((e.stats.backoff_ns.quantile(0.5).unwrap() / 1e6 - 10.0).abs() < 0.5);
@@ -370,9 +371,7 @@ fn names_holding_slashes_and_arrows_resolve() {
             batch.push_owned(s);
         }
     }
-    let mut b = ModelBuilder::default();
-    b.add_batch(&batch);
-    let v = b.finish().view();
+    let v = view_of(&batch);
     let callees = |spec: &str| -> Vec<String> {
         let f: FaultSpec = spec.parse().unwrap();
         let r = f.resolve(&v).unwrap_or_else(|e| panic!("{spec}: {e}"));
@@ -440,9 +439,7 @@ fn an_unknown_target_suggests_the_service_it_abbreviates_first() {
             batch.push_owned(s);
         }
     }
-    let mut b = ModelBuilder::default();
-    b.add_batch(&batch);
-    let v = b.finish().view();
+    let v = view_of(&batch);
     let s = crate::fault::suggestions(&v, "ts-order");
     assert_eq!(
         s[..2],
@@ -478,9 +475,7 @@ fn one_services_fallbacks_are_not_the_systems_habit() {
             batch.push_owned(s);
         }
     }
-    let mut b = ModelBuilder::default();
-    b.add_batch(&batch);
-    let v = b.finish().view();
+    let v = view_of(&batch);
     let edge = |to: &str| v.edges.iter().find(|e| e.to == to).unwrap();
     assert!(edge("w0 get").p_propagate.evidence > 0);
     let take = &edge("stock Take").p_propagate;

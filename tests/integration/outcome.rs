@@ -283,22 +283,27 @@ fn bad_outcome_inputs_are_clear_errors() {
     // --ledger puts the entry where it is told (a server's state directory, say).
     let elsewhere = dir.path().join("state-ledger.jsonl");
     let copy = dir.path().join("copy.json");
-    ok(&[
-        "outcome",
-        &model,
-        "--fault",
-        "payment:down",
-        "--traces",
-        &traces,
-        "--out",
-        copy.to_str().unwrap(),
-        "--ledger",
-        elsewhere.to_str().unwrap(),
-        "--requests",
-        "200",
-        "--samples",
-        "4",
-    ]);
+    let record = |fault: &str| {
+        ok(&[
+            "outcome",
+            &model,
+            "--fault",
+            fault,
+            "--traces",
+            &traces,
+            "--out",
+            copy.to_str().unwrap(),
+            "--ledger",
+            elsewhere.to_str().unwrap(),
+            "--requests",
+            "200",
+            "--samples",
+            "4",
+        ])
+    };
+    let (_, err) = record("payment:down");
+    // Traces labelled with the experiment named: no word about it.
+    assert!(!err.contains("augur.experiment"), "{err}");
     assert_eq!(
         std::fs::read_to_string(&elsewhere).unwrap().lines().count(),
         1
@@ -306,22 +311,7 @@ fn bad_outcome_inputs_are_clear_errors() {
     assert!(!dir.path().join("copy.ledger.jsonl").exists());
     // Traces labelled with another experiment than the one named: used as told, with a warning
     // (a black-box test saw payment:down traces recorded as shipping:down without a word).
-    let (_, err) = ok(&[
-        "outcome",
-        &model,
-        "--fault",
-        "shipping:down",
-        "--traces",
-        &traces,
-        "--out",
-        copy.to_str().unwrap(),
-        "--ledger",
-        elsewhere.to_str().unwrap(),
-        "--requests",
-        "200",
-        "--samples",
-        "4",
-    ]);
+    let (_, err) = record("shipping:down");
     assert!(
         err.contains("carry augur.experiment = payment:down, not shipping:down"),
         "{err}"
