@@ -38,6 +38,7 @@ fn big_model() -> Model {
             self_ns: sketch(5e6, 300, i + 1),
             clean: 9_990,
             clean_errors: 15,
+            unrecorded: 0,
         })
         .collect();
     let mut calls = Vec::new();

@@ -802,7 +802,22 @@ fn run(cli: Cli) -> Result<()> {
                 seconds = started.elapsed().as_secs_f64(),
                 "simulated"
             );
-            emit(json, &prediction, || prediction.to_table(10))
+            let unrecorded = view
+                .nodes
+                .iter()
+                .filter(|n| n.p_error.is_unrecorded())
+                .count();
+            emit(json, &prediction, || {
+                let mut t = prediction.to_table(10);
+                if unrecorded > 0 {
+                    t.push_str(&format!(
+                        "\nnote: the traces of {unrecorded} operations record no span status, so their own \
+                         error rates are unknown and not simulated: they fail only through their calls \
+                         and the faults put on them.\n"
+                    ));
+                }
+                t
+            })
         }
         Command::Recommend {
             model,
@@ -1194,6 +1209,8 @@ pub(crate) struct LearnSummary {
     seconds: f64,
     quality: augur_model::TraceQuality,
     unarrived_to_instrumented: u64,
+    /// Operations whose spans never recorded a status (own error rate not learned).
+    unrecorded_operations: usize,
 }
 
 impl LearnSummary {
@@ -1211,6 +1228,7 @@ impl LearnSummary {
             "rejected": self.rejected,
             "seconds": self.seconds,
             "quality": self.quality,
+            "unrecorded_status_operations": self.unrecorded_operations,
         })
     }
 
@@ -1274,6 +1292,13 @@ impl LearnSummary {
             if n > 0 {
                 s.push_str(&format!("\ntrace quality: {n} {what}"));
             }
+        }
+        if self.unrecorded_operations > 0 {
+            s.push_str(&format!(
+                "\ntrace quality: {} operations whose spans record no status (the format has none): \
+                 their own error rates are not learned, and not simulated",
+                self.unrecorded_operations
+            ));
         }
         s
     }
@@ -1360,6 +1385,7 @@ pub(crate) fn learn_labelled(
         seconds: started.elapsed().as_secs_f64(),
         quality: model.quality.clone(),
         unarrived_to_instrumented: 0,
+        unrecorded_operations: 0,
     };
     summary.describe(&model);
     Ok((model, summary, labels))
@@ -1380,6 +1406,11 @@ impl LearnSummary {
         self.edges = view.edges.len();
         self.quality = model.quality.clone();
         self.unarrived_to_instrumented = view.calls_to_instrumented_without_server;
+        self.unrecorded_operations = view
+            .nodes
+            .iter()
+            .filter(|n| n.p_error.is_unrecorded())
+            .count();
     }
 }
 

@@ -86,10 +86,14 @@ pub(crate) fn model_text(v: &View) -> String {
                 format!("{:.1}/s", t.per_second),
                 format!("{:.3}", n.duration.p50_ms),
                 format!("{:.3}", n.duration.p99_ms),
-                format!(
-                    "{:.2}%",
-                    n.errors as f64 * 100.0 / n.invocations.max(1) as f64
-                ),
+                if n.p_error.is_unrecorded() {
+                    "not recorded".to_string()
+                } else {
+                    format!(
+                        "{:.2}%",
+                        n.errors as f64 * 100.0 / n.invocations.max(1) as f64
+                    )
+                },
             ]
         })
         .collect();
@@ -111,7 +115,11 @@ pub(crate) fn model_text(v: &View) -> String {
                 format!("{:.3}", n.self_time.p50_ms),
                 format!("{:.3}", n.self_time.p99_ms),
                 format!("{:.3}", n.duration.p99_ms),
-                format!("{} (n={})", pct(&n.p_error.interval), n.p_error.evidence),
+                if n.p_error.is_unrecorded() {
+                    "not recorded (no span status)".to_string()
+                } else {
+                    format!("{} (n={})", pct(&n.p_error.interval), n.p_error.evidence)
+                },
             ]
         })
         .collect();

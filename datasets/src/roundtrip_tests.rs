@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use augur_ingest::{fnv1a64, read_paths, OwnedSpan, ReadOptions, SpanBatch, SpanKind};
+use augur_ingest::{fnv1a64, read_paths, OwnedSpan, ReadOptions, SpanBatch, SpanKind, StatusCode};
 
 use super::*;
 
@@ -112,7 +112,8 @@ fn expected(format: TraceFormat, spans: &[OwnedSpan]) -> Vec<OwnedSpan> {
                 }
                 TraceFormat::Csv => {
                     s.kind = 0;
-                    s.status = 0;
+                    // The file has no status column: not recorded, which is not "unset".
+                    s.status = StatusCode::Unknown as u8;
                     s.peer = None;
                     s.peer_kind = Default::default();
                     s.http_route = None;

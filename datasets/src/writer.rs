@@ -632,9 +632,9 @@ fn otlp_json_span(b: &mut Vec<u8>, p: &Prepared, s: &Span, link: Option<(TraceId
         push_hex(b, &l);
         b.extend_from_slice(b"\"}]");
     }
-    if s.status != StatusCode::Unset {
+    if s.status.otlp() != 0 {
         b.extend_from_slice(b",\"status\":{\"code\":");
-        push_u64(b, s.status as u64);
+        push_u64(b, s.status.otlp() as u64);
         b.push(b'}');
     }
     b.push(b'}');
@@ -668,8 +668,8 @@ fn proto_span(
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| kv(k, batch.str(v))))
             .collect(),
-        status: (s.status != StatusCode::Unset).then(|| Status {
-            code: s.status as i32,
+        status: (s.status.otlp() != 0).then(|| Status {
+            code: s.status.otlp(),
             ..Default::default()
         }),
         links: link
@@ -744,7 +744,7 @@ fn jaeger_span(
                 b"{\"key\":\"otel.status_code\",\"type\":\"string\",\"value\":\"OK\"}",
             );
         }
-        StatusCode::Unset => {}
+        StatusCode::Unset | StatusCode::Unknown => {}
     }
     for (key, val) in attributes(p, s) {
         let Some(v) = val else { continue };
@@ -822,7 +822,7 @@ fn zipkin_span(
             tag(b, b"otel.status_code", b"\"ERROR\"");
         }
         StatusCode::Ok => tag(b, b"otel.status_code", b"\"OK\""),
-        StatusCode::Unset => {}
+        StatusCode::Unset | StatusCode::Unknown => {}
     }
     // The peer travels as remoteEndpoint.serviceName; the rest as tags.
     for (key, val) in attributes(p, s).into_iter().skip(1) {

@@ -5,7 +5,9 @@
 //! stand for `PodName`, and `Duration` (microseconds) stands in for a missing end time. Ids that are
 //! hex of the right length are decoded; others are hashed into ids (stable, so parents still match).
 //! A Kubernetes pod name loses its two trailing hash segments (`ts-basic-service-5dc8d4f9fd-llznp`
-//! is `ts-basic-service`). These files carry no kind, status or attributes.
+//! is `ts-basic-service`). These files carry no kind or attributes, and a file without a `status`
+//! column records no status: its spans' status is [`StatusCode::Unknown`], so the model does not
+//! mistake "not recorded" for "never failed".
 
 use std::io::BufRead;
 
@@ -161,7 +163,8 @@ fn row(f: &[String], c: &Columns, ctx: &mut Ctx<'_>) -> Result<Span, String> {
     };
     let status = match c.status.and_then(|i| f.get(i)) {
         Some(s) => StatusCode::from_name(s.trim()).unwrap_or(StatusCode::Unset),
-        None => StatusCode::Unset,
+        None if c.status.is_some() => StatusCode::Unset,
+        None => StatusCode::Unknown,
     };
     let name = get(c.name, "OperationName")?;
     let strings = &mut ctx.batch.strings;
@@ -256,6 +259,45 @@ mod tests {
         );
         assert_eq!(service_of_pod("frontend"), "frontend");
         assert_eq!(service_of_pod("redis-0"), "redis-0");
+    }
+
+    /// Reads `text` as a CSV file, and the same spans back from a Parquet file written from them.
+    fn statuses(text: &str) -> (Vec<StatusCode>, Vec<StatusCode>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spans.csv");
+        std::fs::write(&path, text).unwrap();
+        let mut batch = crate::SpanBatch::new();
+        let mut report = crate::IngestReport::default();
+        crate::read_file(&path, &Default::default(), &mut report, &mut |b| {
+            batch = b; // one batch: the file is far smaller than a batch
+            Ok(())
+        })
+        .unwrap();
+        let parquet = dir.path().join("spans.parquet");
+        crate::write_parquet(&parquet, &batch).unwrap();
+        let mut back = Vec::new();
+        crate::read_file(&parquet, &Default::default(), &mut report, &mut |b| {
+            back.extend(b.spans.iter().map(|s| s.status));
+            Ok(())
+        })
+        .unwrap();
+        (batch.spans.iter().map(|s| s.status).collect(), back)
+    }
+
+    #[test]
+    fn a_file_without_a_status_column_records_no_status() {
+        let header =
+            "TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano";
+        let (read, back) = statuses(&format!(
+            "{header}\nabc,s1,root,ts-order-service-7d9f8b6c5d-x2k4q,GET /order,1000,5000\n"
+        ));
+        assert_eq!(read, vec![StatusCode::Unknown]);
+        assert_eq!(back, read, "the span table keeps it");
+        let (read, back) = statuses(&format!(
+            "{header},Status\nabc,s1,root,a,GET /order,1000,5000,ERROR\nabc,s2,s1,b,GET /x,2000,3000,\n"
+        ));
+        assert_eq!(read, vec![StatusCode::Error, StatusCode::Unset]);
+        assert_eq!(back, read);
     }
 
     #[test]

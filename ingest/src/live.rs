@@ -157,7 +157,7 @@ pub fn encode_batch(batch: &SpanBatch) -> Vec<u8> {
             end_time_unix_nano: u64::try_from(s.end_ns).unwrap_or(0),
             attributes,
             status: Some(Status {
-                code: s.status as i32,
+                code: s.status.otlp(),
                 ..Default::default()
             }),
             links: link

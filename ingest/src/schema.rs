@@ -11,7 +11,7 @@
 //! | `kind` | dictionary(int32, utf8) | `unspecified`, `internal`, `server`, `client`, `producer`, `consumer` |
 //! | `start_ns` | int64 | nanoseconds since the Unix epoch |
 //! | `end_ns` | int64 | |
-//! | `status` | dictionary(int32, utf8) | `unset`, `ok`, `error` |
+//! | `status` | dictionary(int32, utf8) | `unset`, `ok`, `error`, `unknown` (the format records none) |
 //! | `peer` | dictionary(int32, utf8), nullable | see [`crate::PEER_ATTRIBUTES`] |
 //! | `http_route`, `rpc_method`, `error_type` | dictionary(int32, utf8), nullable | the attributes |
 //! | `experiment` | dictionary(int32, utf8), nullable | the fault active, for outcome traces |

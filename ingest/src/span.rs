@@ -123,13 +123,17 @@ impl PeerKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
 pub enum StatusCode {
-    /// No status was set (the default, and all that formats without status give).
+    /// No status was set (the default; in OTLP, "not failed").
     #[default]
     Unset = 0,
     /// Explicitly successful.
     Ok = 1,
     /// The operation failed.
     Error = 2,
+    /// The format records no status at all (a span-table CSV without a status column): whether
+    /// the span failed is not known, which is not the same as "not failed". Not an OTLP value;
+    /// written to OTLP as `Unset`, stored in the span table as `unknown`.
+    Unknown = 3,
 }
 
 impl StatusCode {
@@ -142,6 +146,27 @@ impl StatusCode {
         }
     }
 
+    /// The status for its [`StatusOrd`] (`Unknown` included).
+    pub fn from_ord(v: StatusOrd) -> StatusCode {
+        match v {
+            3 => StatusCode::Unknown,
+            v => StatusCode::from_i32(i32::from(v)),
+        }
+    }
+
+    /// Its OTLP enum number (`Unknown` is written as `Unset`, OTLP's "no status").
+    pub fn otlp(self) -> i32 {
+        match self {
+            StatusCode::Unknown => 0,
+            s => s as i32,
+        }
+    }
+
+    /// Whether the span recorded a status (`Unset` counts: it is OTLP's "not failed").
+    pub fn is_recorded(self) -> bool {
+        self != StatusCode::Unknown
+    }
+
     /// The status for a name (`STATUS_CODE_ERROR`, `ERROR`, `error`, ...).
     pub fn from_name(name: &str) -> Option<StatusCode> {
         let n = name.strip_prefix("STATUS_CODE_").unwrap_or(name);
@@ -149,6 +174,7 @@ impl StatusCode {
             "unset" | "" => StatusCode::Unset,
             "ok" => StatusCode::Ok,
             "error" => StatusCode::Error,
+            "unknown" => StatusCode::Unknown,
             _ => return None,
         })
     }
@@ -159,6 +185,7 @@ impl StatusCode {
             StatusCode::Unset => "unset",
             StatusCode::Ok => "ok",
             StatusCode::Error => "error",
+            StatusCode::Unknown => "unknown",
         }
     }
 }
@@ -419,7 +446,7 @@ pub struct OwnedSpan {
 
 /// [`SpanKind`] as an orderable value (its OTLP number).
 pub type SpanKindOrd = u8;
-/// [`StatusCode`] as an orderable value (its OTLP number).
+/// [`StatusCode`] as an orderable value (its OTLP number; 3 for [`StatusCode::Unknown`]).
 pub type StatusOrd = u8;
 
 impl OwnedSpan {
@@ -430,7 +457,7 @@ impl OwnedSpan {
 
     /// The status.
     pub fn status_code(&self) -> StatusCode {
-        StatusCode::from_i32(i32::from(self.status))
+        StatusCode::from_ord(self.status)
     }
 }
 

@@ -136,6 +136,7 @@ struct NodeAcc {
     self_ns: LogSketch,
     clean: u64,
     clean_errors: u64,
+    unrecorded: u64,
 }
 
 /// One attempt at a call, as seen in a trace: the caller's invocation (its entry span), the
@@ -1066,7 +1067,9 @@ impl ModelBuilder {
             let acc = &mut self.nodes[sc.op[i] as usize].1;
             let own = s.duration_ns().max(0).saturating_sub(sc.busy[i]).max(0);
             acc.self_ns.add(own as f64);
-            if sc.failed_calls[i] == 0 {
+            if !s.status.is_recorded() {
+                acc.unrecorded += 1;
+            } else if sc.failed_calls[i] == 0 {
                 acc.clean += 1;
                 acc.clean_errors += u64::from(s.status == StatusCode::Error);
             }
@@ -1101,6 +1104,7 @@ impl ModelBuilder {
                 self_ns: acc.self_ns.clone(),
                 clean: acc.clean,
                 clean_errors: acc.clean_errors,
+                unrecorded: acc.unrecorded,
             })
             .collect();
         operations.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1333,6 +1337,50 @@ fn build_children(
 mod tests {
     use super::*;
     use crate::Mode;
+    #[test]
+    fn an_operation_whose_status_was_never_recorded_has_no_own_error_rate() {
+        use SpanKind::*;
+        let unrecorded = |mut s: OwnedSpan| {
+            s.status = StatusCode::Unknown as u8;
+            s
+        };
+        let spans: Vec<OwnedSpan> = (0..3u8)
+            .flat_map(|t| {
+                [
+                    unrecorded(at(t, 1, None, "a", "op", Server, 0, 100, false)),
+                    unrecorded(at(t, 2, Some(1), "b", "get", Server, 10, 30, false)),
+                ]
+            })
+            .collect();
+        let model = build_with(&spans, BuildOptions::default());
+        let op = &model.operations[0];
+        assert_eq!((op.invocations, op.clean, op.unrecorded), (3, 0, 3));
+        let v = model.view();
+        for id in ["a op", "b get"] {
+            let p = &v.node(id).unwrap().p_error;
+            assert!(p.is_unrecorded(), "{id}: {p:?}");
+            assert_eq!((p.interval.mean, p.interval.hi, p.evidence), (0.0, 0.0, 0));
+            assert!(
+                p.distribution().is_none(),
+                "the simulator draws no own errors"
+            );
+        }
+        // Once some of its spans record a status, the rate is learned from those alone.
+        let mut merged = model.clone();
+        merged.merge(&build_with(
+            &[
+                at(9, 1, None, "a", "op", Server, 0, 100, true),
+                at(9, 2, Some(1), "b", "get", Server, 10, 30, false),
+            ],
+            BuildOptions::default(),
+        ));
+        let v = merged.view();
+        let p = &v.node("b get").unwrap().p_error;
+        assert!(!p.is_unrecorded());
+        assert_eq!((p.evidence, p.prior.as_str()), (1, "jeffreys"));
+        assert_eq!(v.node("a op").unwrap().errors, 1);
+    }
+
     use augur_ingest::OwnedSpan;
 
     #[allow(clippy::too_many_arguments)]

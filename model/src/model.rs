@@ -151,6 +151,11 @@ pub struct Operation {
     pub clean: u64,
     /// Of those, invocations that failed anyway: the operation's own (spontaneous) errors.
     pub clean_errors: u64,
+    /// Invocations whose status the trace format did not record (a span-table CSV without a
+    /// status column): counted in `invocations`, never in `clean` or `errors`. An operation
+    /// with no recorded status has no learned own error rate (docs/MODEL.md).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unrecorded: u64,
 }
 
 /// Counts of how a caller operation calls one callee, per caller invocation: the sufficient
@@ -524,7 +529,14 @@ impl Model {
         };
         for o in &self.operations {
             let what = || format!("operation {}", o.id);
-            for n in [o.invocations, o.errors, o.roots, o.clean, o.clean_errors] {
+            for n in [
+                o.invocations,
+                o.errors,
+                o.roots,
+                o.clean,
+                o.clean_errors,
+                o.unrecorded,
+            ] {
                 check(&what, n)?;
             }
         }
@@ -623,6 +635,7 @@ impl Model {
                 a.self_ns.merge(&b.self_ns);
                 a.clean = a.clean.saturating_add(b.clean);
                 a.clean_errors = a.clean_errors.saturating_add(b.clean_errors);
+                a.unrecorded = a.unrecorded.saturating_add(b.unrecorded);
             },
         );
         merge_sorted(
@@ -861,6 +874,7 @@ mod tests {
                 self_ns: d,
                 clean: 1,
                 clean_errors: 0,
+                unrecorded: 0,
             }],
             calls: vec![],
             unarrived: vec![Unarrived {

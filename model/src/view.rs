@@ -135,6 +135,33 @@ impl Posterior {
         }
     }
 
+    /// The name of [`Posterior::unrecorded`]'s prior.
+    pub const UNRECORDED: &'static str = "unrecorded";
+
+    /// No learned rate: the traces never recorded whether the event happened (a format without
+    /// span status). Its mean and interval are 0 and it has no [`Posterior::distribution`], so
+    /// the simulator draws no such events: an operation whose errors were never recorded fails
+    /// only through its calls and the faults put on it, not at a rate guessed from nothing
+    /// (Jeffreys' prior with no evidence would say 50%).
+    pub fn unrecorded() -> Posterior {
+        Posterior {
+            alpha: 0.0,
+            beta: 0.0,
+            interval: Interval {
+                mean: 0.0,
+                lo: 0.0,
+                hi: 0.0,
+            },
+            evidence: 0,
+            prior: Self::UNRECORDED.to_string(),
+        }
+    }
+
+    /// Whether this is [`Posterior::unrecorded`].
+    pub fn is_unrecorded(&self) -> bool {
+        self.prior == Self::UNRECORDED
+    }
+
     /// The distribution.
     pub fn distribution(&self) -> Option<Beta> {
         Beta::new(self.alpha, self.beta)
@@ -617,7 +644,11 @@ impl Model {
                 self_time: Quantiles::of(&o.self_ns),
                 duration_ns: o.duration_ns.clone(),
                 self_ns: o.self_ns.clone(),
-                p_error: Posterior::new(jeffreys, "jeffreys", o.clean_errors, o.clean),
+                p_error: if o.clean == 0 && o.unrecorded > 0 {
+                    Posterior::unrecorded()
+                } else {
+                    Posterior::new(jeffreys, "jeffreys", o.clean_errors, o.clean)
+                },
                 traffic: (o.roots > 0).then(|| Traffic {
                     share: o.roots as f64 / total_roots.max(1) as f64,
                     per_second: self.traffic_seconds().map_or(0.0, |s| o.roots as f64 / s),

@@ -607,7 +607,7 @@ pub fn run(
     let mut has_status = false;
     for b in spans.iter().chain(extra_baseline) {
         for s in &b.spans {
-            has_status |= s.status != StatusCode::Unset;
+            has_status |= matches!(s.status, StatusCode::Ok | StatusCode::Error);
         }
     }
     for b in spans {

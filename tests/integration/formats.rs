@@ -160,6 +160,66 @@ fn csv_without_kinds_or_peers_gives_the_instrumented_part_of_the_graph() {
 }
 
 #[test]
+fn a_format_without_status_learns_no_error_rates_from_it() {
+    // The shop really fails now and then, but its CSV span table records no status: "not
+    // recorded" must not be learned as "never failed" (nor as Jeffreys' 50% on nothing). Learned
+    // from the JSON Lines form of the same traffic, which records status, the rates are there.
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, _) = generate(&dir, "csv", &SHOP);
+    let (jsonl, _) = generate(&dir, "otlp-jsonl", &SHOP);
+    let baseline = |file: &str, name: &str| {
+        let model = dir.path().join(name);
+        let model = model.to_str().unwrap();
+        let (learned, _) = ok(&["learn", file, "--out", model, "--json"]);
+        let learned: serde_json::Value = serde_json::from_str(&learned).unwrap();
+        let (text, _) = ok(&["model", "show", model]);
+        let (sim, _) = ok(&[
+            "simulate",
+            model,
+            "--fault",
+            "payment:down",
+            "--requests",
+            "3000",
+            "--samples",
+            "8",
+            "--json",
+        ]);
+        let sim: serde_json::Value = serde_json::from_str(&sim).unwrap();
+        let worst = sim["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["baseline"]["error_rate"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        let (sim_text, _) = ok(&[
+            "simulate",
+            model,
+            "--fault",
+            "payment:down",
+            "--samples",
+            "4",
+        ]);
+        (learned, text, worst, sim_text)
+    };
+    let (learned, text, worst, sim_text) = baseline(&csv, "csv.model");
+    let operations = learned["operations"].as_u64().unwrap();
+    assert_eq!(learned["unrecorded_status_operations"], operations);
+    assert!(text.contains("not recorded (no span status)"), "{text}");
+    assert!(sim_text.contains("record no span status"), "{sim_text}");
+    // What is left of errors without a fault: unseen timeouts cutting a rare long call.
+    assert!(
+        worst < 0.002,
+        "baseline error rate {worst} from unrecorded status"
+    );
+
+    let (learned, text, worst, sim_text) = baseline(&jsonl, "jsonl.model");
+    assert_eq!(learned["unrecorded_status_operations"], 0);
+    assert!(!text.contains("not recorded"), "{text}");
+    assert!(!sim_text.contains("record no span status"), "{sim_text}");
+    assert!(worst > 0.002, "the shop's own errors are learned: {worst}");
+}
+
+#[test]
 fn compressed_files_read_like_plain_ones() {
     let dir = tempfile::tempdir().unwrap();
     let (file, truth) = generate(&dir, "otlp-jsonl", &SHOP);
