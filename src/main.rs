@@ -748,8 +748,25 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Merge { models, out } => {
             let mut merged: Option<Model> = None;
+            let mut seen: Vec<(PathBuf, Model)> = Vec::new();
             for path in &models {
+                let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+                if let Some((first, _)) = seen.iter().find(|(p, _)| *p == real) {
+                    bail!(
+                        "{} is given twice (as {}): merging a model with itself would count its traces twice",
+                        path.display(),
+                        first.display()
+                    );
+                }
                 let m = Model::load(path)?;
+                if let Some((twin, _)) = seen.iter().find(|(_, o)| *o == m) {
+                    eprintln!(
+                        "warning: {} is the same model as {}: if they were learned from the same traces, those traces now count twice",
+                        path.display(),
+                        twin.display()
+                    );
+                }
+                seen.push((real, m.clone()));
                 match &mut merged {
                     Some(acc) => acc.merge(&m),
                     None => merged = Some(m),

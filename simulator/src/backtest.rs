@@ -115,7 +115,7 @@ pub const TRAINTICKET_FAULT_SECONDS: i64 = 180;
 ///   `target`, `kind` (`down`, `error`, `latency`, `cpu`, `return`, `exception`, or a chaos
 ///   tool's name for one: `pod-kill`, `network-delay`, `cpu-hog`, ...), `start` (Unix seconds,
 ///   `"YYYY-MM-DD HH:MM:SS"` in UTC, or RFC 3339 with `Z` or an offset), `end` or `duration`
-///   (seconds, or `"3m"`, `"180s"`), and optionally `magnitude` (a number, or `"500ms"`,
+///   (seconds, or `"3m"`, `"180s"`; given both, they must agree to the second), and optionally `magnitude` (a number, or `"500ms"`,
 ///   `"40%"`, `"x3"` by kind) and `id`.
 /// - The TrainTicket (Nezha) fault list: `{"HH": [{"inject_time", "inject_pod",
 ///   "inject_type"}, ...]}`; the pod's two trailing hash segments are dropped to name the
@@ -278,6 +278,15 @@ fn generic_list(v: &serde_json::Value) -> Result<Vec<PastExperiment>, String> {
         };
         if end_ns <= start_ns {
             return Err(ctx("ends before it starts"));
+        }
+        if let (Some(_), Some(d)) = (e.get("end"), duration) {
+            // Both given: they must tell the same window (to the second, as fault lists round).
+            let span = (end_ns - start_ns) as f64 / 1e9;
+            if (span - d).abs() > 1.0 {
+                return Err(ctx(&format!(
+                    "`end` is {span} s after `start` but `duration` says {d} s: give one, or both agreeing"
+                )));
+            }
         }
         let magnitude = match e.get("magnitude") {
             None => None,
@@ -1494,6 +1503,10 @@ mod tests {
             (
                 r#"{"target":["x"],"kind":"down","start":1,"duration":6}"#,
                 "must be a string",
+            ),
+            (
+                r#"{"target":"x","kind":"down","start":1,"end":61,"duration":"3m"}"#,
+                "`end` is 60 s after `start` but `duration` says 180 s",
             ),
         ] {
             let err = parse_labels(&format!("[{label}]")).unwrap_err();

@@ -108,6 +108,14 @@ fn model_files_are_refused_clearly() {
         err.contains("bad.json") && err.contains("version 1"),
         "{err}"
     );
+    // A model merged with itself would count its traces twice: refused, naming it; a copy of it
+    // under another name is merged, with a warning.
+    let err = fails(&["merge", &good, &good, "--out", &f.path("m.json")]);
+    assert!(err.contains("given twice"), "{err}");
+    let copy = f.path("copy.json");
+    std::fs::copy(&good, &copy).unwrap();
+    let (_, warned) = ok(&["merge", &good, &copy, "--out", &f.path("m.json")]);
+    assert!(warned.contains("same model as"), "{warned}");
     let err = fails(&["learn", "--into", &bad, &x]);
     assert!(err.contains("bad.json"), "{err}");
     // The bad model was not overwritten.
