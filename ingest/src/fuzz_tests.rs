@@ -248,3 +248,74 @@ fn a_csv_span_before_1970_is_rejected_with_its_reason() {
         report.problems
     );
 }
+
+/// Spans read from `bytes` as a file named `name`, and the report.
+fn read_named(name: &str, bytes: &[u8], strict: bool) -> Result<(u64, IngestReport), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let mut report = IngestReport::default();
+    let opts = ReadOptions {
+        strict,
+        ..ReadOptions::default()
+    };
+    read_file(&path, &opts, &mut report, &mut |_| Ok(()))
+        .map(|_| (report.spans, report))
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_any_text_format() {
+    for (name, bytes) in seeds() {
+        let plain = read_named(name, &bytes, true);
+        let Ok((spans, _)) = plain else { continue };
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend_from_slice(&bytes);
+        if name.contains(".pb") || name.ends_with(".parquet") {
+            continue;
+        }
+        let with_bom = read_named(name, &bom, true);
+        assert_eq!(with_bom.map(|r| r.0), Ok(spans), "{name}");
+    }
+}
+
+#[test]
+fn a_compressed_file_cut_short_keeps_what_came_before_the_cut() {
+    // Large enough for zstd to emit several blocks (it decompresses nothing of a partial one).
+    let lines: String = (0..2000)
+        .map(|i| format!("{}\n", OTLP_LINE.replace("GET /", &format!("GET /{i}"))))
+        .collect();
+    let (all, _) = read_named("t.jsonl", lines.as_bytes(), true).unwrap();
+    assert_eq!(all, 4000);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(lines.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let zst = zstd::encode_all(lines.as_bytes(), 1).unwrap();
+    for (name, full) in [("t.jsonl.gz", gz), ("t.jsonl.zst", zst)] {
+        let cut = &full[..full.len() * 9 / 10];
+        let (spans, report) = read_named(name, cut, false).unwrap();
+        assert!(spans > 0 && spans < all, "{name}: {spans} spans");
+        let problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            problems.iter().any(|p| p.contains("cut short")),
+            "{name}: {problems:?}"
+        );
+        // Strict reading refuses it, saying why.
+        let err = read_named(name, cut, true).unwrap_err();
+        assert!(err.contains("truncated or damaged"), "{name}: {err}");
+        // Cut before the first byte came out: an error, not an empty file.
+        let err = read_named(name, &full[..6], false).unwrap_err();
+        assert!(err.contains("decompress"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn a_json_line_that_is_not_utf8_keeps_its_spans() {
+    let bad = OTLP_LINE.replace("GET /", "GET /\u{1}");
+    let mut bytes = bad.into_bytes();
+    let at = bytes.iter().position(|&b| b == 1).unwrap();
+    bytes[at] = 0xff;
+    bytes.push(b'\n');
+    let (spans, report) = read_named("t.jsonl", &bytes, false).unwrap();
+    assert_eq!((spans, report.rejected), (2, 0));
+}

@@ -186,7 +186,19 @@ impl LakeWriter {
         for (_, o) in open {
             self.finish_one(o)?;
         }
-        Ok((self.written, self.rows))
+        Ok((std::mem::take(&mut self.written), self.rows))
+    }
+}
+
+impl Drop for LakeWriter {
+    /// A writer dropped without [`LakeWriter::finish`] (its ingest failed) removes the parts it
+    /// left unfinished: readers skip them anyway, and nothing is meant to come of them.
+    fn drop(&mut self) {
+        for o in std::mem::take(&mut self.open).into_values() {
+            let tmp = o.tmp.clone();
+            drop(o);
+            let _ = std::fs::remove_file(tmp);
+        }
     }
 }
 

@@ -898,7 +898,9 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 512, rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_0714), ..ProptestConfig::default() })]
 
         /// Mutated messages never panic, and are read exactly as prost reads them: rejected
-        /// whole when prost rejects them, else the same spans and bad records.
+        /// whole when prost rejects them, else the same spans and bad records. The one
+        /// deliberate difference: an attribute string that is not UTF-8, which prost rejects
+        /// (with a UTF-8 error) and the wire decoder reads as U+FFFD.
         #[test]
         fn mutated_messages_read_as_with_prost(
             seed in any::<prop::sample::Index>(),
@@ -909,7 +911,17 @@ mod tests {
             for m in &ms {
                 bytes = mutate(bytes, m);
             }
-            prop_assert_eq!(run(&bytes, true), run(&bytes, false));
+            let (wire, prost) = (run(&bytes, true), run(&bytes, false));
+            if wire != prost {
+                let why = ExportTraceServiceRequest::decode(bytes.as_slice())
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                prop_assert!(
+                    prost == Outcome::Malformed && why.contains("UTF-8"),
+                    "wire {:?}, prost {:?} ({})", wire, prost, why
+                );
+            }
         }
     }
 }

@@ -8,7 +8,9 @@
 //! and, for a message it accepts, gives the values prost's decoded message holds, including
 //! protobuf's merge rules: a scalar field given twice keeps its last value, a singular message given
 //! twice is merged, a `oneof` keeps the member set last. Field order does not matter: the
-//! resource of a `ResourceSpans` may follow its spans.
+//! resource of a `ResourceSpans` may follow its spans. One deliberate difference: an attribute's
+//! key or string value that is not UTF-8 reads as U+FFFD, where prost refuses the whole request
+//! (every span of a batch lost to one bad byte in one attribute an SDK passed through unchecked).
 //!
 //! It only reads the bytes: turning a [`WireSpan`] into a [`crate::Span`] (id checks, interning)
 //! is `otlp_proto`'s job, shared with the prost path.
@@ -122,6 +124,9 @@ impl Default for Memo<'_> {
         }
     }
 }
+
+/// What an attribute string that is not UTF-8 reads as.
+const REPLACEMENT: &str = "\u{FFFD}";
 
 impl<'a> Memo<'a> {
     /// `b` as a string, if it is UTF-8.
@@ -473,7 +478,7 @@ fn key_value<'a>(
     while let Some((tag, wt)) = c.next_key()? {
         let at = |f| move |e: WireError| e.within("KeyValue", f);
         match tag {
-            1 => key = c.string(wt, m).map_err(at("key"))?,
+            1 => key = c.string_lossy(wt, m).map_err(at("key"))?,
             2 => {
                 let body = c.message(wt, depth).map_err(at("value"))?;
                 any_value(body, depth - 1, &mut value, m).map_err(at("value"))?;
@@ -500,7 +505,7 @@ fn any_value<'a>(buf: &'a [u8], depth: u32, value: &mut Value<'a>, m: &mut Memo<
     while let Some((tag, wt)) = c.next_key()? {
         let at = |f| move |e: WireError| e.within("AnyValue", f);
         match tag {
-            1 => *value = Value::Str(c.string(wt, m).map_err(at("string_value"))?),
+            1 => *value = Value::Str(c.string_lossy(wt, m).map_err(at("string_value"))?),
             2 | 3 | 8 => {
                 c.varint_field(wt).map_err(at("value"))?;
                 *value = Value::Other;
@@ -651,6 +656,14 @@ impl<'a> Cursor<'a> {
         memo.str(b)
     }
 
+    /// An attribute's key or string value: where it is not UTF-8 (an SDK passing bytes through
+    /// unchecked), U+FFFD stands for the whole string, so one bad attribute does not cost the
+    /// request its every span. Names and ids stay strict.
+    fn string_lossy(&mut self, wt: u8, memo: &mut Memo<'a>) -> Result<&'a str> {
+        let b = self.bytes(wt)?;
+        Ok(memo.str(b).unwrap_or(REPLACEMENT))
+    }
+
     /// A nested message's bytes, when the nesting limit allows one more level.
     #[inline]
     fn message(&mut self, wt: u8, depth: u32) -> Result<&'a [u8]> {
@@ -794,6 +807,25 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.to_string(), "Span.name: invalid UTF-8 in a string");
+    }
+
+    #[test]
+    fn an_attribute_that_is_not_utf8_reads_as_the_replacement_character() {
+        // resource_spans { scope_spans { spans { attributes { key: K, value { string_value: V } } } } }
+        let wrap = |tag: u8, body: &[u8]| {
+            let mut b = vec![tag, body.len() as u8];
+            b.extend_from_slice(body);
+            b
+        };
+        for (k, v) in [(&b"k"[..], &b"\xff"[..]), (b"\xfe", b"v")] {
+            let mut kv = wrap(0x0a, k);
+            kv.extend(wrap(0x12, &wrap(0x0a, v)));
+            let msg = wrap(0x0a, &wrap(0x12, &wrap(0x12, &wrap(0x4a, &kv))));
+            assert!(
+                WireRequest::decode(&msg, WireRequest::default()).is_ok(),
+                "{k:?} = {v:?}"
+            );
+        }
     }
 
     #[test]

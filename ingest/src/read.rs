@@ -250,12 +250,24 @@ pub fn read_file(
         report.count_format(Format::Parquet.name());
         return Ok(Format::Parquet);
     }
-    let mut inner: Box<dyn Read> = match compression {
+    let decoder: Box<dyn Read> = match compression {
         Compression::None => Box::new(raw),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
         Compression::Zstd => Box::new(
             zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| IngestError::io(path, e))?,
         ),
+    };
+    // A compressed file cut short (a collector still writing it, a copy interrupted) reads as
+    // what it decompressed to so far, like a plain file cut short: the partial last record is
+    // skipped and counted, and the cut is reported once the file is read.
+    let cut: std::rc::Rc<std::cell::RefCell<Option<std::io::Error>>> = Default::default();
+    let mut inner: Box<dyn Read> = if compression == Compression::None {
+        decoder
+    } else {
+        Box::new(CutShort {
+            inner: decoder,
+            cut: cut.clone(),
+        })
     };
     // Peek at the start of the decompressed content.
     let mut head = Vec::with_capacity(PEEK_BYTES);
@@ -264,6 +276,10 @@ pub fn read_file(
         .read_to_end(&mut head)
         .map_err(|e| decompress_error(path, compression, e))?;
     if head.is_empty() {
+        if let Some(e) = cut.borrow_mut().take() {
+            // Cut short before its first byte: nothing to go on.
+            return Err(decompress_error(path, compression, e));
+        }
         return Err(IngestError::Empty {
             path: path.to_path_buf(),
         });
@@ -272,8 +288,17 @@ pub fn read_file(
         path: path.to_path_buf(),
         reason,
     })?;
+    // A UTF-8 byte order mark (some editors and Windows tools write one) is not part of any
+    // text format.
+    let mut head = Cursor::new(head);
+    if format != Format::OtlpProto
+        && format != Format::OtlpProtoStream
+        && head.get_ref().starts_with(b"\xEF\xBB\xBF")
+    {
+        head.set_position(3);
+    }
     let counted = CountingReader {
-        inner: Cursor::new(head).chain(inner),
+        inner: head.chain(inner),
         count: 0,
     };
     let mut reader = BufReader::with_capacity(256 * 1024, counted);
@@ -301,12 +326,30 @@ pub fn read_file(
             crate::parquet_io::read_parquet_bytes(bytes, &mut ctx)
         }
     };
-    let result = result.map_err(|e| match e {
+    let cut = cut.borrow_mut().take();
+    let result = match (result, cut) {
         // An I/O error while decompressing is a damaged (often truncated) file.
-        IngestError::Io { source, .. } => decompress_error(path, compression, source),
-        other => other,
-    });
-    result?;
+        (Err(IngestError::Io { source, .. }), _) => {
+            Err(decompress_error(path, compression, source))
+        }
+        // What was read before the cut did not parse on its own (one JSON document, Parquet).
+        (Err(_), Some(e)) => Err(decompress_error(path, compression, e)),
+        (r, cut) => r.map(|()| cut),
+    };
+    if let Some(e) = result? {
+        ctx.bad(
+            "end of file",
+            format!(
+                "the {} stream is cut short or damaged ({e}): what came before it was read",
+                if compression == Compression::Gzip {
+                    "gzip"
+                } else {
+                    "zstd"
+                }
+            ),
+        )
+        .map_err(|_| decompress_error(path, compression, e))?;
+    }
     ctx.flush()?;
     report.bytes += reader.get_ref().count;
     report.count_format(format.name());
@@ -325,6 +368,28 @@ fn decompress_error(path: &Path, compression: Compression, e: std::io::Error) ->
             },
             reason: format!("cannot decompress (truncated or damaged?): {e}"),
         },
+    }
+}
+
+/// Ends the stream where the decompressor fails, keeping the failure for the caller.
+struct CutShort {
+    inner: Box<dyn Read>,
+    cut: std::rc::Rc<std::cell::RefCell<Option<std::io::Error>>>,
+}
+
+impl Read for CutShort {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cut.borrow().is_some() {
+            return Ok(0);
+        }
+        match self.inner.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                *self.cut.borrow_mut() = Some(e);
+                Ok(0)
+            }
+            ok => ok,
+        }
     }
 }
 

@@ -305,6 +305,11 @@ fn lake_appends_parts_and_learns_like_the_files() {
     let second = parts(&lake);
     assert_eq!(second.len(), 2);
     assert_eq!(std::fs::read(&first[0]).unwrap(), before);
+    // An ingest that fails on its second file adds nothing, and leaves no unfinished part.
+    let garbage = dir.path().join("zz-garbage.json");
+    std::fs::write(&garbage, "{ not json").unwrap();
+    fails(&["ingest", &file, garbage.to_str().unwrap(), "--lake", lake_s]);
+    assert_eq!(parts(&lake), second);
     // Learning from the lake gives the same graph: the spans ingested twice are recognised as
     // re-reports of the same spans and counted once.
     let m1 = dir.path().join("m1.json");
