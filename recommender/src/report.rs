@@ -420,20 +420,9 @@ pub fn build(i: &Inputs<'_>) -> Report {
     }
 }
 
-/// HTML-escapes text.
+/// HTML-escapes text ([`augur_simulator::html_escape`]).
 fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    augur_simulator::html_escape(s)
 }
 
 fn pct(x: f64) -> String {
@@ -974,6 +963,7 @@ mod tests {
             esc("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
+        assert_eq!(esc("a\0b\u{7f}c\td"), "a\u{FFFD}b\u{FFFD}c\td");
         assert_eq!(short("abcdef", 4), "abc…");
         assert_eq!(short("abc", 4), "abc");
     }

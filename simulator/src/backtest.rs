@@ -1275,12 +1275,7 @@ impl BacktestReport {
     /// A self-contained HTML report: the table and a predicted-vs-observed plot (log2 p50
     /// ratios, one point per operation and experiment; augur and naive).
     pub fn to_html(&self) -> String {
-        let esc = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-        };
+        let esc = crate::html_escape;
         // Both axes: log2 of the p50 ratio, over the range the points need (at least 0.5x..2x,
         // at most 1/64x..64x; points beyond sit on the edge).
         let mut lo = -1.0f64;

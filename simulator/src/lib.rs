@@ -325,3 +325,22 @@ pub fn single_fault_candidates(view: &View, kinds: &[FaultKind]) -> Vec<FaultSpe
         })
         .collect()
 }
+
+/// HTML-escapes text. Control characters (a NUL in a span name), which HTML does not allow,
+/// show as U+FFFD.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c.is_control() => out.push('\u{FFFD}'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
