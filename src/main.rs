@@ -548,8 +548,8 @@ pub(crate) fn experiment_options(
         bail!("duration must be a positive number of minutes, at most a year (525600)");
     }
     check_sim_options(requests, samples).map_err(anyhow::Error::msg)?;
-    if error_budget.is_some_and(|b| b.is_nan() || b < 0.0) {
-        bail!("error-budget is a number of failed requests (>= 0)");
+    if error_budget.is_some_and(|b| !b.is_finite() || b < 0.0) {
+        bail!("error-budget is a number of failed requests (>= 0; leave it out for no budget)");
     }
     Ok(augur_recommender::Options {
         scope: match scope {
@@ -1228,6 +1228,8 @@ pub(crate) struct LearnSummary {
     unarrived_to_instrumented: u64,
     /// Operations whose spans never recorded a status (own error rate not learned).
     unrecorded_operations: usize,
+    /// Node names (`"<service> <operation>"`, or a peer's) that stand for more than one node.
+    shared_names: Vec<String>,
 }
 
 impl LearnSummary {
@@ -1246,6 +1248,7 @@ impl LearnSummary {
             "seconds": self.seconds,
             "quality": self.quality,
             "unrecorded_status_operations": self.unrecorded_operations,
+            "shared_names": self.shared_names,
         })
     }
 
@@ -1309,6 +1312,15 @@ impl LearnSummary {
             if n > 0 {
                 s.push_str(&format!("\ntrace quality: {n} {what}"));
             }
+        }
+        if !self.shared_names.is_empty() {
+            s.push_str(&format!(
+                "\ntrace quality: {} names stand for more than one node (a service name with a space, \
+                 or a peer named like an operation), so their calls and latencies are mixed up; rename \
+                 the service or peer: {}",
+                self.shared_names.len(),
+                self.shared_names.join(", ")
+            ));
         }
         if self.unrecorded_operations > 0 {
             s.push_str(&format!(
@@ -1403,6 +1415,7 @@ pub(crate) fn learn_labelled(
         quality: model.quality.clone(),
         unarrived_to_instrumented: 0,
         unrecorded_operations: 0,
+        shared_names: Vec::new(),
     };
     summary.describe(&model);
     Ok((model, summary, labels))
@@ -1428,6 +1441,29 @@ impl LearnSummary {
             .iter()
             .filter(|n| n.p_error.is_unrecorded())
             .count();
+        // A node is named `"<service> <operation>"`, or after its peer when uninstrumented, so
+        // service `web front`'s `GET /x` and service `web`'s `front GET /x` share a name, as do
+        // a peer called `pg main` and service `pg`'s `main`.
+        let mut names: Vec<&str> = model.operations.iter().map(|o| o.id.as_str()).collect();
+        names.extend(
+            view.nodes
+                .iter()
+                .filter(|n| n.is_virtual)
+                .map(|n| n.id.as_str()),
+        );
+        names.extend(model.unarrived.iter().map(|u| u.peer.as_str()).filter(|p| {
+            model
+                .operations
+                .binary_search_by(|o| o.id.as_str().cmp(p))
+                .is_ok()
+        }));
+        names.sort_unstable();
+        self.shared_names = names
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0].to_string())
+            .collect();
+        self.shared_names.dedup();
     }
 }
 

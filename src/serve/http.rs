@@ -26,6 +26,10 @@ use super::live::{Live, Refusal};
 /// Largest body of an API request (JSON queries are small).
 const MAX_API_BODY: usize = 1 << 20;
 
+/// Longest a request body may take to arrive: a client that sends a few bytes now and then
+/// (or none) is answered 408 and its connection freed, rather than held for ever.
+const BODY_SECONDS: u64 = 60;
+
 /// Shared by every request.
 pub struct App {
     pub live: Arc<Live>,
@@ -170,14 +174,19 @@ async fn blocking(app: &Arc<App>, f: impl FnOnce(&App) -> Reply + Send + 'static
 }
 
 async fn body(req: Request<Body>, limit: usize) -> Result<Bytes, Reply> {
-    axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|e| {
+    let read = axum::body::to_bytes(req.into_body(), limit);
+    match tokio::time::timeout(std::time::Duration::from_secs(BODY_SECONDS), read).await {
+        Ok(read) => read.map_err(|e| {
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("could not read the request body ({e}); the limit is {limit} bytes"),
             )
-        })
+        }),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!("the request body did not arrive within {BODY_SECONDS} s"),
+        )),
+    }
 }
 
 async fn traces(app: &Arc<App>, req: Request<Body>) -> Reply {
@@ -203,6 +212,7 @@ async fn traces(app: &Arc<App>, req: Request<Body>) -> Reply {
     };
     let raw = match body(req, app.max_body).await {
         Ok(b) => b,
+        Err(r) if r.status() == StatusCode::REQUEST_TIMEOUT => return r,
         Err(_) => {
             return otlp_error(
                 encoding,
@@ -216,7 +226,16 @@ async fn traces(app: &Arc<App>, req: Request<Body>) -> Reply {
     };
     let body = match decompress(&headers, raw, app.max_body) {
         Ok(b) => b,
-        Err((status, m)) => return otlp_error(encoding, status, &m),
+        Err((status, m)) => {
+            if status == StatusCode::BAD_REQUEST {
+                // A body that does not decompress is not an OTLP request either.
+                app.live
+                    .counters
+                    .requests_invalid
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            return otlp_error(encoding, status, &m);
+        }
     };
     let live = Arc::clone(&app.live);
     let answer = tokio::task::spawn_blocking(move || live.accept(&body, encoding)).await;
@@ -497,8 +516,16 @@ fn recommendations(app: &App, query: &str) -> Reply {
     let mut top = 10usize;
     let mut scope = crate::ScopeArg::Service;
     let mut q = QueryOptions::default();
+    let mut seen: Vec<&str> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if seen.contains(&k) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("query parameter `{k}` is given twice"),
+            );
+        }
+        seen.push(k);
         let bad = |what: &str| {
             error(
                 StatusCode::BAD_REQUEST,

@@ -163,9 +163,14 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// True when `given` (an `Authorization` value) is `Bearer <token>`, compared in constant time.
+/// True when `given` (an `Authorization` value) is `Bearer <token>`, compared in constant time
+/// (the scheme's name in any case, as RFC 7235 has it).
 pub fn bearer_matches(given: Option<&str>, token: &str) -> bool {
-    let Some(given) = given.and_then(|g| g.strip_prefix("Bearer ")) else {
+    let Some(given) = given.and_then(|g| {
+        g.get(..7)
+            .filter(|s| s.eq_ignore_ascii_case("bearer "))
+            .and_then(|_| g.get(7..))
+    }) else {
         return false;
     };
     let (a, b) = (given.trim().as_bytes(), token.as_bytes());
@@ -461,6 +466,10 @@ mod tests {
     #[test]
     fn bearer_tokens_must_match_exactly() {
         assert!(bearer_matches(Some("Bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(Some("bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(Some("BEARER s3cret"), "s3cret"));
+        assert!(!bearer_matches(Some("Bearers3cret"), "s3cret"));
+        assert!(!bearer_matches(Some("Basic s3cret"), "s3cret"));
         assert!(!bearer_matches(Some("Bearer s3cre"), "s3cret"));
         assert!(!bearer_matches(Some("Bearer s3cres"), "s3cret"));
         assert!(!bearer_matches(Some("s3cret"), "s3cret"));

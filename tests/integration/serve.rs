@@ -302,6 +302,11 @@ fn live_exports_build_the_model_learn_builds_and_the_api_answers_from_it() {
     let (status, err) = server.get("/api/recommendations?top=0");
     assert_eq!(status, 400, "{err}");
     assert!(err.contains("at least 1"), "{err}");
+    let (status, err) = server.get("/api/recommendations?top=2&top=3");
+    assert_eq!(status, 400, "{err}");
+    assert!(err.contains("given twice"), "{err}");
+    let (status, err) = server.get("/api/recommendations?error_budget=inf");
+    assert_eq!(status, 400, "{err}");
     let (status, value) = server.post_json(
         "/api/value",
         r#"{"fault":"payment:error=0.5","requests":300,"samples":4}"#,
@@ -493,6 +498,33 @@ fn grpc_exports_from_a_tonic_client_and_bearer_tokens() {
         b"\xff\xff\xff",
     );
     assert_eq!(status, 400);
+    // The scheme's name in any case; a gzip body that does not decompress is a 400, counted
+    // with the other requests that were not OTLP.
+    let (status, _, _) = http(
+        server.http,
+        "POST",
+        "/v1/traces",
+        &[
+            ("Authorization", "bearer s3cret-token"),
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "gzip"),
+        ],
+        b"\x1f\x8b not gzip",
+    );
+    assert_eq!(status, 400);
+    let (_, _, m) = http(
+        server.http,
+        "GET",
+        "/metrics",
+        &[("Authorization", "BEARER s3cret-token")],
+        &[],
+    );
+    let m = String::from_utf8_lossy(&m);
+    assert_eq!(
+        metric(&m, "augur_export_requests_invalid_total"),
+        Some(2.0),
+        "{m}"
+    );
     let log = server.stop();
     let model: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state.join("model.json")).unwrap()).unwrap();
