@@ -325,6 +325,36 @@ fn lake_appends_parts_and_learns_like_the_files() {
 }
 
 #[test]
+fn one_name_for_two_nodes_is_reported() {
+    // Service `web front`'s `GET /x` and service `web`'s `front GET /x` are both named
+    // "web front GET /x": learn must say so rather than mix their calls up silently.
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |service: &str, name: &str, trace: u8| {
+        format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{trace:032x}","spanId":"00000000000000{trace:02x}","name":"{name}","kind":2,"startTimeUnixNano":"1000","endTimeUnixNano":"9000"}}]}}]}}]}}"#
+        )
+    };
+    let file = dir.path().join("t.jsonl");
+    std::fs::write(
+        &file,
+        format!("{}\n{}\n", doc("web front", "GET /x", 1), doc("web", "front GET /x", 2)),
+    )
+    .unwrap();
+    let out = dir.path().join("m.json");
+    let (summary, log) = ok(&[
+        "learn",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["shared_names"], serde_json::json!(["web front GET /x"]));
+    let (_, text) = ok(&["learn", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(text.contains("stand for more than one node"), "{text}{log}");
+}
+
+#[test]
 fn learn_requires_out_and_paths() {
     let out = crate::common::run(&["learn"]);
     assert_eq!(out.status.code(), Some(2));
