@@ -196,7 +196,24 @@ pub(crate) fn run_report(
     let (view, intents) = crate::model_and_intents(model_path, intents, &mut opts)?;
     let model = Model::load(model_path)?;
     let entries = ledger::read(&ledger::ledger_path(model_path))?;
-    let rec = crate::recommend_all(&view, &intents, &opts)?;
+    let rec = match crate::recommend_all(&view, &intents, &opts) {
+        // A model with no traffic yet (a fresh `augur serve` state, only experiments' traces)
+        // still gets its nightly page, saying so, rather than failing the nightly job.
+        Err(e)
+            if matches!(
+                e.downcast_ref::<augur_recommender::RecError>(),
+                Some(augur_recommender::RecError::Sim(
+                    augur_simulator::SimError::NoTraffic
+                ))
+            ) =>
+        {
+            eprintln!("warning: {e}: the report lists no experiments");
+            augur_recommender::Recommendation {
+                experiments: Vec::new(),
+            }
+        }
+        r => r?,
+    };
     let report = augur_recommender::report::build(&augur_recommender::report::Inputs {
         path: &model_path.display().to_string(),
         model: &model,

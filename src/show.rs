@@ -49,9 +49,17 @@ pub(crate) fn model_text(v: &View) -> String {
     let q = &v.quality;
     let _ = writeln!(
         out,
-        "model of {} spans in {} traces{}",
-        q.spans,
+        "model of {} spans in {} traces{}{}",
+        q.spans - q.experiment_spans.min(q.spans),
         q.traces,
+        if q.experiment_traces > 0 {
+            format!(
+                " ({} spans of {} experiments' traces left out)",
+                q.experiment_spans, q.experiment_traces
+            )
+        } else {
+            String::new()
+        },
         match (v.window, v.traffic_seconds) {
             (Some(w), Some(t)) if t < 0.99 * w.seconds() => format!(
                 ", over {t:.1} s of traffic (in a window of {:.1} s with gaps of over {} min)",

@@ -496,6 +496,19 @@ fn experiments_traces_are_left_out_of_normal_learning() {
         failed_into_payment(&edges(&all)),
     );
     assert!(after > before + 10, "{before} -> {after}");
+
+    // Only experiments' traces: no traffic learned yet. `model show` counts the spans it learned
+    // from apart from those left out, and the nightly report is still written, saying so.
+    let none = path("none.json");
+    ok(&["learn", &faulted, "--out", &none]);
+    let (text, _) = ok(&["model", "show", &none]);
+    assert!(
+        text.starts_with("model of 0 spans in 0 traces (") && text.contains("left out"),
+        "{text}"
+    );
+    let (_, warned) = ok(&["report", &none, "--out", &path("report")]);
+    assert!(warned.contains("no endpoint"), "{warned}");
+    assert!(dir.path().join("report").join("report.html").exists());
 }
 
 /// Two TrainTicket captures a day apart: the rate is per second of the captures, not of the
