@@ -1228,7 +1228,7 @@ pub(crate) struct LearnSummary {
     unarrived_to_instrumented: u64,
     /// Operations whose spans never recorded a status (own error rate not learned).
     unrecorded_operations: usize,
-    /// Node names (`"<service> <operation>"`, or a peer's) that stand for more than one node.
+    /// Operation ids (`"<service> <operation>"`) that stand for more than one operation.
     shared_names: Vec<String>,
 }
 
@@ -1315,9 +1315,9 @@ impl LearnSummary {
         }
         if !self.shared_names.is_empty() {
             s.push_str(&format!(
-                "\ntrace quality: {} names stand for more than one node (a service name with a space, \
-                 or a peer named like an operation), so their calls and latencies are mixed up; rename \
-                 the service or peer: {}",
+                "\ntrace quality: {} names stand for more than one operation (a service name with a \
+                 space: `web front`'s `GET /x` and `web`'s `front GET /x`), so their calls and latencies \
+                 are mixed up; rename the service: {}",
                 self.shared_names.len(),
                 self.shared_names.join(", ")
             ));
@@ -1441,22 +1441,10 @@ impl LearnSummary {
             .iter()
             .filter(|n| n.p_error.is_unrecorded())
             .count();
-        // A node is named `"<service> <operation>"`, or after its peer when uninstrumented, so
-        // service `web front`'s `GET /x` and service `web`'s `front GET /x` share a name, as do
-        // a peer called `pg main` and service `pg`'s `main`.
+        // An operation is named `"<service> <operation>"`, so service `web front`'s `GET /x` and
+        // service `web`'s `front GET /x` share a name. (A peer named like an operation is told
+        // apart by the view: `augur_model::PEER_SUFFIX`.)
         let mut names: Vec<&str> = model.operations.iter().map(|o| o.id.as_str()).collect();
-        names.extend(
-            view.nodes
-                .iter()
-                .filter(|n| n.is_virtual)
-                .map(|n| n.id.as_str()),
-        );
-        names.extend(model.unarrived.iter().map(|u| u.peer.as_str()).filter(|p| {
-            model
-                .operations
-                .binary_search_by(|o| o.id.as_str().cmp(p))
-                .is_ok()
-        }));
         names.sort_unstable();
         self.shared_names = names
             .windows(2)

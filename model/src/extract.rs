@@ -1381,6 +1381,25 @@ mod tests {
         assert_eq!(v.node("a op").unwrap().errors, 1);
     }
 
+    #[test]
+    fn a_peer_named_like_an_operation_is_its_own_node() {
+        use SpanKind::*;
+        let mut query = at(2, 2, Some(1), "api", "query", Client, 10, 20, false);
+        query.peer = Some("pg main".into());
+        let v = build(&[
+            at(1, 1, None, "pg", "main", Server, 0, 10, false),
+            at(2, 1, None, "api", "op", Server, 0, 100, false),
+            query,
+        ]);
+        let op = v.node("pg main").unwrap();
+        assert!(!op.is_virtual && op.endpoint);
+        let peer = v.node("pg main (peer)").unwrap();
+        assert!(peer.is_virtual);
+        assert_eq!((peer.service.as_str(), peer.invocations), ("pg main", 1));
+        assert!(v.edge("api op", "pg main (peer)").is_some());
+        assert!(v.edge("api op", "pg main").is_none());
+    }
+
     use augur_ingest::OwnedSpan;
 
     #[allow(clippy::too_many_arguments)]

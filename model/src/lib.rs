@@ -74,7 +74,7 @@ pub use refine::{Evidence, FaultScope};
 pub use sketch::{LogSketch, RELATIVE_ACCURACY};
 pub use view::{
     Edge, Interval, Mode, Node, Posterior, PriorFit, Quantiles, Timeout, TimeoutEvidence, Traffic,
-    View, CREDIBLE_MASS, MIN_CONCENTRATION, MIN_GROUP_CALLERS, MIN_GROUP_SITES,
+    View, CREDIBLE_MASS, MIN_CONCENTRATION, MIN_GROUP_CALLERS, MIN_GROUP_SITES, PEER_SUFFIX,
 };
 
 /// Errors of model files.

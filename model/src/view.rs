@@ -52,6 +52,9 @@ use crate::beta::{fit_prior, Beta};
 use crate::model::{CallStats, Model, TraceQuality, Window};
 use crate::sketch::{LogSketch, RELATIVE_ACCURACY};
 
+/// Appended to a virtual node's id when an operation's id is already its peer's name.
+pub const PEER_SUFFIX: &str = " (peer)";
+
 /// The mass of every credible interval augur reports.
 pub const CREDIBLE_MASS: f64 = 0.9;
 
@@ -595,7 +598,17 @@ impl Model {
                 .or_default()
                 .merge(&c.stats);
         }
-        let mut virtuals: BTreeMap<String, CallStats> = BTreeMap::new();
+        // Virtual nodes by id: the peer's name, unless an operation already has that id (a peer
+        // called `pg main` beside service `pg`'s `main`), which gets [`PEER_SUFFIX`] so the
+        // two are not one node.
+        let mut virtuals: BTreeMap<String, (String, CallStats)> = BTreeMap::new();
+        let virtual_id = |peer: &str| {
+            if r.op_index.contains_key(peer) {
+                format!("{peer}{PEER_SUFFIX}")
+            } else {
+                peer.to_string()
+            }
+        };
         let mut to_instrumented = 0;
         for u in &self.unarrived {
             if let Some(op) = r.linked_target(&u.from, &u.peer, &u.name) {
@@ -612,8 +625,13 @@ impl Model {
                     op.to_string()
                 }
                 None => {
-                    virtuals.entry(u.peer.clone()).or_default().merge(&u.stats);
-                    u.peer.clone()
+                    let id = virtual_id(&u.peer);
+                    virtuals
+                        .entry(id.clone())
+                        .or_insert_with(|| (u.peer.clone(), CallStats::default()))
+                        .1
+                        .merge(&u.stats);
+                    id
                 }
             };
             edges
@@ -656,10 +674,10 @@ impl Model {
                 peer_kind: None,
             })
             .collect();
-        for (peer, s) in &virtuals {
+        for (id, (peer, s)) in &virtuals {
             let d = s.duration_ns();
             nodes.push(Node {
-                id: peer.clone(),
+                id: id.clone(),
                 service: peer.clone(),
                 operation: peer.clone(),
                 is_virtual: true,

@@ -337,7 +337,11 @@ fn one_name_for_two_nodes_is_reported() {
     let file = dir.path().join("t.jsonl");
     std::fs::write(
         &file,
-        format!("{}\n{}\n", doc("web front", "GET /x", 1), doc("web", "front GET /x", 2)),
+        format!(
+            "{}\n{}\n",
+            doc("web front", "GET /x", 1),
+            doc("web", "front GET /x", 2)
+        ),
     )
     .unwrap();
     let out = dir.path().join("m.json");
@@ -349,9 +353,20 @@ fn one_name_for_two_nodes_is_reported() {
         "--json",
     ]);
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
-    assert_eq!(summary["shared_names"], serde_json::json!(["web front GET /x"]));
-    let (_, text) = ok(&["learn", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert!(text.contains("stand for more than one node"), "{text}{log}");
+    assert_eq!(
+        summary["shared_names"],
+        serde_json::json!(["web front GET /x"])
+    );
+    let (_, text) = ok(&[
+        "learn",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("stand for more than one operation"),
+        "{text}{log}"
+    );
 }
 
 #[test]
