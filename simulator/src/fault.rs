@@ -261,6 +261,18 @@ impl FaultSpec {
             }
             Ok(found)
         };
+        // A node whose name holds "->" itself (service `cart->v2`) is what its whole name says:
+        // the recommender lists `cart->v2:down` among service faults, and its call sites stay
+        // reachable as `cart/OP->v2`.
+        if self.target.contains("->") {
+            if let Ok(callees) = lookup(&self.target) {
+                return Ok(Resolved {
+                    spec: self.clone(),
+                    callees,
+                    callers: None,
+                });
+            }
+        }
         // A call site CALLER->CALLEE; names may hold "->" themselves (`cart->v2`), so every
         // split is tried, then the whole name as one target.
         let mut first_err = None;

@@ -366,6 +366,12 @@ fn names_holding_slashes_and_arrows_resolve() {
             span(t, 3, Some(2), "team/cart", "op/x", Server, 1, 4, false),
             span(t, 4, Some(1), "web", "v2", Client, 5, 8, false),
             span(t, 5, Some(4), "cart->v2", "get", Server, 5, 8, false),
+            // And services `cart` and `v2`, cart calling v2: the call site `cart->v2` is
+            // spelled like the service `cart->v2`.
+            span(t, 6, Some(1), "web", "list", Client, 1, 8, false),
+            span(t, 7, Some(6), "cart", "list", Server, 1, 8, false),
+            span(t, 8, Some(7), "cart", "v2", Client, 2, 6, false),
+            span(t, 9, Some(8), "v2", "get2", Server, 2, 6, false),
         ];
         for s in &spans {
             batch.push_owned(s);
@@ -379,7 +385,12 @@ fn names_holding_slashes_and_arrows_resolve() {
     };
     assert_eq!(callees("team/cart:down"), ["team/cart op/x"]);
     assert_eq!(callees("team/cart/op/x:down"), ["team/cart op/x"]);
+    // The whole name first (the recommender lists `cart->v2:down` as a service fault); the
+    // call site by its operation.
     assert_eq!(callees("cart->v2:down"), ["cart->v2 get"]);
+    let f: FaultSpec = "cart->v2:down".parse().unwrap();
+    assert!(f.resolve(&v).unwrap().callers.is_none());
+    assert_eq!(callees("cart/list->v2:down"), ["v2 get2"]);
     assert_eq!(callees("cart->v2/get:down"), ["cart->v2 get"]);
     assert_eq!(callees("web->cart->v2:error=0.5"), ["cart->v2 get"]);
     assert_eq!(callees("web->team/cart:error=0.5"), ["team/cart op/x"]);
