@@ -151,6 +151,9 @@ enum Command {
     /// contract: {"faults":[..],"endpoints":[{"endpoint","service","operation",
     /// "baseline":{"error_rate","p50_ms","p99_ms"},"predicted":{"error_rate":{"mean","lo","hi"},
     /// "p50_ms":{..},"p99_ms":{..}}}],"operations":[the same for every operation]}.
+    #[command(
+        after_long_help = "Examples:\n  augur simulate model.json --fault payment:down\n  augur simulate model.json --fault 'checkout->shipping:error=0.5' --fault redis:latency=+100ms --json\n  augur simulate model.json --fault 'payment/Charge:latency=x3' --requests 5000 --samples 64 --seed 7"
+    )]
     Simulate {
         /// A model file written by `augur learn`.
         model: PathBuf,
@@ -186,6 +189,9 @@ enum Command {
     /// The JSON form is a contract: {"experiments":[{"fault","value_bits","intents":[{"id",
     /// "p_holds"}],"predicted":{"endpoints":[as in simulate]},"harm":{..},"safe","traffic_share",
     /// "why"}]}.
+    #[command(
+        after_long_help = "Examples:\n  augur recommend model.json                         # the 10 most informative, service faults\n  augur recommend model.json --scope edge --top 20 --intents intents.toml\n  augur recommend model.json --error-budget 500 --duration 15 --json > next.json"
+    )]
     Recommend {
         /// A model file written by `augur learn`.
         model: PathBuf,
@@ -212,6 +218,9 @@ enum Command {
     /// teach the same thing are not both chosen). Each experiment runs at the traffic share
     /// (100%, 50%, 25%, 10%, 5%, 1%, or 1% for part of --duration) with the most value that fits
     /// the budget left when it is chosen.
+    #[command(
+        after_long_help = "Examples:\n  augur plan model.json --budget 300                 # tonight: at most 300 failed requests in all\n  augur plan model.json --budget 2000 --max 10 --intents intents.toml --json"
+    )]
     Plan {
         /// A model file written by `augur learn`.
         model: PathBuf,
@@ -261,6 +270,9 @@ enum Command {
         exp: ExperimentArgs,
     },
     /// The value in bits, harm and P(intents) of one experiment you have in mind.
+    #[command(
+        after_long_help = "Examples:\n  augur value model.json --fault shipping:down\n  augur value model.json --fault postgres:latency=+500ms --intents intents.toml --json"
+    )]
     Value {
         /// A model file written by `augur learn`.
         model: PathBuf,
@@ -397,6 +409,9 @@ enum Command {
     /// |log2 predicted − log2 observed| p50 and p99 ratio, 90% interval coverage, and the same
     /// scores for the naive "every upstream service slowed by the full delay". See
     /// docs/ACCURACY.md.
+    #[command(
+        after_long_help = "Examples:\n  augur backtest --traces traces/ --experiments experiments.json\n  augur backtest --traces day.jsonl --experiments past.toml --json --report backtest.html\n\nA label file lists past experiments (JSON or TOML):\n  [{\"target\": \"payment\", \"kind\": \"latency\", \"start\": \"2026-11-01T00:10:00Z\", \"duration\": \"3m\", \"magnitude\": \"500ms\"}]\nkind: down, error, latency, cpu, return, exception (or a chaos tool's name: pod-kill, network-delay, cpu-hog, ...); end may stand for duration; magnitude is optional (measured at the target when missing). The TrainTicket fault_list.json is read as it is."
+    )]
     Backtest {
         /// Trace files or directories holding the experiments' windows and the traffic around
         /// them (traces outside every window and before an experiment are its baseline).

@@ -304,3 +304,49 @@ fn recommend_points_to_the_first_safe_experiment_below_the_top() {
     .0;
     assert!(free.contains("no budget given"), "{free}");
 }
+
+/// The worked examples `--help` shows (simulate, recommend, plan, value) run as written on a
+/// real model, with `model.json` and `intents.toml` standing for real files (and, where an
+/// example leaves them out, small simulation sizes, to keep the suite fast).
+#[test]
+fn the_examples_in_help_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shop(&dir);
+    let intents = dir.path().join("intents.toml");
+    std::fs::write(&intents, INTENTS).unwrap();
+    let mut ran = 0;
+    for command in ["simulate", "recommend", "plan", "value"] {
+        let (help, _) = ok(&[command, "--help"]);
+        let examples: Vec<&str> = help
+            .lines()
+            .skip_while(|l| !l.starts_with("Examples:"))
+            .filter_map(|l| l.trim().strip_prefix("augur "))
+            .collect();
+        assert!(!examples.is_empty(), "{command} --help shows no example");
+        for example in examples {
+            // What a shell would pass: comments and redirections dropped, quotes removed.
+            let line = example.split(" #").next().unwrap_or(example);
+            let line = line.split(" > ").next().unwrap_or(line);
+            let mut args: Vec<String> = line
+                .split_whitespace()
+                .map(|a| match a.trim_matches('\'') {
+                    "model.json" => model.clone(),
+                    "intents.toml" => intents.to_str().unwrap().to_string(),
+                    a => a.to_string(),
+                })
+                .collect();
+            if !args.iter().any(|a| a == "--requests") {
+                args.extend(["--requests", "300", "--samples", "8"].map(String::from));
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (out, _) = ok(&args);
+            assert!(!out.trim().is_empty(), "{example}: no output");
+            if args.contains(&"--json") {
+                serde_json::from_str::<serde_json::Value>(&out)
+                    .unwrap_or_else(|e| panic!("{example}: {e}"));
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran >= 9, "{ran} examples");
+}
