@@ -51,6 +51,26 @@ fn readers(c: &mut Criterion) {
             },
         );
     }
+    // Compressed: the same JSON Lines, gzip and zstd (the decoders, and the guard that reads a
+    // stream cut short as what came before the cut).
+    let plain = write_input(dir.path(), TraceFormat::OtlpJsonl);
+    let bytes = std::fs::read(&plain).unwrap();
+    let gz = dir.path().join("shop.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut enc, &bytes).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let zst = dir.path().join("shop.jsonl.zst");
+    std::fs::write(&zst, zstd::encode_all(&bytes[..], 3).unwrap()).unwrap();
+    for (name, path) in [("otlp-jsonl.gz", gz), ("otlp-jsonl.zst", zst)] {
+        group.throughput(Throughput::Elements(count_spans(&path)));
+        group.bench_with_input(BenchmarkId::from_parameter(name), &path, |b, path| {
+            b.iter(|| {
+                let mut report = IngestReport::default();
+                read_file(path, &ReadOptions::default(), &mut report, &mut |_| Ok(())).unwrap();
+                report.spans
+            })
+        });
+    }
     group.finish();
 }
 
