@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use augur_ingest::live::Encoding;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
+use prost::bytes::Buf;
 use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
+use tonic::codec::{CompressionEncoding, DecodeBuf, EncodeBuf};
+use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
 use tonic::{Code, Request, Response, Status};
 
 use super::live::{Live, Refusal};
@@ -16,36 +18,132 @@ use super::live::{Live, Refusal};
 /// How long a refused client is asked to wait before retrying.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
-pub struct Otlp {
+/// The OTLP `TraceService`, taking each request's protobuf bytes as they came (after
+/// decompression): the receiver decodes them with its own wire decoder, exactly as it does
+/// OTLP/HTTP bodies and the log on replay. tonic's generated server would decode them with
+/// prost first (allocating every id, name and attribute), re-encode them for the log, and refuse
+/// a message prost cannot decode with `INTERNAL` before augur saw it.
+#[derive(Clone)]
+pub struct OtlpServer {
     pub live: Arc<Live>,
+    /// The largest message accepted (after decompression): larger ones get `OUT_OF_RANGE`.
+    pub max_message_bytes: usize,
 }
 
-#[tonic::async_trait]
-impl TraceService for Otlp {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        // The log keeps the request as protobuf bytes, which the receiver decodes the same way
-        // for gRPC and HTTP (and on replay).
-        let body = request.into_inner().encode_to_vec();
-        let live = Arc::clone(&self.live);
-        let answer = tokio::task::spawn_blocking(move || live.accept(&body, Encoding::Protobuf))
-            .await
-            .map_err(|e| Status::internal(format!("the request handler failed: {e}")))?;
-        match answer {
-            Ok(a) => Ok(Response::new(ExportTraceServiceResponse {
-                partial_success: (a.rejected > 0).then(|| ExportTracePartialSuccess {
-                    rejected_spans: a.rejected as i64,
-                    error_message: a.first_problem.unwrap_or_default(),
-                }),
-            })),
-            Err(Refusal::Invalid(m)) => Err(Status::invalid_argument(m)),
-            Err(Refusal::Busy { queued, limit }) => Err(unavailable_with_retry(format!(
-                "augur is busy: {queued} spans queued (limit {limit}, --queue-spans); retry later"
-            ))),
-            Err(Refusal::Failed(m)) => Err(Status::internal(m)),
+/// The Export method's path.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+impl tonic::server::NamedService for OtlpServer {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl<B> Service<http::Request<B>> for OtlpServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != EXPORT_PATH {
+            return Box::pin(async move {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                let headers = response.headers_mut();
+                headers.insert(Status::GRPC_STATUS, (Code::Unimplemented as i32).into());
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            });
         }
+        let export = Export(Arc::clone(&self.live));
+        let max = self.max_message_bytes;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(max);
+            Ok(grpc.unary(export, req).await)
+        })
+    }
+}
+
+/// One Export call.
+struct Export(Arc<Live>);
+
+impl tonic::server::UnaryService<Vec<u8>> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<Response<ExportTraceServiceResponse>, Status>;
+
+    fn call(&mut self, request: Request<Vec<u8>>) -> Self::Future {
+        let live = Arc::clone(&self.0);
+        Box::pin(async move {
+            let body = request.into_inner();
+            let answer =
+                tokio::task::spawn_blocking(move || live.accept(&body, Encoding::Protobuf))
+                    .await
+                    .map_err(|e| Status::internal(format!("the request handler failed: {e}")))?;
+            match answer {
+                Ok(a) => Ok(Response::new(ExportTraceServiceResponse {
+                    partial_success: (a.rejected > 0).then(|| ExportTracePartialSuccess {
+                        rejected_spans: a.rejected as i64,
+                        error_message: a.first_problem.unwrap_or_default(),
+                    }),
+                })),
+                Err(Refusal::Invalid(m)) => Err(Status::invalid_argument(m)),
+                Err(Refusal::Busy { queued, limit }) => Err(unavailable_with_retry(format!(
+                    "augur is busy: {queued} spans queued (limit {limit}, --queue-spans); retry later"
+                ))),
+                Err(Refusal::Failed(m)) => Err(Status::internal(m)),
+            }
+        })
+    }
+}
+
+/// Requests as their bytes, responses as protobuf.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(buf)
+            .map_err(|e| Status::internal(format!("encoding the response: {e}")))
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let mut bytes = vec![0u8; buf.remaining()];
+        buf.copy_to_slice(&mut bytes);
+        Ok(Some(bytes))
     }
 }
 

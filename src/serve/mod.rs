@@ -9,8 +9,6 @@ use std::time::Duration;
 use std::future::IntoFuture;
 
 use anyhow::{bail, Context, Result};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
-use tonic::codec::CompressionEncoding;
 
 mod grpc;
 mod http;
@@ -331,12 +329,10 @@ async fn serve(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = TraceServiceServer::new(grpc::Otlp {
+    let service = grpc::OtlpServer {
         live: Arc::clone(&live),
-    })
-    .accept_compressed(CompressionEncoding::Gzip)
-    .accept_compressed(CompressionEncoding::Zstd)
-    .max_decoding_message_size(args.max_message_bytes);
+        max_message_bytes: args.max_message_bytes,
+    };
     let service = tonic::service::interceptor::InterceptedService::new(
         service,
         grpc::Auth {

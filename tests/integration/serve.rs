@@ -464,6 +464,58 @@ fn grpc_exports_from_a_tonic_client_and_bearer_tokens() {
             .insert("authorization", "Bearer s3cret-token".parse().unwrap());
         let too_big = client.export(req).await.unwrap_err();
         assert_eq!(too_big.code(), tonic::Code::OutOfRange, "{too_big:?}");
+
+        // Raw bytes over gRPC, as a client with its own encoder may send them: a message that is
+        // not protobuf is INVALID_ARGUMENT (counted below with HTTP's), and an attribute value
+        // that is not UTF-8 costs its request nothing (prost would refuse it whole).
+        let channel = tonic::transport::Channel::from_shared(endpoint.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut raw = tonic::client::Grpc::new(channel);
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        );
+        let authorized = |bytes: Vec<u8>| {
+            let mut req = tonic::Request::new(bytes);
+            req.metadata_mut()
+                .insert("authorization", "Bearer s3cret-token".parse().unwrap());
+            req
+        };
+        raw.ready().await.unwrap();
+        let garbage = raw
+            .unary(authorized(b"\xff\xff\xff".to_vec()), path.clone(), RawBytes)
+            .await
+            .unwrap_err();
+        assert_eq!(garbage.code(), tonic::Code::InvalidArgument, "{garbage:?}");
+        let mut one = ExportTraceServiceRequest::decode(&bodies[0][..]).unwrap();
+        let span = &mut one.resource_spans[0].scope_spans[0].spans[0];
+        span.attributes
+            .push(opentelemetry_proto::tonic::common::v1::KeyValue {
+                key: "note".into(),
+                value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                    value: Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                            "zz-not-utf8-zz".into(),
+                        ),
+                    ),
+                }),
+                ..Default::default()
+            });
+        let mut bytes = one.encode_to_vec();
+        let at = bytes
+            .windows(14)
+            .position(|w| w == b"zz-not-utf8-zz")
+            .unwrap();
+        bytes[at] = 0xff;
+        raw.ready().await.unwrap();
+        let kept = raw
+            .unary(authorized(bytes), path, RawBytes)
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(kept.partial_success.is_none(), "{kept:?}");
     });
     // HTTP needs the token too, except /healthz.
     assert_eq!(server.get("/healthz").0, 200);
@@ -522,13 +574,21 @@ fn grpc_exports_from_a_tonic_client_and_bearer_tokens() {
     let m = String::from_utf8_lossy(&m);
     assert_eq!(
         metric(&m, "augur_export_requests_invalid_total"),
-        Some(2.0),
+        Some(3.0), // the gRPC garbage, the HTTP garbage and the gzip that is not
         "{m}"
     );
     let log = server.stop();
     let model: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state.join("model.json")).unwrap()).unwrap();
-    assert_eq!(model["quality"]["spans"], spans, "{log}");
+    // Every request's spans, and the first request's once more (sent again with the bad byte).
+    let first: usize = ExportTraceServiceRequest::decode(&bodies[0][..])
+        .unwrap()
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    assert_eq!(model["quality"]["spans"], spans + first as u64, "{log}");
 }
 
 /// The OpenTelemetry Python SDK's own OTLP exporters (gRPC and HTTP/protobuf) against a running
@@ -845,4 +905,53 @@ fn an_experiment_received_live_is_recorded_and_the_live_model_learns_its_evidenc
         std::thread::sleep(Duration::from_millis(100));
     }
     server.stop();
+}
+
+/// A gRPC codec sending a request's bytes as they are (what tonic's generated client cannot:
+/// its messages are always valid protobuf).
+#[derive(Clone, Copy, Default)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = Vec<u8>;
+    type Decode = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, tonic::Status> {
+        use prost::Message;
+        Self::Item::decode(buf)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
 }
