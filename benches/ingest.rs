@@ -113,5 +113,41 @@ fn extraction(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, readers, extraction);
+/// An OTLP/gRPC request of 2,048 shop spans: what the receiver's wire decoder takes to decode
+/// it, beside what tonic's generated server cost on top before 2026-12-04 (prost's decode, then
+/// the re-encode for the log).
+fn grpc_request(c: &mut Criterion) {
+    use augur_ingest::live::{decode_body, encode_batch, Encoding};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_input(dir.path(), TraceFormat::Parquet);
+    let mut batch = SpanBatch::new();
+    let mut report = IngestReport::default();
+    read_file(&path, &ReadOptions::default(), &mut report, &mut |b| {
+        if batch.is_empty() {
+            batch = b;
+        }
+        Ok(())
+    })
+    .unwrap();
+    batch.truncate(2048);
+    let body = encode_batch(&batch);
+    let mut group = c.benchmark_group("grpc-request");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function("wire-decode", |b| {
+        b.iter(|| decode_body(&body, Encoding::Protobuf).unwrap())
+    });
+    group.bench_function("prost-decode-and-reencode", |b| {
+        b.iter(|| {
+            ExportTraceServiceRequest::decode(&body[..])
+                .unwrap()
+                .encode_to_vec()
+                .len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, readers, extraction, grpc_request);
 criterion_main!(benches);
