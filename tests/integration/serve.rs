@@ -539,31 +539,21 @@ fn grpc_exports_from_a_tonic_client_and_bearer_tokens() {
         &vec![0u8; 300_000],
     );
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
-    let (status, _, _) = http(
-        server.http,
-        "POST",
-        "/v1/traces",
-        &[
-            ("Authorization", "Bearer s3cret-token"),
+    // Not OTLP: garbage, and (with the scheme's name in lower case) a gzip body that does not
+    // decompress. Both are a 400, counted with the requests that were not OTLP.
+    for (scheme, encoding, body) in [
+        ("Bearer", None, &b"\xff\xff\xff"[..]),
+        ("bearer", Some("gzip"), &b"\x1f\x8b not gzip"[..]),
+    ] {
+        let auth = format!("{scheme} s3cret-token");
+        let mut headers = vec![
+            ("Authorization", auth.as_str()),
             ("Content-Type", "application/x-protobuf"),
-        ],
-        b"\xff\xff\xff",
-    );
-    assert_eq!(status, 400);
-    // The scheme's name in any case; a gzip body that does not decompress is a 400, counted
-    // with the other requests that were not OTLP.
-    let (status, _, _) = http(
-        server.http,
-        "POST",
-        "/v1/traces",
-        &[
-            ("Authorization", "bearer s3cret-token"),
-            ("Content-Type", "application/x-protobuf"),
-            ("Content-Encoding", "gzip"),
-        ],
-        b"\x1f\x8b not gzip",
-    );
-    assert_eq!(status, 400);
+        ];
+        headers.extend(encoding.map(|e| ("Content-Encoding", e)));
+        let (status, _, _) = http(server.http, "POST", "/v1/traces", &headers, body);
+        assert_eq!(status, 400, "{scheme} {encoding:?}");
+    }
     let (_, _, m) = http(
         server.http,
         "GET",
