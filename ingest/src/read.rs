@@ -481,6 +481,19 @@ pub fn detect(head: &[u8]) -> Result<Format, String> {
             if head.first() == Some(&0) && head.len() < 5 {
                 return Err("too short to be a length-prefixed protobuf stream".into());
             }
+            let text = std::str::from_utf8(line).ok().filter(|l| {
+                l.contains(',') && l.chars().all(|c| !c.is_control() || c == '\r' || c == '\t')
+            });
+            if let Some(text) = text {
+                // A table, but not of spans as augur knows them: say which columns it needs.
+                let shown: String = text.trim_end().chars().take(80).collect();
+                return Err(format!(
+                    "a CSV whose header ({shown}) has no SpanID column; a span table needs \
+                     TraceID, SpanID, ParentID, ServiceName (or PodName), OperationName, \
+                     StartTimeUnixNano and EndTimeUnixNano (or Duration, in microseconds), in \
+                     any order and case"
+                ));
+            }
             let shown: String = head
                 .iter()
                 .take(8)
@@ -581,6 +594,12 @@ mod tests {
         );
         assert_eq!(detect(b"PAR1...."), Ok(Format::Parquet));
         assert!(detect(b"hello world").is_err());
+        // A table that is not of spans says which columns a span table needs.
+        let e = detect(b"trace,span,parent,svc\n1,2,3,a\n").unwrap_err();
+        assert!(
+            e.contains("trace,span,parent,svc") && e.contains("StartTimeUnixNano"),
+            "{e}"
+        );
         assert!(detect(b"   \n ").is_err());
         assert!(detect(b"{\"foo\": 1}").is_err());
     }
