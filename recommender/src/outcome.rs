@@ -340,9 +340,29 @@ fn p_below(k: u64, n: u64, threshold: f64) -> f64 {
     Beta::new(0.5 + k as f64, 0.5 + n.saturating_sub(k) as f64).map_or(0.5, |b| b.cdf(threshold))
 }
 
-fn verdict(intent: &Intent, observed: Option<&Observed>, p_before: f64) -> Verdict {
+/// How the traces bear on an intent's verdict beyond the endpoint's own figures.
+struct Judging<'a> {
+    /// The share of traffic the fault was put on: below 1 the endpoint's requests mix faulted
+    /// and normal ones, and the faulted ones' rate is inferred from the mixture.
+    share: f64,
+    /// The endpoint's error rate in the normal traffic the model was learned from.
+    baseline_rate: f64,
+    /// Why the traces show no sign of the fault at all (no call reached the target; none of
+    /// the calls a `down` or `error` fault should have failed did): then nothing is judged.
+    no_sign: Option<&'a str>,
+}
+
+fn verdict(
+    intent: &Intent,
+    observed: Option<&Observed>,
+    p_before: f64,
+    judging: &Judging<'_>,
+) -> Verdict {
     let mut parts: Vec<(Option<bool>, String)> = Vec::new();
     match observed {
+        _ if judging.no_sign.is_some() => {
+            parts.push((None, judging.no_sign.unwrap_or_default().to_string()))
+        }
         None => parts.push((
             None,
             format!(
@@ -353,7 +373,19 @@ fn verdict(intent: &Intent, observed: Option<&Observed>, p_before: f64) -> Verdi
         Some(o) => {
             if let Some(t) = intent.expect.error_rate_below {
                 let k = (o.error_rate * o.requests as f64).round() as u64;
-                let p = p_below(k, o.requests, t);
+                // At a partial share, the faulted requests and their failures: the share of
+                // the requests, and what failed beyond the baseline's rate on the rest.
+                let (k, n) = if judging.share < 1.0 {
+                    let n = o.requests as f64;
+                    let n_f = (judging.share * n).round().max(1.0);
+                    let k_f = (k as f64 - (1.0 - judging.share) * n * judging.baseline_rate)
+                        .round()
+                        .clamp(0.0, n_f);
+                    (k_f as u64, n_f as u64)
+                } else {
+                    (k, o.requests)
+                };
+                let p = p_below(k, n, t);
                 let decided = if p >= 0.95 {
                     Some(true)
                 } else if p <= 0.05 {
@@ -361,15 +393,20 @@ fn verdict(intent: &Intent, observed: Option<&Observed>, p_before: f64) -> Verdi
                 } else {
                     None
                 };
-                parts.push((
-                    decided,
+                let of = if judging.share < 1.0 {
                     format!(
-                        "{k} of {} requests failed ({}; expected below {}, P(rate below) {:.2})",
+                        "of the about {n} faulted requests ({} of {}), about {k} failed ({} of all requests failed; the rest at the baseline's {})",
+                        pct(judging.share),
                         o.requests,
                         pct(o.error_rate),
-                        pct(t),
-                        p
-                    ),
+                        pct(judging.baseline_rate)
+                    )
+                } else {
+                    format!("{k} of {n} requests failed ({})", pct(o.error_rate))
+                };
+                parts.push((
+                    decided,
+                    format!("{of}; expected below {}, P(rate below) {:.2}", pct(t), p),
                 ));
             }
             if let Some(t) = intent.expect.p99_ms_below {
@@ -537,6 +574,22 @@ pub fn outcome(
     let learned_bits = surprises.iter().map(|s| s.bits).sum::<f64>();
 
     let mut verdicts = Vec::new();
+    // Traces that show no sign of the fault judge no intent (they may have been recorded
+    // without it, or in a format that shows no calls or failures).
+    let expected = expected_failures(spec, ev.calls_into_target);
+    let no_sign = if ev.calls_into_target == 0 {
+        Some(format!(
+            "no call reached {} in these traces, so nothing shows the fault was active: not judged",
+            spec.target
+        ))
+    } else if ev.failed_into_target == 0 && expected >= 5.0 {
+        Some(format!(
+            "none of the {} calls into {} failed, where {spec} should have failed about {expected:.0}: these traces do not show the fault, not judged",
+            ev.calls_into_target, spec.target
+        ))
+    } else {
+        None
+    };
     for i in intents.iter().filter(|i| i.faults.contains(spec)) {
         let p_before = prediction
             .endpoints
@@ -557,7 +610,23 @@ pub fn outcome(
                     draws.iter().filter(|&&h| h).count() as f64 / draws.len() as f64
                 }
             });
-        verdicts.push(verdict(i, observed_at.get(&i.expect.endpoint), p_before));
+        // The rate the rest of the traffic fails at: the endpoint's as normal traffic showed it
+        // (observed, not simulated: the model's simulated baseline carries its priors).
+        let baseline_rate = before
+            .node(&i.expect.endpoint)
+            .filter(|n| n.invocations > 0)
+            .map_or(0.0, |n| n.errors as f64 / n.invocations as f64);
+        let judging = Judging {
+            share,
+            baseline_rate,
+            no_sign: no_sign.as_deref(),
+        };
+        verdicts.push(verdict(
+            i,
+            observed_at.get(&i.expect.endpoint),
+            p_before,
+            &judging,
+        ));
     }
 
     let summary = summarise(&endpoints, &surprises, &verdicts, &ev, spec);
@@ -598,6 +667,15 @@ pub fn outcome(
     })
 }
 
+/// How many of `calls` into the target the fault should have failed.
+fn expected_failures(spec: &FaultSpec, calls: u64) -> f64 {
+    match spec.kind {
+        FaultKind::Down => calls as f64,
+        FaultKind::Error(r) => r * calls as f64,
+        FaultKind::AddLatencyMs(_) | FaultKind::ScaleSelf(_) => 0.0,
+    }
+}
+
 fn summarise(
     endpoints: &[EndpointOutcome],
     surprises: &[Surprise],
@@ -611,11 +689,7 @@ fn summarise(
         ev.calls_into_target, ev.failed_into_target, ev.reactions
     ));
     // Traces that show no sign of the fault were probably not recorded while it was active.
-    let expected_failures = match spec.kind {
-        FaultKind::Down => ev.calls_into_target as f64,
-        FaultKind::Error(r) => r * ev.calls_into_target as f64,
-        FaultKind::AddLatencyMs(_) | FaultKind::ScaleSelf(_) => 0.0,
-    };
+    let expected_failures = expected_failures(spec, ev.calls_into_target);
     if ev.failed_into_target == 0 && expected_failures >= 5.0 {
         out.push(format!(
             "warning: none of the {} calls into the target failed, where {spec} should have failed about {:.0}: were these traces recorded while the fault was active?",

@@ -317,3 +317,76 @@ fn bad_outcome_inputs_are_clear_errors() {
         "{err}"
     );
 }
+
+/// An intent is judged only on traces that show the fault, and at a partial traffic share on
+/// the faulted requests: normal traces (no call into payment failed), a CSV (no call into
+/// payment is seen at all) and a 5% experiment mixed into normal traffic.
+#[test]
+fn intents_are_judged_on_the_faulted_traffic_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shop_model(&dir, "3000", "1");
+    let intents = dir.path().join("intents.toml");
+    std::fs::write(&intents, INTENTS).unwrap();
+    let verdict = |traces: &str, share: &str| -> (String, String) {
+        let m = dir.path().join(format!("m-{share}.json"));
+        std::fs::copy(&model, &m).unwrap();
+        let (json, _) = ok(&[
+            "outcome",
+            m.to_str().unwrap(),
+            "--fault",
+            "payment:down",
+            "--traces",
+            traces,
+            "--traffic-share",
+            share,
+            "--intents",
+            intents.to_str().unwrap(),
+            "--requests",
+            "500",
+            "--samples",
+            "8",
+            "--json",
+        ]);
+        let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let v = r["intents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == "checkout-survives-payment-outage")
+            .unwrap()
+            .clone();
+        (
+            v["verdict"].as_str().unwrap().to_string(),
+            v["evidence"].as_str().unwrap().to_string(),
+        )
+    };
+    let normal = generate_shop(dir.path(), "normal.jsonl", "600", "2", &[]);
+    let (v, why) = verdict(&normal, "1");
+    assert_eq!(v, "inconclusive", "{why}");
+    assert!(why.contains("do not show the fault"), "{why}");
+    let csv = generate_shop(
+        dir.path(),
+        "down.csv",
+        "600",
+        "3",
+        &["--fault", "payment:down", "--format", "csv"],
+    );
+    let (v, why) = verdict(&csv, "0.999");
+    assert_eq!(v, "inconclusive", "{why}");
+    assert!(why.contains("no call reached payment"), "{why}");
+    // 5% of the traffic with payment down: every faulted checkout fails, which the endpoint's
+    // overall rate (a few percent) hides unless the mixture is taken apart.
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    generate_shop(&mixed, "normal.jsonl", "2850", "4", &[]);
+    generate_shop(
+        &mixed,
+        "down.jsonl",
+        "150",
+        "5",
+        &["--fault", "payment:down", "--start-offset", "1"],
+    );
+    let (v, why) = verdict(mixed.to_str().unwrap(), "0.05");
+    assert_eq!(v, "falsified", "{why}");
+    assert!(why.contains("faulted requests"), "{why}");
+}
