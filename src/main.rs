@@ -14,6 +14,16 @@ use augur_ingest::{IngestReport, ReadOptions, SpanBatch};
 use augur_model::{BuildOptions, ExperimentTraces, Model, ModelBuilder};
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `eprintln!` that does not panic when stderr is gone (`augur ... 2>&1 | head` closing the
+/// pipe): a message nobody can read any more is dropped and the work goes on (std's panics, and
+/// an `outcome` whose model and ledger were already written exited 101).
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod demo;
 mod export;
 mod outcome;
@@ -738,7 +748,7 @@ fn run(cli: Cli) -> Result<()> {
                 .save(&out)
                 .with_context(|| format!("saving the model to {}", out.display()))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary.to_json())?);
+                write_stdout(&(serde_json::to_string_pretty(&summary.to_json())? + "\n"))?;
             } else {
                 eprintln!("{}", summary.to_text());
                 eprintln!("model written to {}", out.display());

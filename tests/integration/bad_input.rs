@@ -173,3 +173,21 @@ fn random_bytes_never_panic() {
         assert!(!stderr.contains("panicked"), "{f}: {stderr}");
     }
 }
+
+/// A closed stderr (`augur ... 2>&1 | head` after head exits) loses the messages, not the run:
+/// std's `eprintln!` panicked (exit 101) after the work was done.
+#[test]
+fn a_closed_stderr_does_not_fail_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.jsonl");
+    let mut child = crate::common::augur()
+        .args(["generate", "--traces", "10", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(out.exists());
+}
