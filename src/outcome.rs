@@ -61,6 +61,50 @@ pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
         );
     }
     drop(view);
+
+    let out = a.out.unwrap_or(a.model);
+    let old_ledger = ledger::ledger_path(a.model);
+    let new_ledger = a
+        .ledger
+        .map_or_else(|| ledger::ledger_path(out), Path::to_path_buf);
+    // One outcome at a time on a model: two at once would each refine the model as read and
+    // the second would overwrite the first's evidence (both ledger entries kept).
+    let _lock = Lock::take(a.model)?;
+    // A refined model written where another history already is would mix the two.
+    if a.ledger.is_none()
+        && new_ledger != old_ledger
+        && new_ledger.exists()
+        && std::fs::read(&new_ledger).ok() != std::fs::read(&old_ledger).ok()
+    {
+        bail!(
+            "{} already has a ledger, {}, with another history than {}'s: choose another --out, \
+             move that ledger away, or name the ledger to append to with --ledger",
+            out.display(),
+            new_ledger.display(),
+            a.model.display()
+        );
+    }
+    // The same traces recorded twice would count their evidence twice.
+    let history = if a.ledger.is_some() || new_ledger.exists() {
+        &new_ledger
+    } else {
+        &old_ledger
+    };
+    let window = observed.window.map(|w| (w.first_ns, w.last_ns));
+    if let Some(e) = ledger::read(history)?.iter().find(|e| {
+        e.outcome.fault == spec.to_string()
+            && e.outcome.traces.spans == observed.quality.spans
+            && e.outcome.traces.first_ns.zip(e.outcome.traces.last_ns) == window
+    }) {
+        bail!(
+            "these traces are already recorded in {} (the {} outcome of {}, {} spans over the same \
+             window): recording them again would count their evidence twice",
+            history.display(),
+            e.outcome.fault,
+            e.recorded_at,
+            e.outcome.traces.spans
+        );
+    }
     let progress = Progress::spinner("predicting the experiment, comparing, refining the model");
     let result = outcome(
         &base,
@@ -75,11 +119,6 @@ pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
     progress.finish();
     let result = result?;
 
-    let out = a.out.unwrap_or(a.model);
-    let old_ledger = ledger::ledger_path(a.model);
-    let new_ledger = a
-        .ledger
-        .map_or_else(|| ledger::ledger_path(out), Path::to_path_buf);
     // A refined model written elsewhere takes the history with it (unless told where the
     // ledger is).
     if a.ledger.is_none() && new_ledger != old_ledger && old_ledger.exists() && !new_ledger.exists()
@@ -122,6 +161,37 @@ pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
         new_ledger.display()
     );
     Ok(())
+}
+
+/// `MODEL.outcome.lock`, held while an outcome is recorded on MODEL; removed when dropped.
+struct Lock(PathBuf);
+
+impl Lock {
+    fn take(model: &Path) -> Result<Lock> {
+        let mut name = model.as_os_str().to_owned();
+        name.push(".outcome.lock");
+        let path = PathBuf::from(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(_) => Ok(Lock(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+                "another augur outcome is recording on {} ({} exists): wait for it; if none is \
+                 running (one was killed), remove that file",
+                model.display(),
+                path.display()
+            ),
+            Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 pub(crate) fn now_ns() -> i64 {

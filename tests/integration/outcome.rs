@@ -390,3 +390,77 @@ fn intents_are_judged_on_the_faulted_traffic_only() {
     assert_eq!(v, "falsified", "{why}");
     assert!(why.contains("faulted requests"), "{why}");
 }
+
+/// The ledger's history stays true: the same traces are not recorded twice, a refined model is
+/// not written where another history already is, and two outcomes do not refine one model at
+/// once (a lock file beside it, removed when done).
+#[test]
+fn an_outcome_keeps_the_ledger_true() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shop_model(&dir, "800", "1");
+    let down = generate_shop(
+        dir.path(),
+        "down.jsonl",
+        "300",
+        "2",
+        &["--fault", "payment:down", "--start-offset", "3600"],
+    );
+    let record = |model: &str, extra: &[&str]| {
+        let mut args = vec![
+            "outcome",
+            model,
+            "--fault",
+            "payment:down",
+            "--traces",
+            &down,
+            "--requests",
+            "300",
+            "--samples",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        crate::common::run(&args)
+    };
+    assert!(record(&model, &[]).status.success());
+    assert!(!std::path::Path::new(&format!("{model}.outcome.lock")).exists());
+    let again = record(&model, &[]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already recorded"), "{err}");
+    // Another model with a history of its own: writing the refined model over it is refused.
+    let (other_dir, fresh_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let other = shop_model(&other_dir, "600", "7");
+    let up = generate_shop(
+        dir.path(),
+        "slow.jsonl",
+        "200",
+        "3",
+        &["--fault", "ad:latency=+500ms", "--start-offset", "3600"],
+    );
+    ok(&[
+        "outcome",
+        &other,
+        "--fault",
+        "ad:latency=+500ms",
+        "--traces",
+        &up,
+        "--requests",
+        "300",
+        "--samples",
+        "4",
+    ]);
+    let fresh = shop_model(&fresh_dir, "700", "9");
+    let over = record(&fresh, &["--out", &other]);
+    assert!(!over.status.success());
+    let err = String::from_utf8_lossy(&over.stderr);
+    assert!(err.contains("already has a ledger"), "{err}");
+    // A lock left by an outcome that was killed stops the next one, saying what to do.
+    std::fs::write(format!("{fresh}.outcome.lock"), "").unwrap();
+    let locked = record(&fresh, &[]);
+    assert!(!locked.status.success());
+    let err = String::from_utf8_lossy(&locked.stderr);
+    assert!(
+        err.contains("another augur outcome") && err.contains("remove that file"),
+        "{err}"
+    );
+}
