@@ -547,7 +547,14 @@ fn timeout_of(stats: &CallStats) -> Option<Timeout> {
     }
     let (v, c) = stats.unanswered_ns.mode()?;
     let failed = stats.unanswered_ns.count();
-    let longest_ok = stats.ok_ns.max().unwrap_or(0.0);
+    // No attempt may have lasted longer uncut: a success in normal traffic, or any attempt
+    // while an experiment's fault was active (natural failures of a call slowed by a latency
+    // fault pile at the slowed duration beside the slowed successes, and are no threshold).
+    let longest_ok = stats
+        .ok_ns
+        .max()
+        .unwrap_or(0.0)
+        .max(stats.longest_under_fault_ns as f64);
     let piles = c >= 3 && c * 5 >= failed && v > 0.0;
     if !piles || longest_ok > v * (1.0 + 2.0 * RELATIVE_ACCURACY) {
         return None;
@@ -854,6 +861,12 @@ mod tests {
         let mut longer = s.clone();
         longer.ok_ns.add(80e6);
         assert!(timeout_of(&longer).is_none());
+        // Nor an attempt that lasted longer while an experiment's fault was active (natural
+        // failures of a call slowed by +500 ms pile at the slowed duration; a black-box test saw
+        // them learned as a 500 ms timeout).
+        let mut slowed = s.clone();
+        slowed.longest_under_fault_ns = 52_000_000;
+        assert!(timeout_of(&slowed).is_none());
         // Nor when successes typically last as long as the failures (a call that always takes
         // 50 ms and sometimes fails; a black-box test saw a fixed 2 ms call learned as a 2 ms
         // timeout).
