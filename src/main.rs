@@ -188,7 +188,8 @@ enum Command {
     /// Rank candidate experiments by how much their outcome would teach, within a safety budget.
     ///
     /// Candidates: every target in --scope (service: services and uninstrumented peers;
-    /// operation: also single operations; edge: also single call sites) × down, error=0.1,
+    /// operation: also single operations; edge: also single call sites; one candidate per
+    /// thing a fault acts on, so a service's only operation is the service's) × down, error=0.1,
     /// error=0.5, latency=+100ms, latency=+500ms, plus the intents' faults. value_bits is the
     /// expected information its outcome (the failures and the median and p99 latency it would
     /// show, endpoints weighted by traffic) gives about what every candidate would show, beyond

@@ -213,6 +213,26 @@ pub fn candidates(view: &View, scope: Scope, intents: &[Intent]) -> Vec<FaultSpe
     }
     targets.sort();
     targets.dedup();
+    // One candidate per thing a fault can act on: `ad/GetAds` when ad has that one operation
+    // is `ad` again (same predictions, same harm), and two names for one experiment would
+    // inflate each other's value and fill two places of the ranking. The first name in order
+    // is kept (the service before its operation).
+    let mut acts_on = BTreeSet::new();
+    targets.retain(|t| {
+        let probe = FaultSpec {
+            target: t.clone(),
+            kind: LADDER[0],
+        };
+        probe.resolve(view).map_or(true, |r| {
+            let mut callees = r.callees;
+            callees.sort_unstable();
+            let callers = r.callers.map(|mut c| {
+                c.sort_unstable();
+                c
+            });
+            acts_on.insert((callees, callers))
+        })
+    });
     let mut out: Vec<FaultSpec> = targets
         .into_iter()
         .flat_map(|t| {

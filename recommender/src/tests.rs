@@ -815,3 +815,20 @@ fn why_speaks_of_timeouts_for_latency_and_of_failures_otherwise() {
         "{down}"
     );
 }
+
+#[test]
+fn one_experiment_is_one_candidate_whatever_it_is_called() {
+    // Every service here has one operation: `api/<op>` is `api` again, and would share its
+    // predictions and inflate its value. Call sites stay: they act on one caller's calls only.
+    let v = model();
+    for scope in [Scope::Operation, Scope::Edge] {
+        let c = recommend::candidates(&v, scope, &[]);
+        assert!(c.iter().all(|f| !f.target.contains('/')), "{c:?}");
+        assert_eq!(
+            c.iter().any(|f| f.target.contains("->")),
+            scope == Scope::Edge
+        );
+        let service = recommend::candidates(&v, Scope::Service, &[]);
+        assert!(service.iter().all(|f| c.contains(f)));
+    }
+}
