@@ -296,6 +296,10 @@ enum Command {
         /// Extra failed user requests the experiment may cause.
         #[arg(long, value_name = "REQUESTS")]
         error_budget: Option<f64>,
+        /// The candidates whose outcomes the value is information about, as for `augur
+        /// recommend --scope`: the same scope gives the same value as that experiment's row there.
+        #[arg(long, value_enum, default_value_t = ScopeArg::Service)]
+        scope: ScopeArg,
         #[command(flatten)]
         exp: ExperimentArgs,
         /// Print it as JSON (one experiment, as in `augur recommend --json`).
@@ -937,10 +941,11 @@ fn run(cli: Cli) -> Result<()> {
             fault,
             intents,
             error_budget,
+            scope,
             exp,
             json,
         } => {
-            let mut opts = exp.options(ScopeArg::Service, error_budget)?;
+            let mut opts = exp.options(scope, error_budget)?;
             let spec: augur_simulator::FaultSpec = fault.parse()?;
             let (view, intents) = model_and_intents(&model, intents.as_deref(), &mut opts)?;
             let e = augur_recommender::value_of(&view, &intents, &spec, &opts)?;

@@ -116,6 +116,53 @@ fn recommend_json_is_the_contract() {
         "16",
     ]);
     assert!(text.contains("bits") && text.contains("why:"), "{text}");
+
+    // At another scope, `value` says what that experiment's row in `recommend` says: its value
+    // is information about every candidate in scope.
+    let sizes = ["--requests", "300", "--samples", "8"];
+    let (rec, _) = ok(&[
+        &[
+            "recommend",
+            &model,
+            "--scope",
+            "edge",
+            "--top",
+            "500",
+            "--json",
+        ],
+        &sizes[..],
+    ]
+    .concat());
+    let rec: serde_json::Value = serde_json::from_str(&rec).unwrap();
+    let row = rec["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["fault"] == "shipping:down")
+        .unwrap()
+        .clone();
+    let (one, _) = ok(&[
+        &[
+            "value",
+            &model,
+            "--fault",
+            "shipping:down",
+            "--scope",
+            "edge",
+            "--json",
+        ],
+        &sizes[..],
+    ]
+    .concat());
+    let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(one["value_bits"], row["value_bits"]);
+    let (service, _) = ok(&[
+        &["value", &model, "--fault", "shipping:down", "--json"],
+        &sizes[..],
+    ]
+    .concat());
+    let service: serde_json::Value = serde_json::from_str(&service).unwrap();
+    assert_ne!(service["value_bits"], row["value_bits"], "scope matters");
 }
 
 #[test]
