@@ -261,20 +261,19 @@ impl FaultSpec {
             }
             Ok(found)
         };
-        // A node whose name holds "->" itself (service `cart->v2`) is what its whole name says:
-        // the recommender lists `cart->v2:down` among service faults, and its call sites stay
-        // reachable as `cart/OP->v2`.
-        if self.target.contains("->") {
-            if let Ok(callees) = lookup(&self.target) {
-                return Ok(Resolved {
-                    spec: self.clone(),
-                    callees,
-                    callers: None,
-                });
-            }
+        // The whole name first: a node whose name holds "->" itself (service `cart->v2`) is
+        // what its whole name says (the recommender lists `cart->v2:down` among service
+        // faults), and its call sites stay reachable as `cart/OP->v2`.
+        let whole = nodes_named(view, &self.target);
+        if !whole.is_empty() {
+            return Ok(Resolved {
+                spec: self.clone(),
+                callees: whole,
+                callers: None,
+            });
         }
-        // A call site CALLER->CALLEE; names may hold "->" themselves (`cart->v2`), so every
-        // split is tried, then the whole name as one target.
+        // Else a call site CALLER->CALLEE; names may hold "->" themselves, so every split is
+        // tried.
         let mut first_err = None;
         for (at, _) in self.target.match_indices("->") {
             let (from, to) = (&self.target[..at], &self.target[at + 2..]);
@@ -303,13 +302,14 @@ impl FaultSpec {
                 callers: Some(callers),
             });
         }
-        match (lookup(&self.target), first_err) {
-            (Ok(callees), _) => Ok(Resolved {
+        match first_err {
+            Some(e) => Err(e),
+            // No split named anything: the whole name is unknown (the error suggests names).
+            None => lookup(&self.target).map(|callees| Resolved {
                 spec: self.clone(),
                 callees,
                 callers: None,
             }),
-            (Err(_), Some(e)) | (Err(e), None) => Err(e),
         }
     }
 }
