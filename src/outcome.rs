@@ -84,14 +84,22 @@ pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
             a.model.display()
         );
     }
-    // The same traces recorded twice would count their evidence twice.
+    if new_ledger.is_dir() {
+        bail!(
+            "--ledger {}: is a directory (a ledger is a JSON Lines file)",
+            new_ledger.display()
+        );
+    }
+    // The same traces recorded twice would count their evidence twice. (Reading the history
+    // also checks the ledger the entry will go to: a bad one stops us before any work.)
     let history = if a.ledger.is_some() || new_ledger.exists() {
         &new_ledger
     } else {
         &old_ledger
     };
     let window = observed.window.map(|w| (w.first_ns, w.last_ns));
-    if let Some(e) = ledger::read(history)?.iter().find(|e| {
+    let entries = ledger::read(history).context("the ledger to append to")?;
+    if let Some(e) = entries.iter().find(|e| {
         e.outcome.fault == spec.to_string()
             && e.outcome.traces.spans == observed.quality.spans
             && e.outcome.traces.first_ns.zip(e.outcome.traces.last_ns) == window
@@ -130,17 +138,6 @@ pub(crate) fn run_outcome(a: &OutcomeArgs<'_>) -> Result<()> {
                 new_ledger.display()
             )
         })?;
-    }
-    // The ledger must take the entry before the refined model is written: a model refined
-    // with no entry in its history would be learned twice by the next outcome's evidence.
-    if new_ledger.is_dir() {
-        bail!(
-            "--ledger {}: is a directory (a ledger is a JSON Lines file)",
-            new_ledger.display()
-        );
-    }
-    if new_ledger.exists() {
-        ledger::read(&new_ledger).context("the ledger to append to")?;
     }
     result
         .refined

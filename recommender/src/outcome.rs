@@ -359,18 +359,16 @@ fn verdict(
     judging: &Judging<'_>,
 ) -> Verdict {
     let mut parts: Vec<(Option<bool>, String)> = Vec::new();
-    match observed {
-        _ if judging.no_sign.is_some() => {
-            parts.push((None, judging.no_sign.unwrap_or_default().to_string()))
-        }
-        None => parts.push((
+    match (judging.no_sign, observed) {
+        (Some(why), _) => parts.push((None, why.to_string())),
+        (None, None) => parts.push((
             None,
             format!(
                 "{} got no requests during the experiment",
                 intent.expect.endpoint
             ),
         )),
-        Some(o) => {
+        (None, Some(o)) => {
             if let Some(t) = intent.expect.error_rate_below {
                 let k = (o.error_rate * o.requests as f64).round() as u64;
                 // At a partial share, the faulted requests and their failures: the share of
