@@ -6,7 +6,7 @@ use augur_ingest::live::Encoding;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
-use prost::bytes::Buf;
+use prost::bytes::{Buf, Bytes};
 use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
 use tonic::codec::{CompressionEncoding, DecodeBuf, EncodeBuf};
@@ -78,11 +78,11 @@ where
 /// One Export call.
 struct Export(Arc<Live>);
 
-impl tonic::server::UnaryService<Vec<u8>> for Export {
+impl tonic::server::UnaryService<Bytes> for Export {
     type Response = ExportTraceServiceResponse;
     type Future = BoxFuture<Response<ExportTraceServiceResponse>, Status>;
 
-    fn call(&mut self, request: Request<Vec<u8>>) -> Self::Future {
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let live = Arc::clone(&self.0);
         Box::pin(async move {
             let body = request.into_inner();
@@ -113,7 +113,7 @@ struct RawCodec;
 
 impl tonic::codec::Codec for RawCodec {
     type Encode = ExportTraceServiceResponse;
-    type Decode = Vec<u8>;
+    type Decode = Bytes;
     type Encoder = RawCodec;
     type Decoder = RawCodec;
 
@@ -137,13 +137,13 @@ impl tonic::codec::Encoder for RawCodec {
 }
 
 impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
+    type Item = Bytes;
     type Error = Status;
 
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let mut bytes = vec![0u8; buf.remaining()];
-        buf.copy_to_slice(&mut bytes);
-        Ok(Some(bytes))
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        // The message's bytes as tonic holds them (no copy when they arrived in one piece).
+        let n = buf.remaining();
+        Ok(Some(buf.copy_to_bytes(n)))
     }
 }
 
