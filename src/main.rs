@@ -778,10 +778,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Merge { models, out } => {
             let mut merged: Option<Model> = None;
-            let mut seen: Vec<(PathBuf, Model)> = Vec::new();
+            // Each input by its real path and a hash of its bytes (a model's file is
+            // deterministic, so two files with one content hold one model).
+            let mut seen: Vec<(PathBuf, u64, &PathBuf)> = Vec::new();
             for path in &models {
                 let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-                if let Some((first, _)) = seen.iter().find(|(p, _)| *p == real) {
+                if let Some((_, _, first)) = seen.iter().find(|(p, ..)| *p == real) {
                     bail!(
                         "{} is given twice (as {}): merging a model with itself would count its traces twice",
                         path.display(),
@@ -789,14 +791,15 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 let m = Model::load(path)?;
-                if let Some((twin, _)) = seen.iter().find(|(_, o)| *o == m) {
+                let hash = std::fs::read(path).map_or(0, |b| augur_ingest::fnv1a64(&b));
+                if let Some((.., twin)) = seen.iter().find(|(_, h, _)| *h == hash && hash != 0) {
                     eprintln!(
                         "warning: {} is the same model as {}: if they were learned from the same traces, those traces now count twice",
                         path.display(),
                         twin.display()
                     );
                 }
-                seen.push((real, m.clone()));
+                seen.push((real, hash, path));
                 match &mut merged {
                     Some(acc) => acc.merge(&m),
                     None => merged = Some(m),
@@ -849,11 +852,7 @@ fn run(cli: Cli) -> Result<()> {
                 seconds = started.elapsed().as_secs_f64(),
                 "simulated"
             );
-            let unrecorded = view
-                .nodes
-                .iter()
-                .filter(|n| n.p_error.is_unrecorded())
-                .count();
+            let unrecorded = view.unrecorded_operations();
             emit(json, &prediction, || {
                 let mut t = prediction.to_table(10);
                 if unrecorded > 0 {
@@ -1467,11 +1466,7 @@ impl LearnSummary {
         self.edges = view.edges.len();
         self.quality = model.quality.clone();
         self.unarrived_to_instrumented = view.calls_to_instrumented_without_server;
-        self.unrecorded_operations = view
-            .nodes
-            .iter()
-            .filter(|n| n.p_error.is_unrecorded())
-            .count();
+        self.unrecorded_operations = view.unrecorded_operations();
         // An operation is named `"<service> <operation>"`, so service `web front`'s `GET /x` and
         // service `web`'s `front GET /x` share a name. (A peer named like an operation is told
         // apart by the view: `augur_model::PEER_SUFFIX`.)

@@ -369,6 +369,14 @@ pub struct View {
 }
 
 impl View {
+    /// How many nodes' spans never recorded a status ([`Posterior::unrecorded`] own error rate).
+    pub fn unrecorded_operations(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.p_error.is_unrecorded())
+            .count()
+    }
+
     /// The node with this id.
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes
