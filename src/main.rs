@@ -17,11 +17,31 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// `eprintln!` that does not panic when stderr is gone (`augur ... 2>&1 | head` closing the
 /// pipe): a message nobody can read any more is dropped and the work goes on (std's panics, and
 /// an `outcome` whose model and ledger were already written exited 101).
+///
+/// Names from traces are in most messages; control characters among them (an escape sequence in
+/// a service name) are shown as U+FFFD rather than sent to the terminal ([`terminal_text`]).
 macro_rules! eprintln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let text = format!($($arg)*);
+        let _ = writeln!(std::io::stderr(), "{}", $crate::terminal_text(&text));
     }};
+}
+
+/// `text` as it may go to a terminal: every control character but newline and tab (an escape
+/// sequence, a carriage return or a NUL inside a name from some trace) becomes U+FFFD, so a name
+/// cannot move the cursor, recolour the terminal or hide the text before it. JSON output is not
+/// touched by this (serde escapes them).
+fn terminal_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| if bad(c) { '\u{FFFD}' } else { c })
+            .collect(),
+    )
 }
 
 mod demo;
@@ -1141,6 +1161,7 @@ fn emit<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> Strin
 
 /// Writes to stdout, treating a closed pipe (`augur graph m | head`) as success.
 fn write_stdout(text: &str) -> Result<()> {
+    let text = terminal_text(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
@@ -1483,6 +1504,21 @@ impl LearnSummary {
 
 #[cfg(test)]
 mod error_text_tests {
+    #[test]
+    fn control_characters_from_traces_do_not_reach_the_terminal() {
+        let name = "svc\u{1b}[2Jx\rhidden\u{0}\u{7f}";
+        let line = format!("{name}\tGET /\n");
+        let shown = super::terminal_text(&line);
+        assert_eq!(
+            shown,
+            "svc\u{FFFD}[2Jx\u{FFFD}hidden\u{FFFD}\u{FFFD}\tGET /\n"
+        );
+        assert!(matches!(
+            super::terminal_text("plain ✓\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
     #[test]
     fn a_cause_already_in_the_message_is_not_repeated() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");

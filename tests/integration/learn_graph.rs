@@ -554,3 +554,42 @@ fn captures_a_day_apart_give_the_rate_of_their_own_minutes() {
     // Each capture is a couple of minutes long.
     assert!(secs > 60.0 && secs < 1200.0, "{secs}");
 }
+
+#[test]
+fn names_with_control_characters_do_not_reach_the_terminal() {
+    // A service name holding an escape sequence (clear screen) and a carriage return: the text
+    // outputs show them as U+FFFD; the JSON keeps the name exactly (escaped by JSON).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.jsonl");
+    let service = r"evil\u001b[2J\rsvc";
+    let line = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{:032x}","spanId":"0000000000000001","name":"GET /","kind":2,"startTimeUnixNano":"1000","endTimeUnixNano":"9000"}}]}}]}}]}}"#,
+        1
+    );
+    std::fs::write(&file, line + "\n").unwrap();
+    let model = dir.path().join("m.json");
+    ok(&[
+        "learn",
+        file.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    for args in [
+        vec!["graph", model.to_str().unwrap()],
+        vec!["graph", model.to_str().unwrap(), "--format", "dot"],
+        vec!["model", "show", model.to_str().unwrap()],
+    ] {
+        let (out, err) = ok(&args);
+        assert!(
+            out.contains("evil\u{FFFD}[2J\u{FFFD}svc"),
+            "{args:?}: {out}"
+        );
+        assert!(
+            !out.contains(['\u{1b}', '\r']) && !err.contains(['\u{1b}', '\r']),
+            "{args:?}"
+        );
+    }
+    let (json, _) = ok(&["graph", model.to_str().unwrap(), "--format", "json"]);
+    let graph: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(json.contains("evil\\u001b[2J\\rsvc"), "{graph}");
+}
