@@ -310,6 +310,26 @@ fn a_compressed_file_cut_short_keeps_what_came_before_the_cut() {
 }
 
 #[test]
+fn a_json_document_that_is_not_utf8_keeps_its_spans() {
+    // One OTLP JSON, Jaeger or Zipkin document with a stray byte and a character cut short in
+    // a string: read whole, those bytes as U+FFFD, rather than losing every span of the file.
+    for (name, bytes) in seeds() {
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let (spans, _) = read_named(name, &bytes, true).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        // Inside the first span's name (`name` or Jaeger's `operationName`).
+        let at = text.find("ame\":\"").unwrap() + 6;
+        let mut bad = text.as_bytes()[..at].to_vec();
+        bad.extend_from_slice(b"\xff\xe2\x82");
+        bad.extend_from_slice(&text.as_bytes()[at..]);
+        let (lossy, report) = read_named(name, &bad, true).unwrap();
+        assert_eq!((lossy, report.rejected), (spans, 0), "{name}");
+    }
+}
+
+#[test]
 fn a_json_line_that_is_not_utf8_keeps_its_spans() {
     let bad = OTLP_LINE.replace("GET /", "GET /\u{1}");
     let mut bytes = bad.into_bytes();

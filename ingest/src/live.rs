@@ -83,7 +83,16 @@ pub fn decode_body(body: &[u8], encoding: Encoding) -> Result<Decoded, IngestErr
                 crate::otlp_proto::push_wire(&req, &mut ctx, "")?;
             }
             Encoding::Json => {
-                crate::otlp_json::read_document_with(&mut Cursor::new(body), &mut ctx, false)?;
+                // A byte that is not UTF-8 (an SDK passing bytes through into an attribute)
+                // reads as U+FFFD, as protobuf attributes do, rather than costing the request.
+                let text = String::from_utf8_lossy(body);
+                if let std::borrow::Cow::Owned(_) = text {
+                    tracing::warn!(
+                        "an OTLP/JSON request that is not UTF-8: bad bytes read as U+FFFD"
+                    );
+                }
+                let mut text = Cursor::new(text.as_bytes());
+                crate::otlp_json::read_document_with(&mut text, &mut ctx, false)?;
             }
         }
         ctx.flush()?;
@@ -261,6 +270,12 @@ mod tests {
         assert_eq!(d.batch.len(), 1);
         assert_eq!(d.batch.str(d.batch.spans[0].service), "shop");
         assert_eq!(decode_body(b"{}", Encoding::Json).unwrap().batch.len(), 0);
+        // A byte that is not UTF-8 in a name reads as U+FFFD; the span is kept.
+        let mut bad = json.to_vec();
+        let at = bad.windows(5).position(|w| w == b"GET /").unwrap() + 3;
+        bad[at] = 0xff;
+        let d = decode_body(&bad, Encoding::Json).unwrap();
+        assert_eq!(d.batch.str(d.batch.spans[0].name), "GET\u{FFFD}/");
         assert_eq!(decode_body(b"", Encoding::Protobuf).unwrap().batch.len(), 0);
     }
 

@@ -310,12 +310,29 @@ pub fn read_file(
         sink,
     };
     let result = match format {
-        Format::OtlpJson => crate::otlp_json::read_document(&mut reader, &mut ctx),
+        // One JSON document is parsed as a whole, so a single byte that is not UTF-8 (an SDK
+        // passing bytes through unchecked into an attribute) would cost every span of the file:
+        // its bad bytes read as U+FFFD instead (JSON Lines do the same line by line).
+        Format::OtlpJson | Format::JaegerJson | Format::ZipkinJson => {
+            let mut text = BufReader::with_capacity(64 * 1024, LossyUtf8::new(&mut reader));
+            let result = match format {
+                Format::OtlpJson => crate::otlp_json::read_document(&mut text, &mut ctx),
+                Format::JaegerJson => crate::jaeger::read(&mut text, &mut ctx),
+                _ => crate::zipkin::read(&mut text, &mut ctx),
+            };
+            let replaced = text.into_inner().replaced;
+            if replaced > 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "not UTF-8 text: {replaced} bad byte sequence{} read as U+FFFD",
+                    if replaced == 1 { "" } else { "s" }
+                );
+            }
+            result
+        }
         Format::OtlpJsonLines => crate::otlp_json::read_lines(&mut reader, &mut ctx),
         Format::OtlpProto => crate::otlp_proto::read_bare(&mut reader, &mut ctx),
         Format::OtlpProtoStream => crate::otlp_proto::read_stream(&mut reader, &mut ctx),
-        Format::JaegerJson => crate::jaeger::read(&mut reader, &mut ctx),
-        Format::ZipkinJson => crate::zipkin::read(&mut reader, &mut ctx),
         Format::Csv => crate::csv::read(&mut reader, &mut ctx),
         Format::Parquet => {
             // Compressed Parquet: Parquet needs random access, so decompress into memory.
@@ -402,6 +419,98 @@ impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// A reader of text that passes UTF-8 through and replaces every byte sequence that is not
+/// UTF-8 with U+FFFD (as [`String::from_utf8_lossy`] does), counting them.
+struct LossyUtf8<R> {
+    inner: R,
+    /// Text ready to be read: `out[at..]`.
+    out: Vec<u8>,
+    at: usize,
+    /// The start of a character cut by the end of the last chunk read (at most 3 bytes).
+    carry: Vec<u8>,
+    eof: bool,
+    /// Byte sequences replaced so far.
+    replaced: u64,
+}
+
+impl<R: Read> LossyUtf8<R> {
+    fn new(inner: R) -> Self {
+        LossyUtf8 {
+            inner,
+            out: Vec::new(),
+            at: 0,
+            carry: Vec::new(),
+            eof: false,
+            replaced: 0,
+        }
+    }
+
+    /// Reads the next chunk into `out`, replacing what is not UTF-8.
+    fn fill(&mut self) -> std::io::Result<()> {
+        let mut chunk = std::mem::take(&mut self.carry);
+        let start = chunk.len();
+        chunk.resize(start + 64 * 1024, 0);
+        let n = loop {
+            match self.inner.read(&mut chunk[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        chunk.truncate(start + n);
+        self.eof = n == 0;
+        self.out.clear();
+        self.at = 0;
+        let mut rest = &chunk[..];
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(_) => {
+                    self.out.extend_from_slice(rest);
+                    break;
+                }
+                Err(e) => {
+                    let (good, bad) = rest.split_at(e.valid_up_to());
+                    self.out.extend_from_slice(good);
+                    match e.error_len() {
+                        Some(len) => {
+                            self.out.extend_from_slice("\u{FFFD}".as_bytes());
+                            self.replaced += 1;
+                            rest = &bad[len..];
+                        }
+                        // A character the chunk's end cut: completed by the next chunk, or
+                        // replaced at the end of the text.
+                        None if !self.eof => {
+                            self.carry = bad.to_vec();
+                            break;
+                        }
+                        None => {
+                            self.out.extend_from_slice("\u{FFFD}".as_bytes());
+                            self.replaced += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for LossyUtf8<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.out.len() {
+            if self.eof {
+                return Ok(0);
+            }
+            self.fill()?;
+        }
+        let n = buf.len().min(self.out.len() - self.at);
+        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
 }
@@ -574,6 +683,51 @@ mod tests {
         assert_eq!(names.len(), 40);
         assert_eq!(names[39], "op 39");
         assert!(sizes.iter().all(|&n| n <= 8), "{sizes:?}");
+    }
+
+    /// Hands out one byte per read, so every character is cut by a chunk's end.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((&b, rest)), Some(out)) => {
+                    *out = b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lossy_text_reads_as_from_utf8_lossy(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Strategy::prop_map("[a-z€✓😀 ]{0,6}", String::into_bytes),
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..4),
+                ],
+                0..12,
+            ),
+            trickle in proptest::bool::ANY,
+        ) {
+            let bytes: Vec<u8> = parts.concat();
+            let mut out = Vec::new();
+            let replaced = if trickle {
+                let mut r = LossyUtf8::new(Trickle(&bytes));
+                r.read_to_end(&mut out).unwrap();
+                r.replaced
+            } else {
+                let mut r = LossyUtf8::new(&bytes[..]);
+                r.read_to_end(&mut out).unwrap();
+                r.replaced
+            };
+            let expected = String::from_utf8_lossy(&bytes);
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), expected.as_ref());
+            proptest::prop_assert_eq!(replaced == 0, std::str::from_utf8(&bytes).is_ok());
+        }
     }
 
     #[test]

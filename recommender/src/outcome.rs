@@ -720,14 +720,21 @@ fn summarise(
             other => other,
         };
         out.push(format!(
-            "{} -> {}: {what} {} → {} ({} observations, {:.2} bits)",
-            s.from, s.to, s.before, s.after, s.observations, s.bits
+            "{} -> {}: {what} {} → {} ({} observation{}, {:.2} bits)",
+            s.from,
+            s.to,
+            s.before,
+            s.after,
+            s.observations,
+            if s.observations == 1 { "" } else { "s" },
+            s.bits
         ));
     }
     let by_prior = surprises.iter().filter(|s| s.source == "prior").count();
     if by_prior > 0 {
         out.push(format!(
-            "{by_prior} call sites without new evidence moved with the prior learned across similar sites"
+            "{by_prior} call site{} without new evidence moved with the prior learned across similar sites",
+            if by_prior == 1 { "" } else { "s" }
         ));
     }
     if surprises.is_empty() {
