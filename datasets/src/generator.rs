@@ -57,6 +57,12 @@ pub struct Generator<'w> {
     traces: u64,
     spans: u64,
     linked_consumers: bool,
+    /// XORed into every trace id: set from the start offset and the fault, so that traffic of
+    /// one seed generated for another period or under a fault does not reuse the trace ids of
+    /// the normal traffic (a random world needs the same seed to stay the same world; traces
+    /// sharing ids across files were joined into one). Zero otherwise, so plain generation is
+    /// unchanged.
+    id_salt: [u8; 16],
 }
 
 /// The trace being emitted.
@@ -194,6 +200,7 @@ impl<'w> Generator<'w> {
             traces: 0,
             spans: 0,
             linked_consumers: false,
+            id_salt: [0; 16],
         })
     }
 
@@ -209,6 +216,9 @@ impl<'w> Generator<'w> {
     /// experiment's window an hour after the normal traffic).
     pub fn starting_at(mut self, offset_ns: i64) -> Self {
         self.clock_ns += offset_ns;
+        if offset_ns != 0 {
+            self.salt(&offset_ns.to_le_bytes());
+        }
         self
     }
 
@@ -267,6 +277,7 @@ impl<'w> Generator<'w> {
             &peers,
         );
         self.fault = Some(fault.to_string());
+        self.salt(fault.to_string().as_bytes());
         Ok(self)
     }
 
@@ -402,10 +413,27 @@ impl<'w> Generator<'w> {
         t
     }
 
+    /// Mixes `bytes` into [`Generator::id_salt`] (FNV-1a over the salt and them, twice for 16
+    /// bytes: ids only need to differ, not to be secret).
+    fn salt(&mut self, bytes: &[u8]) {
+        let mut out = [0u8; 16];
+        for (half, chunk) in out.chunks_mut(8).enumerate() {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ half as u64;
+            for &b in self.id_salt.iter().chain(bytes) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            chunk.copy_from_slice(&h.to_le_bytes());
+        }
+        self.id_salt = out;
+    }
+
     fn trace_id(&mut self) -> TraceId {
         loop {
             let mut id = [0u8; 16];
             self.rng.fill_bytes(&mut id);
+            for (b, s) in id.iter_mut().zip(self.id_salt) {
+                *b ^= s;
+            }
             if id != [0; 16] {
                 return id;
             }
@@ -786,6 +814,35 @@ mod tests {
         assert_eq!(ta, tb);
         let (c, _) = shop_spans(43, 300, Some("payment:error=0.3"));
         assert_ne!(a.to_owned_spans(), c.to_owned_spans());
+    }
+
+    #[test]
+    fn another_period_or_a_fault_does_not_reuse_the_trace_ids() {
+        // One seed (a random world needs the same seed to stay the same world) for normal
+        // traffic, traffic an hour later, and traffic under a fault: no trace id in two of them.
+        let w = World::shop();
+        let ids = |offset: i64, fault: Option<&str>| {
+            let mut g = Generator::new(&w, 7).unwrap().starting_at(offset);
+            if let Some(f) = fault {
+                g = g.with_fault(f.parse().unwrap()).unwrap();
+            }
+            let mut b = SpanBatch::new();
+            for _ in 0..200 {
+                g.emit_trace(&mut b);
+            }
+            b.spans
+                .iter()
+                .map(|s| s.trace_id)
+                .collect::<std::collections::HashSet<_>>()
+        };
+        let normal = ids(0, None);
+        let later = ids(3_600_000_000_000, None);
+        let faulted = ids(0, Some("payment:down"));
+        let both = ids(3_600_000_000_000, Some("payment:down"));
+        for other in [&later, &faulted, &both] {
+            assert!(normal.is_disjoint(other));
+        }
+        assert!(later.is_disjoint(&both) && faulted.is_disjoint(&both));
     }
 
     #[test]
