@@ -22,7 +22,9 @@
 //! began), and a caller that fails that way makes no further calls: parallel calls already in
 //! flight (starting, on average, before the failed call ended) run out, nothing after them starts.
 //! A `down` operation is reported as its callers see it: every attempt failed, after the refusal
-//! time.
+//! time; under `error=R` its attempts fail as its callers see them too (its own failures and
+//! the injected ones), while a latency fault's delay is the callers' (the operation's own
+//! duration is not stretched by `latency=+N`).
 //!
 //! Requests do not share resources in this model (no concurrency limits or queues are learned),
 //! so each request's call tree is evaluated on its own in simulated time: the order of events
@@ -596,6 +598,10 @@ impl Run<'_> {
         };
         d += fault.add_ns;
         if fault.error > 0.0 && self.rng.gen::<f64>() < fault.error {
+            // The callee, as its callers see it (as under `down`): this attempt failed.
+            if !f {
+                self.tally[callee].failures += 1;
+            }
             f = true;
         }
         if let Some(t) = self.draw.timeout_ns[e] {

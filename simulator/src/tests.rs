@@ -112,9 +112,16 @@ fn failures_propagate_where_they_did_and_not_where_they_were_survived() {
     assert!(api.predicted.error_rate.lo > 0.9, "{api:?}");
     let ads = &run(&v, &["ads:down"])[0];
     assert!(ads.predicted.error_rate.hi < 0.12, "{ads:?}");
-    let half = &run(&v, &["api:error=0.5"])[0];
+    let all = run_all(&v, &["api:error=0.5"]);
+    let half = &all.endpoints[0];
     let e = half.predicted.error_rate.mean;
     assert!((0.45..0.62).contains(&e), "{half:?}");
+    // The target itself, as its callers see it (as under `down`): its own failures and the
+    // injected half.
+    let api = all.operations.iter().find(|o| o.service == "api").unwrap();
+    let own = api.baseline.error_rate;
+    let seen = api.predicted.error_rate.mean;
+    assert!((seen - (1.0 - (1.0 - own) * 0.5)).abs() < 0.04, "{api:?}");
 }
 
 #[test]
