@@ -21,7 +21,7 @@
 //! `exception`) are scored on latency too, but are reported as not scorable when the traces
 //! carry no span status at all (nothing to compare error rates with).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use augur_ingest::{SpanBatch, StatusCode, TraceId};
 use augur_model::{BuildOptions, Model, ModelBuilder};
@@ -128,6 +128,7 @@ pub fn parse_labels(text: &str) -> Result<Vec<PastExperiment>, String> {
                 .map_err(|toml_err| format!("neither JSON ({json_err}) nor TOML ({toml_err})"))?;
             let list = v
                 .get("experiment")
+                .or_else(|| v.get("experiments"))
                 .and_then(|e| e.as_array())
                 .ok_or("a TOML list of past experiments needs [[experiment]] tables")?;
             // TOML's own date-times (`start = 2026-11-01T00:10:00Z`) as the strings JSON has.
@@ -160,6 +161,10 @@ fn from_json(v: &serde_json::Value) -> Result<Vec<PastExperiment>, String> {
     let Some(hours) = v.as_object() else {
         return Err("expected a list of experiments".into());
     };
+    // One experiment on its own, not in a list.
+    if hours.contains_key("target") && hours.contains_key("start") {
+        return generic_list(&serde_json::Value::Array(vec![v.clone()]));
+    }
     // The TrainTicket fault list: hour -> [{inject_time, inject_pod, inject_type}].
     let mut out = Vec::new();
     for (hour, list) in hours {
@@ -573,6 +578,10 @@ pub struct ExperimentResult {
     pub operations: Vec<OpScore>,
     /// The most mispredicted operations, worst first, with why.
     pub worst: Vec<OpScore>,
+    /// What in the labels or the traces makes this experiment's scores doubtful: a window
+    /// overlapping another experiment's, traces tagged (`augur.experiment`) with a fault on
+    /// another target, tagged traces without a label learned as its fault-free baseline.
+    pub warnings: Vec<String>,
 }
 
 /// The whole backtest.
@@ -613,12 +622,6 @@ pub fn run(
     opts: &BacktestOptions,
 ) -> BacktestReport {
     let mut trace_start: FxHashMap<TraceId, i64> = FxHashMap::default();
-    let mut has_status = false;
-    for b in spans.iter().chain(extra_baseline) {
-        for s in &b.spans {
-            has_status |= matches!(s.status, StatusCode::Ok | StatusCode::Error);
-        }
-    }
     for b in spans {
         for s in &b.spans {
             trace_start
@@ -627,6 +630,24 @@ pub fn run(
                 .or_insert(s.start_ns);
         }
     }
+    let start_of = |s: &augur_ingest::Span| trace_start.get(&s.trace_id).copied();
+    // Per trace start: whether its span records a status (a CSV without a status column
+    // records none, even beside files that do), and the experiment tags spans carry.
+    let mut statuses: Vec<i64> = Vec::new();
+    let mut tagged: Vec<(i64, String)> = Vec::new();
+    for b in spans {
+        for s in &b.spans {
+            let Some(t) = start_of(s) else { continue };
+            if s.status != StatusCode::Unknown {
+                statuses.push(t);
+            }
+            if let Some(tag) = s.experiment {
+                tagged.push((t, b.str(tag).to_string()));
+            }
+        }
+    }
+    statuses.sort_unstable();
+    statuses.dedup();
     let in_any_window = |t: i64| experiments.iter().any(|e| t >= e.start_ns && t < e.end_ns);
     let learn = |keep: &dyn Fn(i64) -> bool, extra: bool| -> Model {
         // The windows are chosen by the labels' times: traces tagged with an experiment are
@@ -671,13 +692,73 @@ pub fn run(
             recent: &recent,
             window: &window,
         };
-        results.push(backtest_one(e, &models, has_status, opts));
+        // Error rates are scored only where the window's spans record a status.
+        let first = statuses.partition_point(|&t| t < e.start_ns);
+        let has_status = statuses.get(first).is_some_and(|&t| t < e.end_ns);
+        let mut result = backtest_one(e, &models, has_status, opts);
+        result.warnings = label_warnings(e, experiments, &tagged, &in_any_window);
+        results.push(result);
     }
     let overall = overall(&results);
     BacktestReport {
         experiments: results,
         overall,
     }
+}
+
+/// What makes experiment `e`'s scores doubtful (see [`ExperimentResult::warnings`]).
+fn label_warnings(
+    e: &PastExperiment,
+    all: &[PastExperiment],
+    tagged: &[(i64, String)],
+    in_any_window: &dyn Fn(i64) -> bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for o in all {
+        if !std::ptr::eq(o, e) && o.start_ns < e.end_ns && e.start_ns < o.end_ns {
+            out.push(format!(
+                "its window overlaps that of {} ({:?} on {}): both faults acted on part of it",
+                o.id, o.kind, o.target
+            ));
+        }
+    }
+    // A tag is a fault's text (`payment:latency=+300ms`): its target is what comes before the
+    // last ':' (a target may hold one: `checkout->payment`).
+    let target_of = |tag: &str| tag.rsplit_once(':').map_or(tag, |(t, _)| t).to_string();
+    let mut in_window: BTreeSet<&str> = BTreeSet::new();
+    let mut in_baseline: BTreeMap<&str, u64> = BTreeMap::new();
+    for (t, tag) in tagged {
+        if *t >= e.start_ns && *t < e.end_ns {
+            in_window.insert(tag);
+        } else if *t < e.start_ns && !in_any_window(*t) {
+            *in_baseline.entry(tag).or_default() += 1;
+        }
+    }
+    let names_target = |tag: &str| {
+        let t = target_of(tag);
+        // `payment`, `payment/Charge`, `checkout->payment` all name payment.
+        t.contains(e.target.as_str()) || e.target.contains(t.as_str())
+    };
+    if !in_window.is_empty() && !in_window.iter().any(|t| names_target(t)) {
+        let tags: Vec<&str> = in_window.iter().take(3).copied().collect();
+        out.push(format!(
+            "its window's traces are tagged with another fault ({}), not one on {}: is the label's target right?",
+            tags.join(", "),
+            e.target
+        ));
+    }
+    if !in_baseline.is_empty() {
+        let spans: u64 = in_baseline.values().sum();
+        let tags: Vec<&str> = in_baseline.keys().take(3).copied().collect();
+        out.push(format!(
+            "{spans} span{} before it {} tagged with an experiment no label covers ({}{}): learned as its fault-free baseline; label those experiments to leave them out",
+            if spans == 1 { "" } else { "s" },
+            if spans == 1 { "is" } else { "are" },
+            tags.join(", "),
+            if in_baseline.len() > 3 { ", ..." } else { "" }
+        ));
+    }
+    out
 }
 
 fn ms(sketch: &augur_model::LogSketch, q: f64) -> Option<f64> {
@@ -715,6 +796,7 @@ fn not_scorable(
         naive: Scores::unscored(),
         operations: Vec::new(),
         worst: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 
@@ -994,6 +1076,7 @@ fn backtest_one(
         naive,
         operations: ops,
         worst,
+        warnings: Vec::new(),
     }
 }
 
@@ -1217,6 +1300,17 @@ impl BacktestReport {
                 }
             }
         }
+        let warned: Vec<(&str, &String)> = self
+            .experiments
+            .iter()
+            .flat_map(|r| r.warnings.iter().map(|w| (r.id.as_str(), w)))
+            .collect();
+        if !warned.is_empty() {
+            out.push_str("\nwarnings:\n");
+            for (id, w) in warned {
+                out.push_str(&format!("  {id}: {w}\n"));
+            }
+        }
         let o = &self.overall;
         // A mean over nothing (no latency experiment scored) is NaN: shown as "-".
         let g = |x: f64| {
@@ -1407,6 +1501,7 @@ mod tests {
             naive: score(&ops, |o| (o.naive_p50, o.naive_p99), false),
             operations: ops,
             worst: Vec::new(),
+            warnings: Vec::new(),
         };
         let results = [
             exp(vec![op(1.0, 1.1), op(3.0, 2.5)]),
@@ -1441,6 +1536,13 @@ mod tests {
         let toml = "[[experiment]]\ntarget = \"cart\"\nkind = \"down\"\nstart = 1700000000\nend = 1700000060\n";
         let e = parse_labels(toml).unwrap();
         assert_eq!(e[0].start_ns, 1_700_000_000_000_000_000);
+        // `[[experiments]]` (as JSON's `{"experiments": [...]}`) and one experiment alone.
+        assert_eq!(
+            parse_labels(&toml.replace("experiment]]", "experiments]]")).unwrap(),
+            e
+        );
+        let one = r#"{"target":"cart","kind":"down","start":1700000000,"end":1700000060}"#;
+        assert_eq!(parse_labels(one).unwrap(), e);
         assert!(
             parse_labels(r#"[{"target":"x","kind":"melt","start":1,"end":2}]"#)
                 .unwrap_err()
@@ -1543,6 +1645,40 @@ mod tests {
         );
         assert_eq!(with_unit("3min", SECONDS), Some(180.0));
         assert_eq!(with_unit("3", SECONDS), None);
+    }
+
+    #[test]
+    fn doubtful_labels_are_warned_about() {
+        let exp = |id: &str, target: &str, start: i64, end: i64| PastExperiment {
+            id: id.into(),
+            target: target.into(),
+            kind: PastKind::Latency,
+            start_ns: start,
+            end_ns: end,
+            magnitude: None,
+        };
+        let all = [
+            exp("a", "payment", 100, 200),
+            exp("b", "cart", 150, 250),
+            exp("c", "checkout->payment", 300, 400),
+        ];
+        let in_any = |t: i64| all.iter().any(|e| t >= e.start_ns && t < e.end_ns);
+        let tagged = vec![
+            (120, "payment:latency=+300ms".to_string()),
+            (160, "payment:latency=+300ms".to_string()),
+            (260, "email:down".to_string()),
+            (310, "payment:latency=+300ms".to_string()),
+        ];
+        let w = |i: usize| label_warnings(&all[i], &all, &tagged, &in_any);
+        // a overlaps b; its window's tags name payment: fine.
+        assert_eq!(w(0).len(), 1, "{:?}", w(0));
+        assert!(w(0)[0].contains("overlaps that of b"));
+        // b overlaps a, and its window holds only payment's tags.
+        assert_eq!(w(1).len(), 2, "{:?}", w(1));
+        assert!(w(1)[1].contains("tagged with another fault (payment:latency=+300ms)"));
+        // c: a call site into payment, tagged so; but email:down before it has no label.
+        assert_eq!(w(2).len(), 1, "{:?}", w(2));
+        assert!(w(2)[0].contains("1 span before it is tagged") && w(2)[0].contains("email:down"));
     }
 
     #[test]
