@@ -101,7 +101,10 @@ enum Command {
         out: Option<PathBuf>,
         /// Add what PATHS teach to this model file (created if absent) instead of starting
         /// afresh: the result equals learning the old and new traces at once, except for traces
-        /// whose spans are split between the two (their parts are counted separately).
+        /// whose spans are split between the two (their parts are counted separately). Files
+        /// the model learned before (same size and content at both ends) are skipped, so a
+        /// nightly `learn --into` over a growing directory learns only what is new; a file that
+        /// grew since is learned again whole, with a warning.
         #[arg(long, value_name = "MODEL")]
         into: Option<PathBuf>,
         #[command(flatten)]
@@ -445,7 +448,7 @@ enum Command {
     /// scores for the naive "every upstream service slowed by the full delay". See
     /// docs/ACCURACY.md.
     #[command(
-        after_long_help = "Examples:\n  augur backtest --traces traces/ --experiments experiments.json\n  augur backtest --traces day.jsonl --experiments past.toml --json --report backtest.html\n\nA label file lists past experiments (JSON or TOML):\n  [{\"target\": \"payment\", \"kind\": \"latency\", \"start\": \"2026-11-01T00:10:00Z\", \"duration\": \"3m\", \"magnitude\": \"500ms\"}]\nkind: down, error, latency, cpu, return, exception (or a chaos tool's name: pod-kill, network-delay, cpu-hog, ...); end may stand for duration; magnitude is optional (measured at the target when missing). The TrainTicket fault_list.json is read as it is."
+        after_long_help = "Examples:\n  augur backtest --traces traces/ --experiments experiments.json\n  augur backtest --traces day.jsonl --experiments past.toml --json --report backtest.html\n\nA label file lists past experiments (JSON or TOML):\n  [{\"target\": \"payment\", \"kind\": \"latency\", \"start\": \"2026-11-01T00:10:00Z\", \"duration\": \"3m\", \"magnitude\": \"500ms\"}]\nor in TOML, one table per experiment:\n  [[experiment]]\n  target = \"payment\"\n  kind = \"latency\"\n  start = 2026-11-01T00:10:00Z\n  duration = \"3m\"\nkind: down, error, latency, cpu, return, exception (or a chaos tool's name: pod-kill, network-delay, cpu-hog, ...); end may stand for duration; magnitude is optional (measured at the target when missing). The TrainTicket fault_list.json is read as it is."
     )]
     Backtest {
         /// Trace files or directories holding the experiments' windows and the traffic around
@@ -755,7 +758,71 @@ fn run(cli: Cli) -> Result<()> {
                 Some(path) if path.exists() => Some(Model::load(path)?),
                 _ => None,
             };
-            let (mut model, mut summary) = learn(&paths, &read, opts)?;
+            // Files the model learned before are not learned again (their traces would count
+            // twice): a nightly `learn --into` over a directory that grows learns what is new.
+            let known: &[augur_model::LearnedFile] =
+                base.as_ref().map_or(&[], |b| &b.learned_files);
+            // Some(true): learned before; Some(false): learned when it was smaller (it grew).
+            let seen_before = |f: &std::path::Path| {
+                let file = learned_file(f)?;
+                if known.binary_search(&file).is_ok() {
+                    return Some(true);
+                }
+                known
+                    .iter()
+                    .any(|k| k.head == file.head && k.bytes < file.bytes)
+                    .then_some(false)
+            };
+            if let (Some(into), false) = (&into, known.is_empty()) {
+                let files = augur_ingest::expand_paths(&paths)?;
+                if !files.is_empty() && files.iter().all(|f| seen_before(f) == Some(true)) {
+                    eprintln!(
+                        "nothing new: {} already holds all {} file{} given (learned before; \
+                         learning them again would count their traces twice)",
+                        into.display(),
+                        files.len(),
+                        if files.len() == 1 { "" } else { "s" }
+                    );
+                    if json {
+                        write_stdout(&format!(
+                            "{{\"files\": 0, \"files_already_learned\": {}}}\n",
+                            files.len()
+                        ))?;
+                    }
+                    return Ok(());
+                }
+            }
+            let mut already = 0usize;
+            let mut grown: Vec<PathBuf> = Vec::new();
+            let mut wanted = |f: &std::path::Path| match seen_before(f) {
+                Some(true) => {
+                    already += 1;
+                    false
+                }
+                Some(false) => {
+                    grown.push(f.to_path_buf());
+                    true
+                }
+                None => true,
+            };
+            let (mut model, mut summary, _) = learn_new(&paths, &read, opts, &mut wanted)?;
+            if already > 0 {
+                eprintln!(
+                    "skipped {already} file{} already learned into the model (learning {} again \
+                     would count {} traces twice)",
+                    if already == 1 { "" } else { "s" },
+                    if already == 1 { "it" } else { "them" },
+                    if already == 1 { "its" } else { "their" },
+                );
+            }
+            for f in &grown {
+                eprintln!(
+                    "warning: {} has grown since it was learned into the model: it is learned \
+                     again whole, so the spans it held then count twice (rotate trace files, e.g. \
+                     the Collector file exporter's `rotation`, to learn each span once)",
+                    f.display()
+                );
+            }
             if let Some(base) = base {
                 model.merge(&base);
                 summary.describe(&model);
@@ -820,6 +887,20 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 seen.push((real, hash, path));
+                if let Some(acc) = &merged {
+                    // Trace files both learned (a model merged with one it already contains).
+                    let shared = m
+                        .learned_files
+                        .iter()
+                        .filter(|f| acc.learned_files.binary_search(f).is_ok())
+                        .count();
+                    if shared > 0 {
+                        eprintln!(
+                            "warning: {} was learned from {shared} of the trace files the models before it learned: their traces now count twice (merge models of different traces)",
+                            path.display()
+                        );
+                    }
+                }
                 match &mut merged {
                     Some(acc) => acc.merge(&m),
                     None => merged = Some(m),
@@ -1180,14 +1261,28 @@ fn read_all(
     read: &ReadArgs,
     sink: &mut dyn FnMut(SpanBatch) -> Result<(), augur_ingest::IngestError>,
 ) -> Result<IngestReport> {
+    read_files(paths, read, &mut |_| true, sink).map(|(report, _)| report)
+}
+
+/// [`read_all`], reading only the files `wanted` accepts; also returns the files read.
+fn read_files(
+    paths: &[PathBuf],
+    read: &ReadArgs,
+    wanted: &mut dyn FnMut(&std::path::Path) -> bool,
+    sink: &mut dyn FnMut(SpanBatch) -> Result<(), augur_ingest::IngestError>,
+) -> Result<(IngestReport, Vec<PathBuf>)> {
     let mut files: Vec<(PathBuf, bool)> = Vec::new();
+    let mut found = 0usize;
     for p in paths {
         let from_dir = p.is_dir();
         for f in augur_ingest::expand_paths(std::slice::from_ref(p))? {
-            files.push((f, from_dir));
+            found += 1;
+            if wanted(&f) {
+                files.push((f, from_dir));
+            }
         }
     }
-    if files.is_empty() {
+    if found == 0 {
         bail!("no files found under the given paths");
     }
     let opts = ReadOptions {
@@ -1199,6 +1294,7 @@ fn read_all(
     let progress = Progress::bytes(total);
     let mut report = IngestReport::default();
     let mut skipped = 0usize;
+    let mut read_ok = Vec::with_capacity(files.len());
     for (file, from_dir) in &files {
         progress.set_message(&file.display().to_string());
         let result = augur_ingest::read_file(file, &opts, &mut report, &mut |batch| {
@@ -1208,6 +1304,7 @@ fn read_all(
         match result {
             Ok(format) => {
                 tracing::debug!(file = %file.display(), format = format.name(), "read");
+                read_ok.push(file.clone());
             }
             Err(
                 e @ (augur_ingest::IngestError::UnknownFormat { .. }
@@ -1224,11 +1321,11 @@ fn read_all(
         progress.inc(size(file));
     }
     progress.finish();
-    if skipped == files.len() {
+    if skipped > 0 && skipped == files.len() {
         bail!("none of the {skipped} files found is a trace file");
     }
     report_problems(&report);
-    Ok(report)
+    Ok((report, read_ok))
 }
 
 /// Prints the first bad records (file, location, reason), then how many more there were.
@@ -1351,6 +1448,10 @@ impl LearnSummary {
             ),
             (q.traces_cut_by_window, "traces cut by --trace-window"),
             (
+                q.traces_split,
+                "traces whose spans kept coming after the trace was finished, learned in parts (raise --trace-window; or one trace id was used again later)",
+            ),
+            (
                 q.links_unmatched,
                 "consumer spans linked to a producer span never seen",
             ),
@@ -1400,6 +1501,28 @@ pub(crate) fn learn_labelled(
     read: &ReadArgs,
     opts: BuildOptions,
 ) -> Result<(Model, LearnSummary, std::collections::BTreeSet<String>)> {
+    learn_new(paths, read, opts, &mut |_| true)
+}
+
+/// A trace file's [`augur_model::LearnedFile`] (`None` when it cannot be read: reading it will
+/// say why).
+fn learned_file(path: &std::path::Path) -> Option<augur_model::LearnedFile> {
+    let f = augur_ingest::fingerprint(path).ok()?;
+    Some(augur_model::LearnedFile {
+        head: format!("{:016x}", f.head),
+        tail: format!("{:016x}", f.tail),
+        bytes: f.bytes,
+    })
+}
+
+/// [`learn_labelled`] from the files `wanted` accepts; the model remembers the files it read
+/// ([`Model::learned_files`]).
+fn learn_new(
+    paths: &[PathBuf],
+    read: &ReadArgs,
+    opts: BuildOptions,
+    wanted: &mut dyn FnMut(&std::path::Path) -> bool,
+) -> Result<(Model, LearnSummary, std::collections::BTreeSet<String>)> {
     let started = Instant::now();
     let collect = opts.experiments == ExperimentTraces::Learn;
     let mut labels = std::collections::BTreeSet::new();
@@ -1414,7 +1537,7 @@ pub(crate) fn learn_labelled(
             }
             builder.finish()
         });
-        let report = read_all(paths, read, &mut |batch| {
+        let report = read_files(paths, read, wanted, &mut |batch| {
             if collect {
                 for l in batch.spans.iter().filter_map(|s| s.experiment) {
                     if labels.len() >= MAX_LABELS {
@@ -1433,10 +1556,13 @@ pub(crate) fn learn_labelled(
         drop(tx);
         (report, folder.join())
     });
-    let Ok(model) = model else {
+    let Ok(mut model) = model else {
         bail!("the model builder failed (a bug: please report it)");
     };
-    let report = report?;
+    let (report, files) = report?;
+    model.learned_files = files.iter().filter_map(|f| learned_file(f)).collect();
+    model.learned_files.sort();
+    model.learned_files.dedup();
     if report.spans == 0 {
         let named: Vec<String> = paths
             .iter()

@@ -75,8 +75,8 @@ mod zipkin;
 pub use error::IngestError;
 pub use parquet_io::{write_parquet, ParquetSpanWriter};
 pub use read::{
-    detect, expand_paths, read_file, read_paths, Compression, Format, ReadOptions,
-    DEFAULT_BATCH_SIZE,
+    detect, expand_paths, fingerprint, read_file, read_paths, Compression, Fingerprint, Format,
+    ReadOptions, DEFAULT_BATCH_SIZE, FINGERPRINT_BYTES,
 };
 pub use report::{IngestReport, Problem, MAX_KEPT_PROBLEMS};
 pub use span::{

@@ -423,6 +423,45 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
+/// What tells one file's content from another's cheaply, without reading it all: its size and
+/// a hash (FNV-1a) of its first and of its last [`FINGERPRINT_BYTES`]. A model remembers the
+/// files it learned by these, so that learning a directory into it again skips the files it
+/// already holds (their traces would count twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Hash of the first bytes.
+    pub head: u64,
+    /// Hash of the last bytes.
+    pub tail: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// The bytes hashed at each end of a file by [`fingerprint`].
+pub const FINGERPRINT_BYTES: u64 = 64 * 1024;
+
+/// The [`Fingerprint`] of the file at `path`.
+pub fn fingerprint(path: &Path) -> Result<Fingerprint, IngestError> {
+    use std::io::{Seek, SeekFrom};
+    let io = |e| IngestError::io(path, e);
+    let mut f = File::open(path).map_err(io)?;
+    let bytes = f.metadata().map_err(io)?.len();
+    let mut buf = Vec::with_capacity(FINGERPRINT_BYTES as usize);
+    (&mut f)
+        .take(FINGERPRINT_BYTES)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    let head = crate::span::fnv1a64(&buf);
+    buf.clear();
+    f.seek(SeekFrom::Start(bytes.saturating_sub(FINGERPRINT_BYTES)))
+        .map_err(io)?;
+    f.take(FINGERPRINT_BYTES)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    let tail = crate::span::fnv1a64(&buf);
+    Ok(Fingerprint { head, tail, bytes })
+}
+
 /// A reader of text that passes UTF-8 through and replaces every byte sequence that is not
 /// UTF-8 with U+FFFD (as [`String::from_utf8_lossy`] does), counting them.
 struct LossyUtf8<R> {
@@ -573,7 +612,16 @@ pub fn detect(head: &[u8]) -> Result<Format, String> {
                 }
             }
         }
-        b'[' => Ok(Format::ZipkinJson),
+        b'[' => {
+            // Zipkin v2: a list of spans, each with a `traceId` (required); an empty list too.
+            // Another JSON list (a list of experiments beside the traces) is not a trace file.
+            let rest = body[1..].trim_ascii_start();
+            if rest.starts_with(b"]") || contains(body, b"\"traceId\"") {
+                Ok(Format::ZipkinJson)
+            } else {
+                Err("it opens like a JSON list, but holds no Zipkin span (no \"traceId\")".into())
+            }
+        }
         _ => {
             let first_line_end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
             let line = &body[..first_line_end];
@@ -740,6 +788,9 @@ mod tests {
         assert_eq!(detect(b"{\"data\": []}"), Ok(Format::JaegerJson));
         assert_eq!(detect(b"  {\n \"traceID\": \"1\""), Ok(Format::JaegerJson));
         assert_eq!(detect(b"[{\"traceId\":\"1\"}]"), Ok(Format::ZipkinJson));
+        assert_eq!(detect(b" [ ]\n"), Ok(Format::ZipkinJson));
+        // Another JSON list (past experiments kept beside the traces) is no trace file.
+        assert!(detect(b"[{\"target\":\"cart\",\"kind\":\"down\",\"duration\":\"3m\"}]").is_err());
         assert_eq!(detect(b"TraceID,SpanID,ParentID\n"), Ok(Format::Csv));
         assert_eq!(detect(b"\x0a\x05hello"), Ok(Format::OtlpProto));
         assert_eq!(

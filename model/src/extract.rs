@@ -53,13 +53,22 @@ use augur_ingest::{
 };
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{
     add_active, bump, CallSite, CallStats, LinkedCalls, Model, Operation, PeerKinds, TraceQuality,
     Unarrived, Window, SCHEMA_VERSION, TRAFFIC_GAP_NS,
 };
 use crate::sketch::LogSketch;
+
+/// How much longer than its client span a server span must run for the call to count as cut
+/// (the caller gave up while the server went on: a timeout). Clocks of different hosts disagree
+/// by about this much; a server span ending a fraction of a millisecond after its failed client
+/// span is skew, and counting it invented timeouts at the median call duration.
+const CUT_MARGIN_NS: i64 = 1_000_000;
+
+/// Finished traces remembered, to notice spans that come after their trace was finished.
+const RECENTLY_CLOSED: usize = 1 << 16;
 
 /// Default number of spans after which a trace that received none is considered complete.
 ///
@@ -156,7 +165,9 @@ struct CallEvent {
     failed: bool,
     producer: bool,
     gap: Option<i64>,
-    cut: bool,
+    /// The server span ran on after this client span ended (beyond clock skew): a timeout's
+    /// cut when the attempt failed.
+    outlived: bool,
     overlap: bool,
     /// The first attempt of a call (not a retry).
     first: bool,
@@ -249,6 +260,10 @@ pub struct ModelBuilder {
     /// Messages sent that reached no consumer in their own trace, by their span, oldest first:
     /// (caller, peer, name), for consumers in other traces linked to them.
     producers: Recent<(NodeIdx, Sym, Sym)>,
+    /// The most recently finished traces (at most [`RECENTLY_CLOSED`]): a span of one of them
+    /// coming later splits the trace ([`TraceQuality::traces_split`]).
+    closed: FxHashSet<TraceId>,
+    closed_order: VecDeque<TraceId>,
     /// Consumers linked to a producer span not seen yet, by that span.
     waiting: Recent<NodeIdx>,
     /// Messages consumed in another trace, linked: (caller, peer, name, consumer) → messages.
@@ -295,6 +310,8 @@ impl ModelBuilder {
             leaf_calls: FxHashMap::default(),
             span_links: FxHashMap::default(),
             producers: Recent::new(recent),
+            closed: FxHashSet::default(),
+            closed_order: VecDeque::new(),
             waiting: Recent::new(recent),
             linked: FxHashMap::default(),
             peer_kinds: FxHashMap::default(),
@@ -365,6 +382,9 @@ impl ModelBuilder {
                     t.last_seen = seen;
                 }
                 None => {
+                    if !self.closed.is_empty() && self.closed.remove(&s.trace_id) {
+                        self.quality.traces_split += 1;
+                    }
                     let b =
                         alloc_block(&mut self.slab, &mut self.next_block, &mut self.free_blocks);
                     if let Some(place) = self.slab.get_mut(b as usize * BLOCK) {
@@ -431,6 +451,14 @@ impl ModelBuilder {
             if let Some(t) = self.open.remove(&front) {
                 self.close(&t);
                 n += 1;
+                if self.closed_order.len() >= RECENTLY_CLOSED {
+                    if let Some(old) = self.closed_order.pop_front() {
+                        self.closed.remove(&old);
+                    }
+                }
+                if self.closed.insert(front) {
+                    self.closed_order.push_back(front);
+                }
             }
         }
         n
@@ -743,7 +771,7 @@ impl ModelBuilder {
                 } else {
                     None
                 },
-                cut: waits_for_server && ps.status == StatusCode::Error && ps.end_ns < s.end_ns,
+                outlived: waits_for_server && s.end_ns.saturating_sub(ps.end_ns) > CUT_MARGIN_NS,
                 overlap: false,
                 first: true,
                 unanswered: false,
@@ -777,8 +805,14 @@ impl ModelBuilder {
             if !matches!(s.kind, SpanKind::Client | SpanKind::Producer) || sc.covered[i] {
                 continue;
             }
+            // A message whose span names no destination (no `messaging.destination.name`) is
+            // still sent somewhere: known by the span's name, so that a consumer linked to it
+            // finds it, and one never seen is a queue of that name.
+            let peer = s
+                .peer
+                .or_else(|| (s.kind == SpanKind::Producer).then_some(s.name));
             if s.kind == SpanKind::Producer {
-                if let Some(peer) = s.peer {
+                if let Some(peer) = peer {
                     self.produced((s.trace_id, s.span_id), (sc.op[i], peer, s.name));
                 }
             }
@@ -787,7 +821,7 @@ impl ModelBuilder {
             {
                 self.peer_kinds.entry(peer).or_default()[k as usize - 1] += 1;
             }
-            match s.peer {
+            match peer {
                 Some(peer) => sc.events.push(CallEvent {
                     inv: sc.inv[i],
                     leaf: true,
@@ -799,7 +833,7 @@ impl ModelBuilder {
                     failed: s.status == StatusCode::Error,
                     producer: s.kind == SpanKind::Producer,
                     gap: None,
-                    cut: false,
+                    outlived: false,
                     overlap: false,
                     first: true,
                     unanswered: true,
@@ -1030,8 +1064,12 @@ impl ModelBuilder {
                         if let Some(g) = ev.gap {
                             acc.gap_ns.add(g.max(0) as f64);
                         }
-                        if ev.cut {
-                            acc.cut_ns.add(dur);
+                        if ev.outlived {
+                            if ev.failed {
+                                acc.cut_ns.add(dur);
+                            } else {
+                                acc.outlived_ok += 1;
+                            }
                         }
                         acc.asynchronous += u64::from(ev.producer);
                         overlap |= ev.overlap;
@@ -1174,6 +1212,7 @@ impl ModelBuilder {
             unarrived,
             links,
             peer_kinds,
+            learned_files: Vec::new(),
         }
     }
 }
@@ -1533,11 +1572,19 @@ mod tests {
         use SpanKind::*;
         let mut producer = span(1, 2, Some(1), "shop", "publish", Producer, 10, 11);
         producer.peer = Some("orders".into());
+        // The same without a destination attribute: linked all the same.
+        let nameless = span(1, 2, Some(1), "shop", "publish", Producer, 10, 11);
         let send = vec![span(1, 1, None, "shop", "POST /", Server, 0, 20), producer];
+        let send_nameless = vec![send[0].clone(), nameless];
         let mut consumer = span(2, 7, None, "mail", "orders process", Consumer, 30, 40);
         consumer.link = Some(([1; 16], [2; 8]));
         let receive = vec![consumer];
-        for (first, second) in [(&send, &receive), (&receive, &send)] {
+        for (first, second) in [
+            (&send, &receive),
+            (&receive, &send),
+            (&send_nameless, &receive),
+            (&receive, &send_nameless),
+        ] {
             // A window of one span: each trace is folded before the other arrives.
             let mut b = ModelBuilder::new(BuildOptions {
                 trace_window: 1,
@@ -1563,10 +1610,11 @@ mod tests {
                 .expect("the linked call");
             assert_eq!((e.calls, e.mode), (1, Mode::Asynchronous));
             assert!(
-                v.node("orders").is_none(),
+                v.node("orders").is_none() && v.node("publish").is_none(),
                 "no virtual queue: {:?}",
                 v.nodes
             );
+            assert_eq!(m.quality.clients_without_peer, 0);
             assert_eq!(v.calls_to_instrumented_without_server, 0);
             assert!(!v.node("mail orders process").unwrap().endpoint);
         }
@@ -1816,6 +1864,8 @@ mod tests {
         let m = builder.finish().view();
         assert_eq!(m.quality.missing_parents, 1);
         assert_eq!(m.quality.traces, 7);
+        // Counted as a trace learned in two parts.
+        assert_eq!(m.quality.traces_split, 1);
         assert!(m.edges.is_empty());
         assert!(!m.nodes.iter().find(|n| n.id == "b y").unwrap().endpoint);
     }
@@ -1979,6 +2029,33 @@ mod tests {
         assert_eq!(e.retries, Some(0));
         // a never had a clean invocation.
         assert_eq!(m.node("a op").unwrap().p_error.evidence, 0);
+    }
+
+    #[test]
+    fn skewed_clocks_and_servers_outliving_their_callers_invent_no_timeout() {
+        use SpanKind::*;
+        // Server spans that end a little after their failed client span (their host's clock
+        // 0.5 ms ahead), beside successful calls of every length: no timeout.
+        let mut spans = Vec::new();
+        for t in 0..40u8 {
+            let len = 5 + i64::from(t);
+            let failed = t % 3 == 0;
+            spans.push(at(t, 1, None, "a", "op", Server, 0, 100, false));
+            spans.push(at(t, 2, Some(1), "a", "get", Client, 10, 10 + len, failed));
+            let mut server = at(t, 3, Some(2), "b", "get", Server, 10, 10 + len, failed);
+            server.start_ns += MS / 2;
+            server.end_ns += MS / 2;
+            spans.push(server);
+        }
+        let m = build(&spans);
+        assert!(m.edge("a op", "b get").unwrap().timeout.is_none());
+        // Servers that go on 20 ms after every answer (work after the reply): their failed
+        // calls are outlived by successful ones, so no timeout either.
+        for s in spans.iter_mut().filter(|s| s.service == "b") {
+            s.end_ns += 20 * MS;
+        }
+        let m = build(&spans);
+        assert!(m.edge("a op", "b get").unwrap().timeout.is_none());
     }
 
     #[test]

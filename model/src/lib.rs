@@ -67,8 +67,9 @@ pub use diff::{
 };
 pub use extract::{BuildOptions, ExperimentTraces, ModelBuilder, DEFAULT_TRACE_WINDOW};
 pub use model::{
-    CallSite, CallStats, Graph, GraphEdge, GraphNode, Model, Operation, TraceQuality, Unarrived,
-    Window, MAX_COUNT, MAX_PER_INVOCATION, OLDEST_READABLE_VERSION, SCHEMA_VERSION, TRAFFIC_GAP_NS,
+    CallSite, CallStats, Graph, GraphEdge, GraphNode, LearnedFile, Model, Operation, TraceQuality,
+    Unarrived, Window, MAX_COUNT, MAX_PER_INVOCATION, OLDEST_READABLE_VERSION, SCHEMA_VERSION,
+    TRAFFIC_GAP_NS,
 };
 pub use refine::{Evidence, FaultScope};
 pub use sketch::{LogSketch, RELATIVE_ACCURACY};

@@ -49,6 +49,10 @@ pub struct TraceQuality {
     pub clients_without_peer: u64,
     /// Traces finished early because too many spans were buffered (raise `--trace-window`).
     pub traces_cut_by_window: u64,
+    /// Traces whose spans kept coming after the trace was finished (idle for the window, or
+    /// its id used again later): learned as separate parts. Absent from files when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub traces_split: u64,
     /// Consumer spans linked to a producer span that never came (not traced, or outside the
     /// input): their message is not placed on a producer's call.
     #[serde(default)]
@@ -76,6 +80,7 @@ impl TraceQuality {
         self.cycles += o.cycles;
         self.clients_without_peer += o.clients_without_peer;
         self.traces_cut_by_window += o.traces_cut_by_window;
+        self.traces_split += o.traces_split;
         self.links_unmatched += o.links_unmatched;
         self.experiment_traces += o.experiment_traces;
         self.experiment_spans += o.experiment_spans;
@@ -197,6 +202,11 @@ pub struct CallStats {
     /// Durations of client spans that ended (failed) while their server span ran on: a timeout
     /// cut them.
     pub cut_ns: LogSketch,
+    /// Successful attempts whose server span ran on after them (as `cut_ns` counts failed
+    /// ones): skewed clocks or work after answering, so the failed ones that did the same are
+    /// no timeout's cuts. Absent from files when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub outlived_ok: u64,
     /// Durations of failed attempts that reached no server span (refused, or given up on).
     pub unanswered_ns: LogSketch,
     /// The longest attempt seen at this call site while an experiment's fault was active
@@ -257,6 +267,7 @@ impl CallStats {
         self.failed_ns.merge(&o.failed_ns);
         self.gap_ns.merge(&o.gap_ns);
         self.cut_ns.merge(&o.cut_ns);
+        self.outlived_ok = self.outlived_ok.saturating_add(o.outlived_ok);
         self.unanswered_ns.merge(&o.unanswered_ns);
         self.longest_under_fault_ns = self.longest_under_fault_ns.max(o.longest_under_fault_ns);
         self.start_offset_ns = self.start_offset_ns.saturating_add(o.start_offset_ns);
@@ -384,6 +395,24 @@ pub struct Model {
     /// What kind of peer the uninstrumented peers are, by peer (absent when none was marked).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peer_kinds: Vec<PeerKinds>,
+    /// The trace files learned, by content (sorted): `augur learn --into` skips those it holds
+    /// already, `augur merge` warns when two models share one. Absent when none (a model of
+    /// live traffic, or written before files were remembered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learned_files: Vec<LearnedFile>,
+}
+
+/// A trace file a model learned, by its content: its size and hashes of its first and last
+/// bytes (`augur_ingest::fingerprint`), as 16 hex digits each.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedFile {
+    /// Hash of the first bytes.
+    pub head: String,
+    /// Hash of the last bytes.
+    pub tail: String,
+    /// Size in bytes.
+    pub bytes: u64,
 }
 
 /// A node of the graph contract.
@@ -607,6 +636,10 @@ impl Model {
     /// of both inputs, for traces that were not split between them.
     pub fn merge(&mut self, other: &Model) {
         self.quality.merge(&other.quality);
+        self.learned_files
+            .extend(other.learned_files.iter().cloned());
+        self.learned_files.sort();
+        self.learned_files.dedup();
         let mine = self.window;
         self.window = match (self.window, other.window) {
             (Some(a), Some(b)) => Some(a.union(b)),
@@ -885,6 +918,7 @@ mod tests {
             }],
             links: Vec::new(),
             peer_kinds: Vec::new(),
+            learned_files: Vec::new(),
         }
     }
 

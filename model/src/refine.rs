@@ -84,6 +84,7 @@ fn reactions(s: &CallStats) -> CallStats {
         retries: s.retries.clone(),
         backoff_ns: s.backoff_ns.clone(),
         cut_ns: s.cut_ns.clone(),
+        outlived_ok: s.outlived_ok,
         unanswered_ns: s.unanswered_ns.clone(),
         longest_under_fault_ns: s.longest_attempt_ns().round() as u64,
         ..CallStats::default()
@@ -112,6 +113,7 @@ impl Model {
             // Where messages went, and what the peers are, is the base model's to say.
             links: Vec::new(),
             peer_kinds: Vec::new(),
+            learned_files: Vec::new(),
         };
         let mut new_operations: Vec<String> = outcome
             .operations
@@ -223,6 +225,7 @@ impl Model {
                 .filter(|k| scope.callees.contains(&k.peer))
                 .cloned()
                 .collect(),
+            learned_files: Vec::new(),
         }
     }
 }

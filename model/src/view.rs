@@ -543,8 +543,29 @@ fn fit(sites: &[(u64, u64)], fallback: Beta) -> Beta {
 
 fn timeout_of(stats: &CallStats) -> Option<Timeout> {
     let to_ms = |ns: f64| (ns / 1e3).round() / 1e3;
+    // No attempt may have lasted longer uncut than a threshold: a success in normal traffic, or
+    // any attempt while an experiment's fault was active (natural failures of a call slowed by a
+    // latency fault pile at the slowed duration beside the slowed successes, and are no
+    // threshold).
+    let longest_ok = stats
+        .ok_ns
+        .max()
+        .unwrap_or(0.0)
+        .max(stats.longest_under_fault_ns as f64);
     if !stats.cut_ns.is_empty() {
         let q = |p| stats.cut_ns.quantile(p).unwrap_or(0.0);
+        // Server spans that outlive their caller's failed attempts are a cut only where they do
+        // not outlive its successful ones as well: skewed clocks, or a server finishing its
+        // work after answering, make failed and successful calls alike look "cut" (a
+        // black-box test saw such sites learn a timeout at the median call). A timeout's cuts
+        // are failures only, so they must stand out among the failures.
+        let cuts = stats.cut_ns.count() as f64;
+        let failures = (stats.failed_ns.count() as f64).max(cuts);
+        let oks = stats.ok_ns.count() as f64;
+        if stats.outlived_ok > 0 && stats.outlived_ok as f64 / oks.max(1.0) * 2.0 >= cuts / failures
+        {
+            return None;
+        }
         return Some(Timeout {
             median_ms: to_ms(q(0.5)),
             lo_ms: to_ms(q(0.05) * (1.0 - RELATIVE_ACCURACY)),
@@ -555,14 +576,6 @@ fn timeout_of(stats: &CallStats) -> Option<Timeout> {
     }
     let (v, c) = stats.unanswered_ns.mode()?;
     let failed = stats.unanswered_ns.count();
-    // No attempt may have lasted longer uncut: a success in normal traffic, or any attempt
-    // while an experiment's fault was active (natural failures of a call slowed by a latency
-    // fault pile at the slowed duration beside the slowed successes, and are no threshold).
-    let longest_ok = stats
-        .ok_ns
-        .max()
-        .unwrap_or(0.0)
-        .max(stats.longest_under_fault_ns as f64);
     let piles = c >= 3 && c * 5 >= failed && v > 0.0;
     if !piles || longest_ok > v * (1.0 + 2.0 * RELATIVE_ACCURACY) {
         return None;

@@ -64,6 +64,34 @@ fn learn_into_and_merge_equal_learning_at_once() {
         bytes(&into) == bytes(&all),
         "learn --into differs from learning at once"
     );
+    // Learning a file into the model again would count its traces twice: nothing is learned,
+    // the model is left as it was; beside a new file, only the new one is learned.
+    let (_, said) = ok(&["learn", "--include-experiments", "--into", &into, &x]);
+    assert!(said.contains("nothing new"), "{said}");
+    assert!(
+        bytes(&into) == bytes(&all),
+        "a file learned twice changed the model"
+    );
+    let w = f.traces("w.jsonl", "4", "300", None);
+    let (_, said) = ok(&[
+        "learn",
+        "--include-experiments",
+        "--into",
+        &into,
+        &x,
+        &y,
+        &w,
+    ]);
+    assert!(said.contains("skipped 2 files already learned"), "{said}");
+    let grown = f.learn(&[&x, &y, &z, &w], "grown.json");
+    assert!(
+        bytes(&into) == bytes(&grown),
+        "learn --into over a grown set differs from learning it at once"
+    );
+    // Merging models that learned one file both: warned.
+    let (mx, mxz) = (f.learn(&[&x], "x1.json"), f.learn(&[&x, &z], "xz.json"));
+    let (_, said) = ok(&["merge", &mxz, &mx, "--out", &f.path("twice.json")]);
+    assert!(said.contains("count twice"), "{said}");
 
     // merge, in two orders and groupings.
     let (mx, my, mz) = (
