@@ -314,6 +314,8 @@ pub fn read_file(
         // passing bytes through unchecked into an attribute) would cost every span of the file:
         // its bad bytes read as U+FFFD instead (JSON Lines do the same line by line).
         Format::OtlpJson | Format::JaegerJson | Format::ZipkinJson => {
+            // Buffered on top: serde_json reads a byte at a time, and BufReader's `read` of one
+            // byte is faster than LossyUtf8's (measured: documents read 40% slower without).
             let mut text = BufReader::with_capacity(64 * 1024, LossyUtf8::new(&mut reader));
             let result = match format {
                 Format::OtlpJson => crate::otlp_json::read_document(&mut text, &mut ctx),
@@ -463,12 +465,15 @@ pub fn fingerprint(path: &Path) -> Result<Fingerprint, IngestError> {
 }
 
 /// A reader of text that passes UTF-8 through and replaces every byte sequence that is not
-/// UTF-8 with U+FFFD (as [`String::from_utf8_lossy`] does), counting them.
+/// UTF-8 with U+FFFD (as [`String::from_utf8_lossy`] does), counting them. Buffered itself:
+/// a chunk that is valid UTF-8 (nearly always) is handed out as read, without a copy.
 struct LossyUtf8<R> {
     inner: R,
     /// Text ready to be read: `out[at..]`.
     out: Vec<u8>,
     at: usize,
+    /// The buffer the next chunk is read into (the one handed out before).
+    spare: Vec<u8>,
     /// The start of a character cut by the end of the last chunk read (at most 3 bytes).
     carry: Vec<u8>,
     eof: bool,
@@ -476,12 +481,16 @@ struct LossyUtf8<R> {
     replaced: u64,
 }
 
+/// Bytes [`LossyUtf8`] reads at a time.
+const LOSSY_CHUNK: usize = 64 * 1024;
+
 impl<R: Read> LossyUtf8<R> {
     fn new(inner: R) -> Self {
         LossyUtf8 {
             inner,
             out: Vec::new(),
             at: 0,
+            spare: Vec::new(),
             carry: Vec::new(),
             eof: false,
             replaced: 0,
@@ -490,21 +499,41 @@ impl<R: Read> LossyUtf8<R> {
 
     /// Reads the next chunk into `out`, replacing what is not UTF-8.
     fn fill(&mut self) -> std::io::Result<()> {
-        let mut chunk = std::mem::take(&mut self.carry);
+        let mut chunk = std::mem::take(&mut self.spare);
+        chunk.clear();
+        chunk.append(&mut self.carry);
         let start = chunk.len();
-        chunk.resize(start + 64 * 1024, 0);
+        chunk.resize(start + LOSSY_CHUNK, 0);
         let n = loop {
             match self.inner.read(&mut chunk[start..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.spare = chunk;
+                    return Err(e);
+                }
             }
         };
         chunk.truncate(start + n);
         self.eof = n == 0;
-        self.out.clear();
         self.at = 0;
-        let mut rest = &chunk[..];
+        let bad = match std::str::from_utf8(&chunk) {
+            Ok(_) => None,
+            // A character the chunk's end cut: completed by the next chunk.
+            Err(e) if e.error_len().is_none() && !self.eof => {
+                self.carry.extend_from_slice(&chunk[e.valid_up_to()..]);
+                chunk.truncate(e.valid_up_to());
+                None
+            }
+            Err(e) => Some(e.valid_up_to()),
+        };
+        let Some(valid) = bad else {
+            self.spare = std::mem::replace(&mut self.out, chunk);
+            return Ok(());
+        };
+        self.out.clear();
+        self.out.extend_from_slice(&chunk[..valid]);
+        let mut rest = &chunk[valid..];
         loop {
             match std::str::from_utf8(rest) {
                 Ok(_) => {
@@ -520,10 +549,8 @@ impl<R: Read> LossyUtf8<R> {
                             self.replaced += 1;
                             rest = &bad[len..];
                         }
-                        // A character the chunk's end cut: completed by the next chunk, or
-                        // replaced at the end of the text.
                         None if !self.eof => {
-                            self.carry = bad.to_vec();
+                            self.carry.extend_from_slice(bad);
                             break;
                         }
                         None => {
@@ -535,21 +562,30 @@ impl<R: Read> LossyUtf8<R> {
                 }
             }
         }
+        self.spare = chunk;
         Ok(())
+    }
+}
+
+impl<R: Read> BufRead for LossyUtf8<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.at == self.out.len() && !self.eof {
+            self.fill()?;
+        }
+        Ok(&self.out[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.out.len());
     }
 }
 
 impl<R: Read> Read for LossyUtf8<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.out.len() {
-            if self.eof {
-                return Ok(0);
-            }
-            self.fill()?;
-        }
-        let n = buf.len().min(self.out.len() - self.at);
-        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
-        self.at += n;
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
