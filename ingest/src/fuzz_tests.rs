@@ -310,6 +310,45 @@ fn a_compressed_file_cut_short_keeps_what_came_before_the_cut() {
 }
 
 #[test]
+fn an_empty_service_name_is_unknown_service() {
+    // As a missing one is (the OpenTelemetry default), in every format that names services.
+    let cases = [
+        ("otlp.jsonl", OTLP_LINE.replace("\"shop\"", "\"\"")),
+        (
+            "otlp.json",
+            OTLP_LINE
+                .replace("\"shop\"", "\"\"")
+                .replace("\"scopeSpans\"", "\n \"scopeSpans\""),
+        ),
+        (
+            "jaeger.json",
+            JAEGER.replace("\"serviceName\":\"a\"", "\"serviceName\":\"\""),
+        ),
+        ("zipkin.json", ZIPKIN.replace("\"frontend\"", "\"\"")),
+    ];
+    for (name, text) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, &text).unwrap();
+        let mut services = Vec::new();
+        let mut report = IngestReport::default();
+        read_file(&path, &ReadOptions::default(), &mut report, &mut |b| {
+            services.extend(b.spans.iter().map(|s| b.str(s.service).to_string()));
+            Ok(())
+        })
+        .unwrap();
+        assert!(
+            services.iter().any(|s| s == "unknown_service"),
+            "{name}: {services:?}"
+        );
+        assert!(
+            services.iter().all(|s| !s.is_empty()),
+            "{name}: {services:?}"
+        );
+    }
+}
+
+#[test]
 fn a_json_document_that_is_not_utf8_keeps_its_spans() {
     // One OTLP JSON, Jaeger or Zipkin document with a stray byte and a character cut short in
     // a string: read whole, those bytes as U+FFFD, rather than losing every span of the file.

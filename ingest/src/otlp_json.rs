@@ -385,11 +385,13 @@ impl<'de> Visitor<'de> for OneResourceSpans<'_, '_> {
             }
         }
         // The resource may come before or after its spans: name the service now.
-        let service = self
-            .ctx
-            .batch
-            .strings
-            .intern(resource.service.as_deref().unwrap_or("unknown_service"));
+        let service = self.ctx.batch.strings.intern(
+            resource
+                .service
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("unknown_service"),
+        );
         let experiment = resource
             .experiment
             .as_deref()

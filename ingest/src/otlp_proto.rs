@@ -114,10 +114,11 @@ pub(crate) fn push_wire(
     prefix: &str,
 ) -> Result<(), IngestError> {
     for (ri, rs) in req.resources.iter().enumerate() {
-        let service = ctx
-            .batch
-            .strings
-            .intern(rs.service.unwrap_or("unknown_service"));
+        let service = ctx.batch.strings.intern(
+            rs.service
+                .filter(|s| !s.is_empty())
+                .unwrap_or("unknown_service"),
+        );
         let experiment = rs.experiment.map(|e| ctx.batch.strings.intern(e));
         for s in req.spans.get(rs.spans.clone()).unwrap_or_default() {
             match convert(&s.span, service, experiment, ctx) {
@@ -157,7 +158,7 @@ pub(crate) fn push_request(
         if let Some(res) = &rs.resource {
             for kv in &res.attributes {
                 match (kv.key.as_str(), str_value(kv)) {
-                    ("service.name", Some(v)) => service = v,
+                    ("service.name", Some(v)) if !v.is_empty() => service = v,
                     (crate::EXPERIMENT_ATTRIBUTE, Some(v)) => experiment = Some(v),
                     _ => {}
                 }

@@ -246,9 +246,12 @@ pub(crate) fn push_record_batch(
             error_type: opt(&error_type),
             experiment: opt(&experiment),
         };
-        let service = out
-            .strings
-            .intern(service.get(i).unwrap_or("unknown_service"));
+        let service = out.strings.intern(
+            service
+                .get(i)
+                .filter(|s| !s.is_empty())
+                .unwrap_or("unknown_service"),
+        );
         let name = out.strings.intern(name.get(i).unwrap_or(""));
         out.spans.push(Span { service, name, ..s });
         if let (Some(lt), Some(ls)) = (link_trace, link_span) {

@@ -517,7 +517,12 @@ impl<'a> P<'a> {
             Some(())
         })?;
         let strings = &mut ctx.batch.strings;
-        let service = strings.intern(service.as_deref().unwrap_or("unknown_service"));
+        let service = strings.intern(
+            service
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("unknown_service"),
+        );
         let experiment = experiment.as_deref().map(|e| strings.intern(e));
         for s in ctx.batch.spans.get_mut(first..)? {
             s.service = service;
