@@ -756,14 +756,24 @@ impl ModelBuilder {
             let call = if via_client { ps } else { s };
             let message = ps.kind == SpanKind::Producer || s.kind == SpanKind::Consumer;
             let waits_for_server = via_client && !message;
+            // A client span of no duration (or ending before it began) around a server span
+            // that took time is broken instrumentation: the call took at least the server's
+            // time, which would otherwise count as its caller's own.
+            let broken_client =
+                waits_for_server && ps.end_ns <= ps.start_ns && s.end_ns > s.start_ns;
+            let (start, end) = if broken_client {
+                (s.start_ns, s.end_ns)
+            } else {
+                (call.start_ns, call.end_ns.max(call.start_ns))
+            };
             sc.events.push(CallEvent {
                 inv: sc.inv[p as usize],
                 leaf: false,
                 ka: op,
                 kb: 0,
                 name: call.name,
-                start: call.start_ns,
-                end: call.end_ns.max(call.start_ns),
+                start,
+                end,
                 failed: call.status == StatusCode::Error,
                 producer: message,
                 gap: if waits_for_server {
@@ -771,7 +781,9 @@ impl ModelBuilder {
                 } else {
                     None
                 },
-                outlived: waits_for_server && s.end_ns.saturating_sub(ps.end_ns) > CUT_MARGIN_NS,
+                outlived: waits_for_server
+                    && !broken_client
+                    && s.end_ns.saturating_sub(ps.end_ns) > CUT_MARGIN_NS,
                 overlap: false,
                 first: true,
                 unanswered: false,
@@ -2029,6 +2041,21 @@ mod tests {
         assert_eq!(e.retries, Some(0));
         // a never had a clean invocation.
         assert_eq!(m.node("a op").unwrap().p_error.evidence, 0);
+    }
+
+    #[test]
+    fn a_client_span_of_no_duration_does_not_hand_its_servers_time_to_its_caller() {
+        use SpanKind::*;
+        // a op (30 ms) calls b through a client span that ends as it starts; b took 10 ms.
+        let spans = [
+            at(1, 1, None, "a", "op", Server, 0, 30, false),
+            at(1, 2, Some(1), "a", "get", Client, 5, 5, false),
+            at(1, 3, Some(2), "b", "get", Server, 6, 16, false),
+        ];
+        let m = build(&spans);
+        assert_eq!(m.node("a op").unwrap().self_ns.max(), Some(20e6));
+        let e = m.edge("a op", "b get").unwrap();
+        assert!((e.stats.ok_ns.max().unwrap() - 10e6).abs() < 0.3e6, "{e:?}");
     }
 
     #[test]
