@@ -788,7 +788,14 @@ impl Graph {
         let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
         let mut out = String::from("digraph augur {\n  rankdir=LR;\n  node [shape=box];\n");
         for n in &self.nodes {
-            let mut attrs = vec![format!("label={}", q(&n.id.replacen(' ', "\n", 1)))];
+            // Service over operation (a service name may hold spaces; a virtual node is its
+            // peer's name alone).
+            let label = if n.is_virtual || n.operation.is_empty() {
+                n.id.clone()
+            } else {
+                format!("{}\n{}", n.service, n.operation)
+            };
+            let mut attrs = vec![format!("label={}", q(&label))];
             if n.is_virtual {
                 attrs.push("shape=cylinder".into());
             }
@@ -1015,6 +1022,16 @@ mod tests {
         assert!(dot.starts_with("digraph"));
         assert!(dot.contains("\"a GET /\" -> \"pg\""));
         assert!(dot.contains("shape=cylinder"));
+        // Service over operation, even where the service's name holds a space.
+        assert!(dot.contains("label=\"a\nGET /\""), "{dot}");
+        let mut spaced = g.clone();
+        spaced.nodes[0].service = "web front".into();
+        spaced.nodes[0].id = format!("web front {}", spaced.nodes[0].operation);
+        assert!(
+            spaced.to_dot().contains("label=\"web front\nGET /\""),
+            "{}",
+            spaced.to_dot()
+        );
         let table = g.to_table();
         assert!(table.contains("virtual") && table.contains("endpoint"));
     }
