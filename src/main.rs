@@ -888,6 +888,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 seen.push((real, hash, path));
                 if let Some(acc) = &merged {
+                    warn_if_unrelated(acc, &m, "merge");
                     // Trace files both learned (a model merged with one it already contains).
                     let shared = m
                         .learned_files
@@ -923,7 +924,9 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Diff { old, new, json } => {
-            let (old, new) = (Model::load(&old)?.view(), Model::load(&new)?.view());
+            let (old, new) = (Model::load(&old)?, Model::load(&new)?);
+            warn_if_unrelated(&old, &new, "diff");
+            let (old, new) = (old.view(), new.view());
             let report = augur_model::diff(&old, &new);
             emit(json, &report, || report.to_text())
         }
@@ -1229,6 +1232,26 @@ fn recommend_all(
     let rec = augur_recommender::recommend::recommend(view, intents, opts);
     progress.finish();
     Ok(rec?)
+}
+
+/// Warns when two models share no operation: most likely models of different systems, which
+/// `what` (diff, merge, the report's drift) compares or adds as if they were one.
+pub(crate) fn warn_if_unrelated(a: &Model, b: &Model, what: &str) {
+    if a.operations.is_empty() || b.operations.is_empty() {
+        return;
+    }
+    let shared = b
+        .operations
+        .iter()
+        .filter(|o| a.operations.binary_search_by(|x| x.id.cmp(&o.id)).is_ok())
+        .count();
+    if shared == 0 {
+        eprintln!(
+            "warning: the models share no operation ({} and {} operations): models of different systems? {what} treats them as one system",
+            a.operations.len(),
+            b.operations.len()
+        );
+    }
 }
 
 /// Prints a result on stdout: as pretty JSON with `--json`, else as the text `text` makes.

@@ -259,9 +259,13 @@ pub(crate) fn run_report(
     mut opts: augur_recommender::Options,
 ) -> Result<()> {
     // Everything that can be wrong with the inputs first, then the simulation.
-    let previous = previous.map(Model::load).transpose()?.map(|m| m.view());
+    let previous = previous.map(Model::load).transpose()?;
     let (view, intents) = crate::model_and_intents(model_path, intents, &mut opts)?;
     let model = Model::load(model_path)?;
+    if let Some(old) = &previous {
+        crate::warn_if_unrelated(old, &model, "the report's drift since --previous");
+    }
+    let previous = previous.map(|m| m.view());
     let entries = ledger::read(&ledger::ledger_path(model_path))?;
     let rec = match crate::recommend_all(&view, &intents, &opts) {
         // A model with no traffic yet (a fresh `augur serve` state, only experiments' traces)

@@ -283,3 +283,30 @@ fn graph_shows_learned_behaviour() {
         .unwrap();
     assert_eq!(e["mode"], "asynchronous");
 }
+
+#[test]
+fn models_of_different_systems_are_warned_about() {
+    let f = Files::new();
+    let shop = f.learn(&[&f.traces("shop.jsonl", "1", "200", None)], "shop.json");
+    let other = f.path("other.jsonl");
+    ok(&[
+        "generate",
+        "--world",
+        "random",
+        "--services",
+        "6",
+        "--traces",
+        "200",
+        "--out",
+        &other,
+    ]);
+    let other = f.learn(&[&other], "other.json");
+    let (_, said) = ok(&["merge", &shop, &other, "--out", &f.path("m.json")]);
+    assert!(said.contains("share no operation"), "{said}");
+    let (_, said) = ok(&["diff", &shop, &other]);
+    assert!(said.contains("share no operation"), "{said}");
+    // Models of one system: no such warning.
+    let later = f.learn(&[&f.traces("later.jsonl", "2", "200", None)], "later.json");
+    let (_, said) = ok(&["diff", &shop, &later]);
+    assert!(!said.contains("share no operation"), "{said}");
+}
