@@ -61,6 +61,7 @@ pub(crate) struct GenerateArgs {
     pub services: usize,
     pub traces: usize,
     pub seed: u64,
+    pub traffic_seed: Option<u64>,
     pub fault: Option<String>,
     pub start_offset: f64,
     pub linked_consumers: bool,
@@ -134,7 +135,7 @@ pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
         bail!("--start-offset is a number of seconds, from 0 to a century (3150000000)");
     }
     let file = File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let mut gen = augur_datasets::Generator::new(&world, a.seed)?
+    let mut gen = augur_datasets::Generator::new(&world, a.traffic_seed.unwrap_or(a.seed))?
         .starting_at((a.start_offset * 1e9) as i64)
         .with_linked_consumers(a.linked_consumers);
     if let Some(f) = fault {

@@ -514,9 +514,14 @@ enum Command {
         /// How many traces.
         #[arg(long, default_value_t = 1_000)]
         traces: usize,
-        /// Random seed.
+        /// Random seed: of the random world, and of the traffic unless --traffic-seed is given.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Random seed of the traffic alone: the same world (from --seed) with other requests,
+        /// e.g. a faulted run independent of the normal traffic it is compared with (with one
+        /// seed, both draw the same random numbers, request for request).
+        #[arg(long)]
+        traffic_seed: Option<u64>,
         /// A fault to inject, e.g. `payment:down`, `payment:error=0.3`, `payment:latency=+500ms`.
         #[arg(long)]
         fault: Option<String>,
@@ -1184,6 +1189,7 @@ fn run(cli: Cli) -> Result<()> {
             services,
             traces,
             seed,
+            traffic_seed,
             fault,
             start_offset,
             linked_consumers,
@@ -1195,6 +1201,7 @@ fn run(cli: Cli) -> Result<()> {
             services,
             traces,
             seed,
+            traffic_seed,
             fault,
             start_offset,
             linked_consumers,

@@ -310,3 +310,52 @@ fn models_of_different_systems_are_warned_about() {
     let (_, said) = ok(&["diff", &shop, &later]);
     assert!(!said.contains("share no operation"), "{said}");
 }
+
+#[test]
+fn a_traffic_seed_gives_the_same_world_other_requests() {
+    let f = Files::new();
+    let gen = |name: &str, extra: &[&str]| {
+        let (out, truth) = (
+            f.path(&format!("{name}.jsonl")),
+            f.path(&format!("{name}.json")),
+        );
+        let mut args = vec![
+            "generate",
+            "--world",
+            "random",
+            "--services",
+            "6",
+            "--seed",
+            "3",
+            "--traces",
+            "300",
+            "--out",
+            &out,
+            "--truth",
+            &truth,
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+        let t: serde_json::Value = serde_json::from_slice(&bytes(&truth)).unwrap();
+        // The world: which call sites exist, and their configured behaviour.
+        let sites: Vec<(String, String, serde_json::Value, serde_json::Value)> = t["edges"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|to| to.as_object().unwrap().values())
+            .map(|e| {
+                (
+                    e["from"].to_string(),
+                    e["to"].to_string(),
+                    e["retries"].clone(),
+                    e["p_propagate"].clone(),
+                )
+            })
+            .collect();
+        (bytes(&out), sites)
+    };
+    let (a, world_a) = gen("a", &[]);
+    let (b, world_b) = gen("b", &["--traffic-seed", "4"]);
+    assert_eq!(world_a, world_b, "the same world");
+    assert_ne!(a, b, "other requests");
+}
