@@ -72,7 +72,10 @@ enum Command {
     /// Append trace files to a Parquet span lake partitioned by hour.
     ///
     /// Writes DIR/hour=YYYY-MM-DDTHH/part-*.parquet (Hive-style; polars, DuckDB and Spark read
-    /// it without augur). Earlier parts are never rewritten; each run adds new parts.
+    /// it without augur). Earlier parts are never rewritten; each run adds new parts. Files the
+    /// lake holds already (same size and content at both ends, listed in the hidden
+    /// DIR/.augur-ingested.jsonl) are skipped, so a nightly ingest of a growing directory adds
+    /// only what is new.
     Ingest {
         /// Trace files or directories (read recursively).
         #[arg(required = true)]
@@ -1372,11 +1375,63 @@ fn report_problems(report: &IngestReport) {
     }
 }
 
+/// The trace files a lake holds, by content (one [`augur_model::LearnedFile`] a line): `augur
+/// ingest` skips them when given again. Hidden, so readers of the lake never see it.
+const LAKE_MANIFEST: &str = ".augur-ingested.jsonl";
+
 fn ingest(paths: &[PathBuf], lake: &std::path::Path, read: &ReadArgs) -> Result<()> {
     let started = Instant::now();
+    let manifest = lake.join(LAKE_MANIFEST);
+    let mut known: Vec<augur_model::LearnedFile> = match std::fs::read_to_string(&manifest) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .with_context(|| {
+                format!(
+                    "reading {} (delete it to ingest every file again)",
+                    manifest.display()
+                )
+            })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", manifest.display())),
+    };
+    known.sort();
+    let mut already = 0usize;
+    let mut wanted = |f: &std::path::Path| match learned_file(f) {
+        Some(file) if known.binary_search(&file).is_ok() => {
+            already += 1;
+            false
+        }
+        _ => true,
+    };
     let mut writer = augur_ingest::lake::LakeWriter::new(lake)?;
-    let report = read_all(paths, read, &mut |batch| writer.append(&batch))?;
+    let (report, files) = read_files(paths, read, &mut wanted, &mut |batch| writer.append(&batch))?;
     let (parts, rows) = writer.finish()?;
+    if !files.is_empty() {
+        let mut text = String::new();
+        for f in files.iter().filter_map(|f| learned_file(f)) {
+            text.push_str(&serde_json::to_string(&f)?);
+            text.push('\n');
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&manifest)
+            .with_context(|| format!("opening {}", manifest.display()))?;
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.sync_all())
+            .with_context(|| format!("writing {}", manifest.display()))?;
+    }
+    if already > 0 {
+        eprintln!(
+            "skipped {already} file{} the lake holds already (ingesting {} again would store {} spans twice)",
+            if already == 1 { "" } else { "s" },
+            if already == 1 { "it" } else { "them" },
+            if already == 1 { "its" } else { "their" },
+        );
+    }
     eprintln!(
         "ingested {} spans from {} files ({} bad records skipped) into {} new parts in {} ({:.1}s)",
         rows,

@@ -276,6 +276,10 @@ fn lake_appends_parts_and_learns_like_the_files() {
         let mut v = Vec::new();
         for hour in std::fs::read_dir(lake).unwrap() {
             let hour = hour.unwrap().path();
+            // The hidden list of files ingested.
+            if hour.ends_with(".augur-ingested.jsonl") {
+                continue;
+            }
             assert!(
                 hour.file_name()
                     .unwrap()
@@ -300,16 +304,41 @@ fn lake_appends_parts_and_learns_like_the_files() {
         .unwrap()
         .starts_with("part-"));
     let before = std::fs::read(&first[0]).unwrap();
-    // A second ingest adds a part and leaves the first untouched.
-    ok(&["ingest", &file, "--lake", lake_s]);
+    // The same file again (or a copy of it) is skipped: the lake holds its spans already.
+    let (_, said) = ok(&["ingest", &file, "--lake", lake_s]);
+    assert!(
+        said.contains("skipped 1 file the lake holds already"),
+        "{said}"
+    );
+    let copy = dir.path().join("copy.jsonl");
+    std::fs::copy(&file, &copy).unwrap();
+    ok(&["ingest", copy.to_str().unwrap(), "--lake", lake_s]);
+    assert_eq!(parts(&lake), first);
+    // Another file (here the same spans re-reported, with a blank line more) adds a part and
+    // leaves the first untouched.
+    let again = dir.path().join("again.jsonl");
+    std::fs::write(&again, std::fs::read_to_string(&file).unwrap() + "\n").unwrap();
+    let again = again.to_str().unwrap().to_string();
+    ok(&["ingest", &again, "--lake", lake_s]);
     let second = parts(&lake);
     assert_eq!(second.len(), 2);
     assert_eq!(std::fs::read(&first[0]).unwrap(), before);
     // An ingest that fails on its second file adds nothing, and leaves no unfinished part.
     let garbage = dir.path().join("zz-garbage.json");
     std::fs::write(&garbage, "{ not json").unwrap();
-    fails(&["ingest", &file, garbage.to_str().unwrap(), "--lake", lake_s]);
+    let third = dir.path().join("third.jsonl");
+    std::fs::write(&third, std::fs::read_to_string(&file).unwrap() + "\n\n").unwrap();
+    fails(&[
+        "ingest",
+        third.to_str().unwrap(),
+        garbage.to_str().unwrap(),
+        "--lake",
+        lake_s,
+    ]);
     assert_eq!(parts(&lake), second);
+    // ... nor records its files as ingested: given again, they are read.
+    let (_, said) = ok(&["ingest", third.to_str().unwrap(), "--lake", lake_s]);
+    assert!(!said.contains("holds already"), "{said}");
     // Learning from the lake gives the same graph: the spans ingested twice are recognised as
     // re-reports of the same spans and counted once.
     let m1 = dir.path().join("m1.json");
@@ -317,8 +346,9 @@ fn lake_appends_parts_and_learns_like_the_files() {
     ok(&["learn", &file, "--out", m1.to_str().unwrap()]);
     let (summary, _) = ok(&["learn", lake_s, "--out", m2.to_str().unwrap(), "--json"]);
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
-    assert_eq!(summary["spans"], 36);
-    assert_eq!(summary["quality"]["duplicate_spans"], 18);
+    // Three parts of the same 18 spans.
+    assert_eq!(summary["spans"], 54);
+    assert_eq!(summary["quality"]["duplicate_spans"], 36);
     let (g1, _) = ok(&["graph", m1.to_str().unwrap(), "--format", "json"]);
     let (g2, _) = ok(&["graph", m2.to_str().unwrap(), "--format", "json"]);
     assert_eq!(g1, g2);
