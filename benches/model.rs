@@ -61,6 +61,7 @@ fn big_model() -> Model {
                 failed_ns: sketch(30e6, failed as usize, i),
                 gap_ns: sketch(0.4e6, 100, i + k),
                 cut_ns: LogSketch::new(),
+                outlived_ok: 0,
                 unanswered_ns: LogSketch::new(),
                 longest_under_fault_ns: 0,
                 start_offset_ns: 10_000 * 1_000_000 * (k as u64 % 3),
@@ -93,6 +94,7 @@ fn big_model() -> Model {
         unarrived: Vec::new(),
         links: Vec::new(),
         peer_kinds: Vec::new(),
+        learned_files: Vec::new(),
     }
 }
 
