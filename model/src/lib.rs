@@ -74,8 +74,9 @@ pub use model::{
 pub use refine::{Evidence, FaultScope};
 pub use sketch::{LogSketch, RELATIVE_ACCURACY};
 pub use view::{
-    Edge, Interval, Mode, Node, Posterior, PriorFit, Quantiles, Timeout, TimeoutEvidence, Traffic,
-    View, CREDIBLE_MASS, MIN_CONCENTRATION, MIN_GROUP_CALLERS, MIN_GROUP_SITES, PEER_SUFFIX,
+    BetaMix, Edge, Interval, Mode, Node, Posterior, PriorFit, Quantiles, Timeout, TimeoutEvidence,
+    Traffic, View, CREDIBLE_MASS, EDGE_HIGH, EDGE_LOW, MIN_CONCENTRATION, MIN_GROUP_CALLERS,
+    MIN_GROUP_SITES, PEER_SUFFIX,
 };
 
 /// Errors of model files.

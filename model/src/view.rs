@@ -37,7 +37,10 @@
 //! is at least [`MIN_CONCENTRATION`] and at most `1 + sites / 2` (at most 20), and its mean is kept
 //! within `1 / (sites + 2)` of 0 and 1,
 //! so a prior learned from few sites never claims more certainty than they carry; with no evidence
-//! anywhere the prior is uniform. A call site that never failed has exactly its group's prior.
+//! anywhere the prior is uniform. A call site that never failed has its group's prior with at
+//! least `1 / (sites + 2)` of it on "a fallback" and on "propagates" ([`BetaMix`]): call sites
+//! are nearly all-or-nothing, and a Beta fitted to sites that all propagated excludes a fallback
+//! that one more site may well be.
 //!
 //! A classifier (linfa's logistic regression over the same features) was considered and not used:
 //! the evidence per site is binomial with very different sizes (one failure or thousands), which the
@@ -119,6 +122,117 @@ pub struct Posterior {
     pub evidence: u64,
     /// The prior it started from (a group name, or `jeffreys`).
     pub prior: String,
+    /// The share of the distribution that is a fallback ([`EDGE_LOW`]) rather than the Beta:
+    /// P(propagate) of a call site that never failed, where the sites with evidence had fewer
+    /// fallbacks than their number says the next one may be ([`BetaMix`]). Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fallback_share: f64,
+    /// The same for a site that propagates every failure ([`EDGE_HIGH`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub propagate_share: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// What a call site that is a fallback does with failures: nearly always absorbs them (mean
+/// 0.04, 95% below 0.16).
+pub const EDGE_LOW: (f64, f64) = (0.5, 12.0);
+
+/// What a call site that propagates failures does: nearly always fails with them.
+pub const EDGE_HIGH: (f64, f64) = (12.0, 0.5);
+
+/// A Beta with a share of its mass moved to a fallback and to a propagating site
+/// ([`EDGE_LOW`], [`EDGE_HIGH`]): the prior of a call site that never failed.
+///
+/// Call sites are nearly all-or-nothing (a fallback absorbs nearly every failure; without one,
+/// the caller fails), and a Beta fitted to sites that all propagated puts almost no mass near 0
+/// (fifteen of fifteen propagating gave Beta(8, 0.5), 90% in [0.55, 1.00]), though after fifteen
+/// such sites the next is a fallback about once in seventeen. So at least `1 / (sites + 2)` of
+/// the prior is held on each kind (a Laplace estimate of the share of each among sites), moved
+/// from the fitted Beta where it holds less below 0.1 (or above 0.9): a fallback that never
+/// fired is then a possibility the simulator draws, not a certainty excluded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BetaMix {
+    /// The fitted (or updated) Beta.
+    pub main: Beta,
+    /// Share of [`EDGE_LOW`].
+    pub low: f64,
+    /// Share of [`EDGE_HIGH`].
+    pub high: f64,
+}
+
+impl BetaMix {
+    fn part(shape: (f64, f64)) -> Option<Beta> {
+        Beta::new(shape.0, shape.1)
+    }
+
+    /// A draw, from a uniform `u`: the component by `u`, then its quantile.
+    pub fn sample(&self, u: f64) -> f64 {
+        let u = u.clamp(0.0, 1.0);
+        let rest = (1.0 - self.low - self.high).max(0.0);
+        match (Self::part(EDGE_LOW), Self::part(EDGE_HIGH)) {
+            (Some(l), _) if u < self.low => l.quantile(u / self.low),
+            (_, Some(h)) if u >= self.low + rest && self.high > 0.0 => {
+                h.quantile(((u - self.low - rest) / self.high).min(1.0))
+            }
+            _ if rest > 0.0 => self.main.quantile(((u - self.low) / rest).clamp(0.0, 1.0)),
+            _ => self.main.quantile(u),
+        }
+    }
+
+    /// The mean.
+    pub fn mean(&self) -> f64 {
+        let rest = (1.0 - self.low - self.high).max(0.0);
+        let m = |shape: (f64, f64)| shape.0 / (shape.0 + shape.1);
+        self.low * m(EDGE_LOW) + self.high * m(EDGE_HIGH) + rest * self.main.mean()
+    }
+
+    /// P(X <= x).
+    pub fn cdf(&self, x: f64) -> f64 {
+        let rest = (1.0 - self.low - self.high).max(0.0);
+        let c = |b: Option<Beta>| b.map_or(0.0, |b| b.cdf(x));
+        self.low * c(Self::part(EDGE_LOW))
+            + self.high * c(Self::part(EDGE_HIGH))
+            + rest * self.main.cdf(x)
+    }
+
+    /// The quantile (by bisection on [`BetaMix::cdf`], to 1e-9).
+    pub fn quantile(&self, p: f64) -> f64 {
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for _ in 0..40 {
+            let mid = 0.5 * (lo + hi);
+            if self.cdf(mid) < p {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    }
+
+    /// The equal-tailed interval holding `mass`, as [`Beta::interval`] where nothing was moved.
+    pub fn interval(&self, mass: f64) -> (f64, f64) {
+        if self.low == 0.0 && self.high == 0.0 {
+            return self.main.interval(mass);
+        }
+        let tail = (1.0 - mass.clamp(0.0, 1.0)) / 2.0;
+        (self.quantile(tail), self.quantile(1.0 - tail))
+    }
+
+    /// The prior of a site that never failed, from the fitted `main` and the number of sites
+    /// with evidence it was fitted on.
+    pub fn prior(main: Beta, sites: usize) -> BetaMix {
+        let least = 1.0 / (sites as f64 + 2.0);
+        let low = (least - main.cdf(0.1)).max(0.0);
+        let high = (least - (1.0 - main.cdf(0.9))).max(0.0);
+        BetaMix {
+            main,
+            low: if low.is_finite() { low } else { 0.0 },
+            high: if high.is_finite() { high } else { 0.0 },
+        }
+    }
 }
 
 impl Posterior {
@@ -135,6 +249,29 @@ impl Posterior {
             },
             evidence: trials,
             prior: prior_name.to_string(),
+            fallback_share: 0.0,
+            propagate_share: 0.0,
+        }
+    }
+
+    /// The P(propagate) of a call site that never failed: its group's prior `prior`, fitted on
+    /// `sites` sites with evidence, with the shares [`BetaMix::prior`] moves to a fallback and to
+    /// a propagating site.
+    fn never_seen(prior: Beta, prior_name: &str, sites: usize) -> Posterior {
+        let mix = BetaMix::prior(prior, sites);
+        let (lo, hi) = mix.interval(CREDIBLE_MASS);
+        Posterior {
+            alpha: prior.alpha,
+            beta: prior.beta,
+            interval: Interval {
+                mean: mix.mean(),
+                lo,
+                hi,
+            },
+            evidence: 0,
+            prior: prior_name.to_string(),
+            fallback_share: mix.low,
+            propagate_share: mix.high,
         }
     }
 
@@ -157,6 +294,8 @@ impl Posterior {
             },
             evidence: 0,
             prior: Self::UNRECORDED.to_string(),
+            fallback_share: 0.0,
+            propagate_share: 0.0,
         }
     }
 
@@ -165,9 +304,19 @@ impl Posterior {
         self.prior == Self::UNRECORDED
     }
 
-    /// The distribution.
+    /// The distribution (the Beta; see [`Posterior::mixture`] for the shares moved from it).
     pub fn distribution(&self) -> Option<Beta> {
         Beta::new(self.alpha, self.beta)
+    }
+
+    /// The whole distribution: the Beta with [`Posterior::fallback_share`] and
+    /// [`Posterior::propagate_share`] moved from it.
+    pub fn mixture(&self) -> Option<BetaMix> {
+        Some(BetaMix {
+            main: self.distribution()?,
+            low: self.fallback_share,
+            high: self.propagate_share,
+        })
     }
 }
 
@@ -543,15 +692,6 @@ fn fit(sites: &[(u64, u64)], fallback: Beta) -> Beta {
 
 fn timeout_of(stats: &CallStats) -> Option<Timeout> {
     let to_ms = |ns: f64| (ns / 1e3).round() / 1e3;
-    // No attempt may have lasted longer uncut than a threshold: a success in normal traffic, or
-    // any attempt while an experiment's fault was active (natural failures of a call slowed by a
-    // latency fault pile at the slowed duration beside the slowed successes, and are no
-    // threshold).
-    let longest_ok = stats
-        .ok_ns
-        .max()
-        .unwrap_or(0.0)
-        .max(stats.longest_under_fault_ns as f64);
     if !stats.cut_ns.is_empty() {
         let q = |p| stats.cut_ns.quantile(p).unwrap_or(0.0);
         // Server spans that outlive their caller's failed attempts are a cut only where they do
@@ -562,20 +702,29 @@ fn timeout_of(stats: &CallStats) -> Option<Timeout> {
         let cuts = stats.cut_ns.count() as f64;
         let failures = (stats.failed_ns.count() as f64).max(cuts);
         let oks = stats.ok_ns.count() as f64;
-        if stats.outlived_ok > 0 && stats.outlived_ok as f64 / oks.max(1.0) * 2.0 >= cuts / failures
-        {
-            return None;
+        let skew = stats.outlived_ok > 0
+            && stats.outlived_ok as f64 / oks.max(1.0) * 2.0 >= cuts / failures;
+        if !skew {
+            return Some(Timeout {
+                median_ms: to_ms(q(0.5)),
+                lo_ms: to_ms(q(0.05) * (1.0 - RELATIVE_ACCURACY)),
+                hi_ms: to_ms(q(0.95) * (1.0 + RELATIVE_ACCURACY)),
+                evidence: stats.cut_ns.count(),
+                seen: TimeoutEvidence::Cut,
+            });
         }
-        return Some(Timeout {
-            median_ms: to_ms(q(0.5)),
-            lo_ms: to_ms(q(0.05) * (1.0 - RELATIVE_ACCURACY)),
-            hi_ms: to_ms(q(0.95) * (1.0 + RELATIVE_ACCURACY)),
-            evidence: stats.cut_ns.count(),
-            seen: TimeoutEvidence::Cut,
-        });
     }
     let (v, c) = stats.unanswered_ns.mode()?;
     let failed = stats.unanswered_ns.count();
+    // No attempt may have lasted longer uncut than a threshold: a success in normal traffic, or
+    // any attempt while an experiment's fault was active (natural failures of a call slowed by a
+    // latency fault pile at the slowed duration beside the slowed successes, and are no
+    // threshold).
+    let longest_ok = stats
+        .ok_ns
+        .max()
+        .unwrap_or(0.0)
+        .max(stats.longest_under_fault_ns as f64);
     let piles = c >= 3 && c * 5 >= failed && v > 0.0;
     if !piles || longest_ok > v * (1.0 + 2.0 * RELATIVE_ACCURACY) {
         return None;
@@ -763,15 +912,15 @@ impl Model {
             beta: global.beta,
             sites: count(&all),
         }];
-        let mut group_prior: BTreeMap<String, (Beta, String)> = BTreeMap::new();
+        let mut group_prior: BTreeMap<String, (Beta, String, usize)> = BTreeMap::new();
         for (g, sites) in &by_group {
             let n = count(sites);
             let enough =
                 n >= MIN_GROUP_SITES && callers.get(g).map_or(0, |c| c.len()) >= MIN_GROUP_CALLERS;
-            let (b, name) = if enough {
-                (fit(sites, global), g.clone())
+            let (b, name, fitted_on) = if enough {
+                (fit(sites, global), g.clone(), n)
             } else {
-                (global, "all".to_string())
+                (global, "all".to_string(), count(&all))
             };
             priors.push(PriorFit {
                 group: g.clone(),
@@ -779,7 +928,7 @@ impl Model {
                 beta: b.beta,
                 sites: if enough { n } else { 0 },
             });
-            group_prior.insert(g.clone(), (b, name));
+            group_prior.insert(g.clone(), (b, name, fitted_on));
         }
 
         let invocations_of = |id: &str| {
@@ -792,10 +941,11 @@ impl Model {
             .map(|((from, to), stats)| {
                 let mode = mode_of(&stats);
                 let g = group(is_virtual(&to), mode);
-                let (prior, prior_name) = group_prior
-                    .get(&g)
-                    .cloned()
-                    .unwrap_or((global, "all".to_string()));
+                let (prior, prior_name, fitted_on) = group_prior.get(&g).cloned().unwrap_or((
+                    global,
+                    "all".to_string(),
+                    count(&all),
+                ));
                 let (k, n) = evidence(&stats);
                 let with: u64 = stats.invocations_with_call();
                 let mut per = stats.per_invocation.clone();
@@ -816,7 +966,11 @@ impl Model {
                     mode,
                     retries,
                     timeout: timeout_of(&stats),
-                    p_propagate: Posterior::new(prior, &prior_name, k, n),
+                    p_propagate: if n == 0 {
+                        Posterior::never_seen(prior, &prior_name, fitted_on)
+                    } else {
+                        Posterior::new(prior, &prior_name, k, n)
+                    },
                     from,
                     to,
                     stats,
@@ -845,6 +999,42 @@ mod tests {
         assert_eq!(normalise("Payment.prod.svc.cluster.local:8080"), "payment");
         assert_eq!(normalise("redis"), "redis");
         assert_eq!(normalise("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn a_site_that_never_failed_may_be_a_fallback_where_every_other_propagated() {
+        let uniform = Beta::new(1.0, 1.0).unwrap();
+        // Fifteen sites, each of whose failures all failed their callers.
+        let sites: Vec<(u64, u64)> = (0..15).map(|i| (3 + i, 3 + i)).collect();
+        let fitted = fit(&sites, uniform);
+        // The Beta alone all but excludes a fallback ...
+        assert!(fitted.cdf(0.1) < 0.01, "{fitted:?}");
+        // ... the prior of a site that never failed keeps one chance in seventeen of one.
+        let mix = BetaMix::prior(fitted, sites.len());
+        assert!((mix.cdf(0.1) - 1.0 / 17.0).abs() < 0.01, "{mix:?}");
+        let p = Posterior::never_seen(fitted, "all", sites.len());
+        assert!(p.interval.lo < 0.1 && p.interval.hi > 0.95, "{p:?}");
+        assert!(p.interval.mean < fitted.mean());
+        // Draws follow the mixture: the share of draws below 0.1 is its cdf there.
+        let n = 20_000;
+        let below = (0..n)
+            .filter(|i| mix.sample((*i as f64 + 0.5) / n as f64) < 0.1)
+            .count() as f64
+            / n as f64;
+        assert!(
+            (below - mix.cdf(0.1)).abs() < 0.005,
+            "{below} vs {}",
+            mix.cdf(0.1)
+        );
+        // Where the sites already hold fallbacks and propagating ones, nothing is moved.
+        let mixed: Vec<(u64, u64)> = (0..16)
+            .map(|i| if i % 2 == 0 { (0, 6) } else { (6, 6) })
+            .collect();
+        let m = BetaMix::prior(fit(&mixed, uniform), mixed.len());
+        assert_eq!((m.low, m.high), (0.0, 0.0), "{m:?}");
+        // A site with evidence is its Beta posterior alone.
+        let seen = Posterior::new(fitted, "all", 0, 4);
+        assert_eq!((seen.fallback_share, seen.propagate_share), (0.0, 0.0));
     }
 
     #[test]

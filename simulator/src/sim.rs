@@ -43,7 +43,7 @@
 //! the same random numbers, without the fault.
 
 use augur_model::beta::Beta;
-use augur_model::{LogSketch, Mode, View};
+use augur_model::{BetaMix, LogSketch, Mode, View};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -114,7 +114,7 @@ struct SimEdge {
     ok: Option<Table>,
     failed: Option<Table>,
     refused: Option<Table>,
-    p_propagate: Option<Beta>,
+    p_propagate: Option<BetaMix>,
 }
 
 /// A fault's effect on one call site (or on the requests entering an endpoint).
@@ -224,7 +224,7 @@ impl Compiled {
                 ok: Table::of(&e.stats.ok_ns),
                 failed: Table::of(&e.stats.failed_ns),
                 refused: Table::of(&e.stats.unanswered_ns),
-                p_propagate: e.p_propagate.distribution(),
+                p_propagate: e.p_propagate.mixture(),
             });
         }
         let mut nodes = Vec::with_capacity(view.nodes.len());
@@ -697,7 +697,7 @@ fn make_draw(m: &Compiled, seed: u64) -> Draw {
         p_propagate: m
             .edges
             .iter()
-            .map(|e| sample_beta(e.p_propagate, prng.gen()))
+            .map(|e| e.p_propagate.map_or(0.0, |b| b.sample(prng.gen())))
             .collect(),
         retries: m
             .edges
