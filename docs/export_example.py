@@ -28,7 +28,7 @@ print(
 # Every uncertain parameter in one table: the least certain Beta posteriors.
 print("least certain parameters:")
 print(
-    posteriors.filter(pl.col("family") == "beta")
+    posteriors.filter(pl.col("family").str.starts_with("beta"))
     .sort("sd", descending=True)
     .select("parameter", "target", "alpha", "beta", "mean", "lo", "hi", "sd", "evidence")
     .head(5)

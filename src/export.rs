@@ -156,6 +156,9 @@ fn posteriors(view: &View) -> Vec<(&'static str, Column)> {
         sd: Option<f64>,
         evidence: u64,
         prior: Option<String>,
+        /// Of a never-failed call site's P(propagate): the shares on "fallback" and
+        /// "propagates" beside the Beta.
+        shares: (f64, f64),
     }
     let beta = |parameter,
                 target: String,
@@ -166,14 +169,19 @@ fn posteriors(view: &View) -> Vec<(&'static str, Column)> {
         target,
         from,
         to,
-        family: "beta",
+        family: if p.fallback_share > 0.0 || p.propagate_share > 0.0 {
+            "beta mixture"
+        } else {
+            "beta"
+        },
         ab: Some((p.alpha, p.beta)),
         mean: p.interval.mean,
         lo: p.interval.lo,
         hi: p.interval.hi,
-        sd: p.distribution().map(|b| b.std_dev()),
+        sd: p.mixture().map(|b| b.std_dev()),
         evidence: p.evidence,
         prior: Some(p.prior.clone()),
+        shares: (p.fallback_share, p.propagate_share),
     };
     let mut rows: Vec<Row> = view
         .nodes
@@ -203,6 +211,7 @@ fn posteriors(view: &View) -> Vec<(&'static str, Column)> {
                 sd: None,
                 evidence: t.evidence,
                 prior: None,
+                shares: (0.0, 0.0),
             });
         }
     }
@@ -232,5 +241,7 @@ fn posteriors(view: &View) -> Vec<(&'static str, Column)> {
             "prior",
             Column::OptStr(rows.iter().map(|r| r.prior.clone()).collect()),
         ),
+        ("fallback_share", x(&|r| r.shares.0)),
+        ("propagate_share", x(&|r| r.shares.1)),
     ]
 }

@@ -189,6 +189,17 @@ impl BetaMix {
         self.low * m(EDGE_LOW) + self.high * m(EDGE_HIGH) + rest * self.main.mean()
     }
 
+    /// The standard deviation.
+    pub fn std_dev(&self) -> f64 {
+        let rest = (1.0 - self.low - self.high).max(0.0);
+        // E[X²] of Beta(a, b) is a(a + 1) / ((a + b)(a + b + 1)).
+        let m2 = |a: f64, b: f64| a * (a + 1.0) / ((a + b) * (a + b + 1.0));
+        let second = self.low * m2(EDGE_LOW.0, EDGE_LOW.1)
+            + self.high * m2(EDGE_HIGH.0, EDGE_HIGH.1)
+            + rest * m2(self.main.alpha, self.main.beta);
+        (second - self.mean().powi(2)).max(0.0).sqrt()
+    }
+
     /// P(X <= x).
     pub fn cdf(&self, x: f64) -> f64 {
         let rest = (1.0 - self.low - self.high).max(0.0);
@@ -1026,6 +1037,18 @@ mod tests {
             "{below} vs {}",
             mix.cdf(0.1)
         );
+        let draws: Vec<f64> = (0..n)
+            .map(|i| mix.sample((i as f64 + 0.5) / n as f64))
+            .collect();
+        let mean = draws.iter().sum::<f64>() / n as f64;
+        let sd = (draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+        assert!((mean - mix.mean()).abs() < 0.002 && (sd - mix.std_dev()).abs() < 0.005);
+        let plain = BetaMix {
+            low: 0.0,
+            high: 0.0,
+            ..mix
+        };
+        assert!((plain.std_dev() - fitted.std_dev()).abs() < 1e-12);
         // Where the sites already hold fallbacks and propagating ones, nothing is moved.
         let mixed: Vec<(u64, u64)> = (0..16)
             .map(|i| if i % 2 == 0 { (0, 6) } else { (6, 6) })
