@@ -761,6 +761,11 @@ impl ModelBuilder {
             // time, which would otherwise count as its caller's own.
             let broken_client =
                 waits_for_server && ps.end_ns <= ps.start_ns && s.end_ns > s.start_ns;
+            // A server span of no duration under a client span that took time is broken the
+            // other way: its time is unknown, so it gives no gap (the client's whole duration)
+            // and no self time (0), which sampled apart would add up to twice the call.
+            let broken_server =
+                waits_for_server && s.end_ns <= s.start_ns && ps.end_ns > ps.start_ns;
             let (start, end) = if broken_client {
                 (s.start_ns, s.end_ns)
             } else {
@@ -776,7 +781,7 @@ impl ModelBuilder {
                 end,
                 failed: call.status == StatusCode::Error,
                 producer: message,
-                gap: if waits_for_server {
+                gap: if waits_for_server && !broken_server {
                     Some(ps.duration_ns().saturating_sub(s.duration_ns()))
                 } else {
                     None
@@ -1115,8 +1120,20 @@ impl ModelBuilder {
                 continue;
             }
             let acc = &mut self.nodes[sc.op[i] as usize].1;
-            let own = s.duration_ns().max(0).saturating_sub(sc.busy[i]).max(0);
-            acc.self_ns.add(own as f64);
+            // A server span of no duration under a client span that took time: its self time
+            // is unknown, not 0 (its gap is left out too).
+            let p = sc.parent[i];
+            let unknown = p != NONE
+                && s.end_ns <= s.start_ns
+                && spans.get(p as usize).is_some_and(|ps| {
+                    ps.kind == SpanKind::Client
+                        && s.kind != SpanKind::Consumer
+                        && ps.end_ns > ps.start_ns
+                });
+            if !unknown {
+                let own = s.duration_ns().max(0).saturating_sub(sc.busy[i]).max(0);
+                acc.self_ns.add(own as f64);
+            }
             if !s.status.is_recorded() {
                 acc.unrecorded += 1;
             } else if sc.failed_calls[i] == 0 {
@@ -2056,6 +2073,36 @@ mod tests {
         assert_eq!(m.node("a op").unwrap().self_ns.max(), Some(20e6));
         let e = m.edge("a op", "b get").unwrap();
         assert!((e.stats.ok_ns.max().unwrap() - 10e6).abs() < 0.3e6, "{e:?}");
+    }
+
+    #[test]
+    fn a_server_span_of_no_duration_gives_no_gap_and_no_self_time() {
+        use SpanKind::*;
+        // Two calls of 10 ms into b: one whose server span took 9 ms, one whose server span
+        // ends as it starts (broken instrumentation).
+        let mut spans = Vec::new();
+        for (t, server_ms) in [(1u8, 9i64), (2, 0)] {
+            spans.push(at(t, 1, None, "a", "op", Server, 0, 30, false));
+            spans.push(at(t, 2, Some(1), "a", "get", Client, 5, 15, false));
+            spans.push(at(
+                t,
+                3,
+                Some(2),
+                "b",
+                "get",
+                Server,
+                5,
+                5 + server_ms,
+                false,
+            ));
+        }
+        let m = build(&spans);
+        let e = m.edge("a op", "b get").unwrap();
+        // One gap (1 ms), not a second one of 10 ms.
+        assert_eq!(e.stats.gap_ns.count(), 1);
+        let b = m.node("b get").unwrap();
+        assert_eq!((b.invocations, b.self_ns.count()), (2, 1));
+        assert_eq!(b.self_ns.max(), Some(9e6));
     }
 
     #[test]
