@@ -202,11 +202,15 @@ pub struct CallStats {
     /// Durations of client spans that ended (failed) while their server span ran on: a timeout
     /// cut them.
     pub cut_ns: LogSketch,
-    /// Successful attempts whose server span ran on after them (as `cut_ns` counts failed
-    /// ones): skewed clocks or work after answering, so the failed ones that did the same are
-    /// no timeout's cuts. Absent from files when 0.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub outlived_ok: u64,
+    /// How long the server span ran on after a successful attempt ended (as `cut_overrun_ns`
+    /// for failed ones), nanoseconds: skewed clocks or work after answering, so failed attempts
+    /// outlived as often and by as much are no timeout's cuts. Absent from files when empty.
+    #[serde(default, skip_serializing_if = "LogSketch::is_empty")]
+    pub outlived_ok_ns: LogSketch,
+    /// How long the server span ran on after each cut attempt ended, nanoseconds (the cuts of
+    /// `cut_ns`). Absent from files when empty.
+    #[serde(default, skip_serializing_if = "LogSketch::is_empty")]
+    pub cut_overrun_ns: LogSketch,
     /// Durations of failed attempts that reached no server span (refused, or given up on).
     pub unanswered_ns: LogSketch,
     /// The longest attempt seen at this call site while an experiment's fault was active
@@ -267,7 +271,8 @@ impl CallStats {
         self.failed_ns.merge(&o.failed_ns);
         self.gap_ns.merge(&o.gap_ns);
         self.cut_ns.merge(&o.cut_ns);
-        self.outlived_ok = self.outlived_ok.saturating_add(o.outlived_ok);
+        self.outlived_ok_ns.merge(&o.outlived_ok_ns);
+        self.cut_overrun_ns.merge(&o.cut_overrun_ns);
         self.unanswered_ns.merge(&o.unanswered_ns);
         self.longest_under_fault_ns = self.longest_under_fault_ns.max(o.longest_under_fault_ns);
         self.start_offset_ns = self.start_offset_ns.saturating_add(o.start_offset_ns);

@@ -84,7 +84,8 @@ fn reactions(s: &CallStats) -> CallStats {
         retries: s.retries.clone(),
         backoff_ns: s.backoff_ns.clone(),
         cut_ns: s.cut_ns.clone(),
-        outlived_ok: s.outlived_ok,
+        outlived_ok_ns: s.outlived_ok_ns.clone(),
+        cut_overrun_ns: s.cut_overrun_ns.clone(),
         unanswered_ns: s.unanswered_ns.clone(),
         longest_under_fault_ns: s.longest_attempt_ns().round() as u64,
         ..CallStats::default()
