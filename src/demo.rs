@@ -134,13 +134,14 @@ pub(crate) fn generate(a: &GenerateArgs) -> Result<()> {
     if !a.start_offset.is_finite() || a.start_offset < 0.0 || a.start_offset > 3.15e9 {
         bail!("--start-offset is a number of seconds, from 0 to a century (3150000000)");
     }
-    let file = File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut gen = augur_datasets::Generator::new(&world, a.traffic_seed.unwrap_or(a.seed))?
         .starting_at((a.start_offset * 1e9) as i64)
         .with_linked_consumers(a.linked_consumers);
     if let Some(f) = fault {
         gen = gen.with_fault(f)?;
     }
+    // Created once the fault is known good: a bad one leaves no empty file behind.
+    let file = File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let truth = augur_datasets::write_generated(
         gen,
         a.traces,

@@ -770,17 +770,7 @@ fn run(cli: Cli) -> Result<()> {
             // twice): a nightly `learn --into` over a directory that grows learns what is new.
             let known: &[augur_model::LearnedFile] =
                 base.as_ref().map_or(&[], |b| &b.learned_files);
-            // Some(true): learned before; Some(false): learned when it was smaller (it grew).
-            let seen_before = |f: &std::path::Path| {
-                let file = learned_file(f)?;
-                if known.binary_search(&file).is_ok() {
-                    return Some(true);
-                }
-                known
-                    .iter()
-                    .any(|k| k.head == file.head && k.bytes < file.bytes)
-                    .then_some(false)
-            };
+            let seen_before = |f: &std::path::Path| seen_in(known, f);
             if let (Some(into), false) = (&into, known.is_empty()) {
                 let files = augur_ingest::expand_paths(&paths)?;
                 if !files.is_empty() && files.iter().all(|f| seen_before(f) == Some(true)) {
@@ -813,7 +803,19 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => true,
             };
-            let (mut model, mut summary, _) = learn_new(&paths, &read, opts, &mut wanted)?;
+            let (mut model, mut summary, _) = match learn_new(&paths, &read, opts, &mut wanted) {
+                Err(e) if e.is::<NothingNew>() => {
+                    eprintln!(
+                        "nothing new: the files given are learned into the model already, or are \
+                         not trace files"
+                    );
+                    if json {
+                        write_stdout("{\"files\": 0}\n")?;
+                    }
+                    return Ok(());
+                }
+                r => r?,
+            };
             if already > 0 {
                 eprintln!(
                     "skipped {already} file{} already learned into the model (learning {} again \
@@ -824,12 +826,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             for f in &grown {
-                eprintln!(
-                    "warning: {} has grown since it was learned into the model: it is learned \
-                     again whole, so the spans it held then count twice (rotate trace files, e.g. \
-                     the Collector file exporter's `rotation`, to learn each span once)",
-                    f.display()
-                );
+                eprintln!("warning: {}", changed_text(f, "learned into the model"));
             }
             if let Some(base) = base {
                 model.merge(&base);
@@ -1354,7 +1351,8 @@ fn read_files(
         progress.inc(size(file));
     }
     progress.finish();
-    if skipped > 0 && skipped == files.len() {
+    // (When files were left out as read before, the rest may hold no trace file: nothing new.)
+    if skipped > 0 && skipped == files.len() && found == files.len() {
         bail!("none of the {skipped} files found is a trace file");
     }
     report_problems(&report);
@@ -1385,30 +1383,49 @@ fn ingest(paths: &[PathBuf], lake: &std::path::Path, read: &ReadArgs) -> Result<
     let mut known: Vec<augur_model::LearnedFile> = match std::fs::read_to_string(&manifest) {
         Ok(text) => text
             .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()
-            .with_context(|| {
-                format!(
-                    "reading {} (delete it to ingest every file again)",
-                    manifest.display()
-                )
-            })?,
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).with_context(|| {
+                    format!(
+                        "reading {} line {} (delete it to ingest every file again)",
+                        manifest.display(),
+                        i + 1
+                    )
+                })
+            })
+            .collect::<Result<_>>()?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", manifest.display())),
     };
     known.sort();
     let mut already = 0usize;
-    let mut wanted = |f: &std::path::Path| match learned_file(f) {
-        Some(file) if known.binary_search(&file).is_ok() => {
+    let mut changed: Vec<PathBuf> = Vec::new();
+    let mut wanted = |f: &std::path::Path| match seen_in(&known, f) {
+        Some(true) => {
             already += 1;
             false
         }
-        _ => true,
+        Some(false) => {
+            changed.push(f.to_path_buf());
+            true
+        }
+        None => true,
     };
     let mut writer = augur_ingest::lake::LakeWriter::new(lake)?;
     let (report, files) = read_files(paths, read, &mut wanted, &mut |batch| writer.append(&batch))?;
     let (parts, rows) = writer.finish()?;
+    for f in &changed {
+        eprintln!("warning: {}", changed_text(f, "ingested into the lake"));
+    }
+    let stored = |e: anyhow::Error| {
+        e.context(format!(
+            "the {rows} spans read are stored in {} new parts of {}, but the list of files \
+             ingested could not be updated: ingesting the same files again would store them twice",
+            parts.len(),
+            lake.display()
+        ))
+    };
     if !files.is_empty() {
         let mut text = String::new();
         for f in files.iter().filter_map(|f| learned_file(f)) {
@@ -1419,10 +1436,12 @@ fn ingest(paths: &[PathBuf], lake: &std::path::Path, read: &ReadArgs) -> Result<
             .create(true)
             .append(true)
             .open(&manifest)
-            .with_context(|| format!("opening {}", manifest.display()))?;
+            .with_context(|| format!("opening {}", manifest.display()))
+            .map_err(stored)?;
         out.write_all(text.as_bytes())
             .and_then(|()| out.sync_all())
-            .with_context(|| format!("writing {}", manifest.display()))?;
+            .with_context(|| format!("writing {}", manifest.display()))
+            .map_err(stored)?;
     }
     if already > 0 {
         eprintln!(
@@ -1589,6 +1608,34 @@ pub(crate) fn learn_labelled(
     learn_new(paths, read, opts, &mut |_| true)
 }
 
+/// Whether `f` is among `known` files: `Some(true)` when it is (learned or ingested before),
+/// `Some(false)` when a file that began the same was, at another size (it grew, or was cut).
+fn seen_in(known: &[augur_model::LearnedFile], f: &std::path::Path) -> Option<bool> {
+    let file = learned_file(f)?;
+    let same = known.binary_search(&file).is_ok()
+        // Entries written before the middle was hashed.
+        || known.iter().any(|k| {
+            k.middle.is_empty() && (&k.head, &k.tail, k.bytes) == (&file.head, &file.tail, file.bytes)
+        });
+    if same {
+        return Some(true);
+    }
+    known
+        .iter()
+        .any(|k| k.head == file.head && k.bytes != file.bytes)
+        .then_some(false)
+}
+
+/// The warning for a file `f` that changed since it was `done` (learned, ingested).
+fn changed_text(f: &std::path::Path, done: &str) -> String {
+    format!(
+        "{} has changed size since it was {done}: it is read again whole, so whatever it held \
+         then counts twice (rotate trace files, e.g. the Collector file exporter's `rotation`, \
+         rather than appending to or cutting a file already read)",
+        f.display()
+    )
+}
+
 /// A trace file's [`augur_model::LearnedFile`] (`None` when it cannot be read: reading it will
 /// say why).
 fn learned_file(path: &std::path::Path) -> Option<augur_model::LearnedFile> {
@@ -1596,9 +1643,22 @@ fn learned_file(path: &std::path::Path) -> Option<augur_model::LearnedFile> {
     Some(augur_model::LearnedFile {
         head: format!("{:016x}", f.head),
         tail: format!("{:016x}", f.tail),
+        middle: format!("{:016x}", f.middle),
         bytes: f.bytes,
     })
 }
+
+/// [`learn_new`] found no spans in the files it did not leave out, having left some out.
+#[derive(Debug)]
+struct NothingNew;
+
+impl std::fmt::Display for NothingNew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no span in the files not learned before")
+    }
+}
+
+impl std::error::Error for NothingNew {}
 
 /// [`learn_labelled`] from the files `wanted` accepts; the model remembers the files it read
 /// ([`Model::learned_files`]).
@@ -1614,6 +1674,7 @@ fn learn_new(
     // Reading and folding run on two threads, batches handed over through a short queue (so
     // memory stays bounded): the model's work overlaps the parsing instead of adding to it.
     let (tx, rx) = std::sync::mpsc::sync_channel::<SpanBatch>(4);
+    let mut left_out = 0usize;
     let (report, model) = std::thread::scope(|s| {
         let folder = s.spawn(move || {
             let mut builder = ModelBuilder::new(opts);
@@ -1622,7 +1683,12 @@ fn learn_new(
             }
             builder.finish()
         });
-        let report = read_files(paths, read, wanted, &mut |batch| {
+        let mut counted = |f: &std::path::Path| {
+            let w = wanted(f);
+            left_out += usize::from(!w);
+            w
+        };
+        let report = read_files(paths, read, &mut counted, &mut |batch| {
             if collect {
                 for l in batch.spans.iter().filter_map(|s| s.experiment) {
                     if labels.len() >= MAX_LABELS {
@@ -1648,6 +1714,9 @@ fn learn_new(
     model.learned_files = files.iter().filter_map(|f| learned_file(f)).collect();
     model.learned_files.sort();
     model.learned_files.dedup();
+    if report.spans == 0 && left_out > 0 {
+        return Err(NothingNew.into());
+    }
     if report.spans == 0 {
         let named: Vec<String> = paths
             .iter()

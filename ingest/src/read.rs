@@ -426,7 +426,7 @@ impl<R: Read> Read for CountingReader<R> {
 }
 
 /// What tells one file's content from another's cheaply, without reading it all: its size and
-/// a hash (FNV-1a) of its first and of its last [`FINGERPRINT_BYTES`]. A model remembers the
+/// a hash (FNV-1a) of its first, its middle and its last [`FINGERPRINT_BYTES`]. A model remembers the
 /// files it learned by these, so that learning a directory into it again skips the files it
 /// already holds (their traces would count twice).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -435,6 +435,8 @@ pub struct Fingerprint {
     pub head: u64,
     /// Hash of the last bytes.
     pub tail: u64,
+    /// Hash of the bytes in the middle.
+    pub middle: u64,
     /// Size in bytes.
     pub bytes: u64,
 }
@@ -454,14 +456,23 @@ pub fn fingerprint(path: &Path) -> Result<Fingerprint, IngestError> {
         .read_to_end(&mut buf)
         .map_err(io)?;
     let head = crate::span::fnv1a64(&buf);
-    buf.clear();
-    f.seek(SeekFrom::Start(bytes.saturating_sub(FINGERPRINT_BYTES)))
-        .map_err(io)?;
-    f.take(FINGERPRINT_BYTES)
-        .read_to_end(&mut buf)
-        .map_err(io)?;
-    let tail = crate::span::fnv1a64(&buf);
-    Ok(Fingerprint { head, tail, bytes })
+    let mut at = |from: u64| -> Result<u64, IngestError> {
+        buf.clear();
+        f.seek(SeekFrom::Start(from)).map_err(io)?;
+        (&mut f)
+            .take(FINGERPRINT_BYTES)
+            .read_to_end(&mut buf)
+            .map_err(io)?;
+        Ok(crate::span::fnv1a64(&buf))
+    };
+    let middle = at((bytes / 2).saturating_sub(FINGERPRINT_BYTES / 2))?;
+    let tail = at(bytes.saturating_sub(FINGERPRINT_BYTES))?;
+    Ok(Fingerprint {
+        head,
+        tail,
+        middle,
+        bytes,
+    })
 }
 
 /// A reader of text that passes UTF-8 through and replaces every byte sequence that is not

@@ -407,8 +407,8 @@ pub struct Model {
     pub learned_files: Vec<LearnedFile>,
 }
 
-/// A trace file a model learned, by its content: its size and hashes of its first and last
-/// bytes (`augur_ingest::fingerprint`), as 16 hex digits each.
+/// A trace file a model learned, by its content: its size and hashes of its first, middle and
+/// last bytes (`augur_ingest::fingerprint`), as 16 hex digits each.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LearnedFile {
@@ -416,6 +416,9 @@ pub struct LearnedFile {
     pub head: String,
     /// Hash of the last bytes.
     pub tail: String,
+    /// Hash of the bytes in the middle (empty in files written before it was kept).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub middle: String,
     /// Size in bytes.
     pub bytes: u64,
 }
