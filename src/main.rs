@@ -845,7 +845,12 @@ fn run(cli: Cli) -> Result<()> {
                 .save(&out)
                 .with_context(|| format!("saving the model to {}", out.display()))?;
             if json {
-                write_stdout(&(serde_json::to_string_pretty(&summary.to_json())? + "\n"))?;
+                let mut out = summary.to_json();
+                // Files left out as learned before (with --into).
+                if already > 0 {
+                    out["files_already_learned"] = already.into();
+                }
+                write_stdout(&(serde_json::to_string_pretty(&out)? + "\n"))?;
             } else {
                 eprintln!("{}", summary.to_text());
                 eprintln!("model written to {}", out.display());

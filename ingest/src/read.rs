@@ -185,6 +185,21 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, IngestError> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), IngestError> {
+    walk_once(dir, out, &mut std::collections::HashSet::new())
+}
+
+/// [`walk`], entering each directory once (by its real path): a symbolic link back up the tree
+/// (`traces/loop -> ..`) would otherwise be followed until the OS refuses.
+fn walk_once(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Result<(), IngestError> {
+    let real = std::fs::canonicalize(dir).map_err(|e| IngestError::io(dir, e))?;
+    if !seen.insert(real) {
+        tracing::warn!(dir = %dir.display(), "a directory already read (a link back up the tree): not read again");
+        return Ok(());
+    }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| IngestError::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -197,7 +212,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), IngestError> {
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            walk(&p, out)?;
+            walk_once(&p, out, seen)?;
         } else {
             out.push(p);
         }
@@ -823,6 +838,19 @@ mod tests {
             proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), expected.as_ref());
             proptest::prop_assert_eq!(replaced == 0, std::str::from_utf8(&bytes).is_ok());
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_back_up_the_tree_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.jsonl"), "{}\n").unwrap();
+        std::os::unix::fs::symlink(".", dir.path().join("loop")).unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::os::unix::fs::symlink("..", sub.join("up")).unwrap();
+        let files = expand_paths(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(files, vec![dir.path().join("t.jsonl")], "{files:?}");
     }
 
     #[test]

@@ -409,4 +409,8 @@ fn files_learned_before_are_told_apart_by_content() {
         said.contains("has changed size since it was learned"),
         "{said}"
     );
+    // The JSON summary counts the files left out.
+    let (json, _) = ok(&["learn", "--into", &m2, &a, &middle, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["files_already_learned"], 1, "{v}");
 }
