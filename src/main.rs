@@ -770,64 +770,28 @@ fn run(cli: Cli) -> Result<()> {
             // twice): a nightly `learn --into` over a directory that grows learns what is new.
             let known: &[augur_model::LearnedFile] =
                 base.as_ref().map_or(&[], |b| &b.learned_files);
-            let seen_before = |f: &std::path::Path| seen_in(known, f);
-            if let (Some(into), false) = (&into, known.is_empty()) {
-                let files = augur_ingest::expand_paths(&paths)?;
-                if !files.is_empty() && files.iter().all(|f| seen_before(f) == Some(true)) {
-                    eprintln!(
-                        "nothing new: {} already holds all {} file{} given (learned before; \
-                         learning them again would count their traces twice)",
-                        into.display(),
-                        files.len(),
-                        if files.len() == 1 { "" } else { "s" }
-                    );
-                    if json {
-                        write_stdout(&format!(
-                            "{{\"files\": 0, \"files_already_learned\": {}}}\n",
-                            files.len()
-                        ))?;
+            let mut before = ReadBefore::new(known);
+            let (mut model, mut summary, _) =
+                match learn_new(&paths, &read, opts, &mut |f| before.wants(f)) {
+                    Err(e) if e.is::<NothingNew>() => {
+                        eprintln!(
+                            "nothing new: the files given were learned into the model before \
+                             ({}; learning them again would count their traces twice) or hold no \
+                             traces",
+                            before.already
+                        );
+                        if json {
+                            write_stdout(&format!(
+                                "{{\"files\": 0, \"files_already_learned\": {}}}\n",
+                                before.already
+                            ))?;
+                        }
+                        return Ok(());
                     }
-                    return Ok(());
-                }
-            }
-            let mut already = 0usize;
-            let mut grown: Vec<PathBuf> = Vec::new();
-            let mut wanted = |f: &std::path::Path| match seen_before(f) {
-                Some(true) => {
-                    already += 1;
-                    false
-                }
-                Some(false) => {
-                    grown.push(f.to_path_buf());
-                    true
-                }
-                None => true,
-            };
-            let (mut model, mut summary, _) = match learn_new(&paths, &read, opts, &mut wanted) {
-                Err(e) if e.is::<NothingNew>() => {
-                    eprintln!(
-                        "nothing new: the files given are learned into the model already, or are \
-                         not trace files"
-                    );
-                    if json {
-                        write_stdout("{\"files\": 0}\n")?;
-                    }
-                    return Ok(());
-                }
-                r => r?,
-            };
-            if already > 0 {
-                eprintln!(
-                    "skipped {already} file{} already learned into the model (learning {} again \
-                     would count {} traces twice)",
-                    if already == 1 { "" } else { "s" },
-                    if already == 1 { "it" } else { "them" },
-                    if already == 1 { "its" } else { "their" },
-                );
-            }
-            for f in &grown {
-                eprintln!("warning: {}", changed_text(f, "learned into the model"));
-            }
+                    r => r?,
+                };
+            before.tell("already learned into the model", "learned into the model");
+            let already = before.already;
             if let Some(base) = base {
                 model.merge(&base);
                 summary.describe(&model);
@@ -1404,25 +1368,13 @@ fn ingest(paths: &[PathBuf], lake: &std::path::Path, read: &ReadArgs) -> Result<
         Err(e) => return Err(e).with_context(|| format!("reading {}", manifest.display())),
     };
     known.sort();
-    let mut already = 0usize;
-    let mut changed: Vec<PathBuf> = Vec::new();
-    let mut wanted = |f: &std::path::Path| match seen_in(&known, f) {
-        Some(true) => {
-            already += 1;
-            false
-        }
-        Some(false) => {
-            changed.push(f.to_path_buf());
-            true
-        }
-        None => true,
-    };
+    let mut before = ReadBefore::new(&known);
     let mut writer = augur_ingest::lake::LakeWriter::new(lake)?;
-    let (report, files) = read_files(paths, read, &mut wanted, &mut |batch| writer.append(&batch))?;
+    let (report, files) = read_files(paths, read, &mut |f| before.wants(f), &mut |batch| {
+        writer.append(&batch)
+    })?;
     let (parts, rows) = writer.finish()?;
-    for f in &changed {
-        eprintln!("warning: {}", changed_text(f, "ingested into the lake"));
-    }
+    before.tell("the lake holds already", "ingested into the lake");
     let stored = |e: anyhow::Error| {
         e.context(format!(
             "the {rows} spans read are stored in {} new parts of {}, but the list of files \
@@ -1447,14 +1399,6 @@ fn ingest(paths: &[PathBuf], lake: &std::path::Path, read: &ReadArgs) -> Result<
             .and_then(|()| out.sync_all())
             .with_context(|| format!("writing {}", manifest.display()))
             .map_err(stored)?;
-    }
-    if already > 0 {
-        eprintln!(
-            "skipped {already} file{} the lake holds already (ingesting {} again would store {} spans twice)",
-            if already == 1 { "" } else { "s" },
-            if already == 1 { "it" } else { "them" },
-            if already == 1 { "its" } else { "their" },
-        );
     }
     eprintln!(
         "ingested {} spans from {} files ({} bad records skipped) into {} new parts in {} ({:.1}s)",
@@ -1629,6 +1573,61 @@ fn seen_in(known: &[augur_model::LearnedFile], f: &std::path::Path) -> Option<bo
         .iter()
         .any(|k| k.head == file.head && k.bytes != file.bytes)
         .then_some(false)
+}
+
+/// Which files to read of those found, given the `known` ones read before (a model's, a
+/// lake's): what was read is left out, what changed size since is read with a warning.
+struct ReadBefore<'a> {
+    known: &'a [augur_model::LearnedFile],
+    /// Files left out.
+    already: usize,
+    /// Files read again that had changed size.
+    changed: Vec<PathBuf>,
+}
+
+impl<'a> ReadBefore<'a> {
+    fn new(known: &'a [augur_model::LearnedFile]) -> Self {
+        ReadBefore {
+            known,
+            already: 0,
+            changed: Vec::new(),
+        }
+    }
+
+    /// Whether to read `f`.
+    fn wants(&mut self, f: &std::path::Path) -> bool {
+        if self.known.is_empty() {
+            return true;
+        }
+        match seen_in(self.known, f) {
+            Some(true) => {
+                self.already += 1;
+                false
+            }
+            Some(false) => {
+                self.changed.push(f.to_path_buf());
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Says what was left out (`skipped`: "the lake holds already") and warns of the files
+    /// read again that changed since they were `done` ("ingested into the lake").
+    fn tell(&self, skipped: &str, done: &str) {
+        let n = self.already;
+        if n > 0 {
+            eprintln!(
+                "skipped {n} file{} {skipped} (reading {} again would count {} spans twice)",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "it" } else { "them" },
+                if n == 1 { "its" } else { "their" },
+            );
+        }
+        for f in &self.changed {
+            eprintln!("warning: {}", changed_text(f, done));
+        }
+    }
 }
 
 /// The warning for a file `f` that changed since it was `done` (learned, ingested).

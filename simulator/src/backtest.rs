@@ -633,21 +633,24 @@ pub fn run(
     let start_of = |s: &augur_ingest::Span| trace_start.get(&s.trace_id).copied();
     // Per trace start: whether its span records a status (a CSV without a status column
     // records none, even beside files that do), and the experiment tags spans carry.
+    // (A trace's spans mostly come together: each is noted once per run of them.)
     let mut statuses: Vec<i64> = Vec::new();
-    let mut tagged: Vec<(i64, String)> = Vec::new();
+    let mut tag_spans: FxHashMap<(i64, &str), u64> = FxHashMap::default();
     for b in spans {
         for s in &b.spans {
             let Some(t) = start_of(s) else { continue };
-            if s.status != StatusCode::Unknown {
+            if s.status != StatusCode::Unknown && statuses.last() != Some(&t) {
                 statuses.push(t);
             }
             if let Some(tag) = s.experiment {
-                tagged.push((t, b.str(tag).to_string()));
+                *tag_spans.entry((t, b.str(tag))).or_default() += 1;
             }
         }
     }
     statuses.sort_unstable();
     statuses.dedup();
+    let tagged: Vec<(i64, &str, u64)> =
+        tag_spans.into_iter().map(|((t, g), n)| (t, g, n)).collect();
     let in_any_window = |t: i64| experiments.iter().any(|e| t >= e.start_ns && t < e.end_ns);
     let learn = |keep: &dyn Fn(i64) -> bool, extra: bool| -> Model {
         // The windows are chosen by the labels' times: traces tagged with an experiment are
@@ -710,7 +713,7 @@ pub fn run(
 fn label_warnings(
     e: &PastExperiment,
     all: &[PastExperiment],
-    tagged: &[(i64, String)],
+    tagged: &[(i64, &str, u64)],
     in_any_window: &dyn Fn(i64) -> bool,
 ) -> Vec<String> {
     let mut out = Vec::new();
@@ -727,11 +730,11 @@ fn label_warnings(
     let target_of = |tag: &str| tag.rsplit_once(':').map_or(tag, |(t, _)| t).to_string();
     let mut in_window: BTreeSet<&str> = BTreeSet::new();
     let mut in_baseline: BTreeMap<&str, u64> = BTreeMap::new();
-    for (t, tag) in tagged {
-        if *t >= e.start_ns && *t < e.end_ns {
+    for &(t, tag, n) in tagged {
+        if t >= e.start_ns && t < e.end_ns {
             in_window.insert(tag);
-        } else if *t < e.start_ns && !in_any_window(*t) {
-            *in_baseline.entry(tag).or_default() += 1;
+        } else if t < e.start_ns && !in_any_window(t) {
+            *in_baseline.entry(tag).or_default() += n;
         }
     }
     let names_target = |tag: &str| {
@@ -1664,10 +1667,10 @@ mod tests {
         ];
         let in_any = |t: i64| all.iter().any(|e| t >= e.start_ns && t < e.end_ns);
         let tagged = vec![
-            (120, "payment:latency=+300ms".to_string()),
-            (160, "payment:latency=+300ms".to_string()),
-            (260, "email:down".to_string()),
-            (310, "payment:latency=+300ms".to_string()),
+            (120, "payment:latency=+300ms", 1),
+            (160, "payment:latency=+300ms", 1),
+            (260, "email:down", 1),
+            (310, "payment:latency=+300ms", 1),
         ];
         let w = |i: usize| label_warnings(&all[i], &all, &tagged, &in_any);
         // a overlaps b; its window's tags name payment: fine.
