@@ -55,6 +55,7 @@ fn big_model() -> Model {
                 survived: failed - failed / 2,
                 per_invocation: vec![0, 9_000, 500],
                 retries: vec![10_000 - failed, failed],
+                failed_after: vec![0, failed],
                 parallel: (k as u64 % 2) * 10_000,
                 asynchronous: 0,
                 ok_ns: sketch(8e6, 200, i * 4 + k),

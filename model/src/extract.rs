@@ -1102,6 +1102,7 @@ impl ModelBuilder {
                     acc.parallel += u64::from(overlap);
                     if group[m - 1].failed {
                         acc.failed += 1;
+                        bump(&mut acc.failed_after, m - j - 1, 1);
                         if !caller_failed {
                             acc.survived += 1;
                         } else if failed_calls == 1 {

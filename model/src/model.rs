@@ -189,6 +189,12 @@ pub struct CallStats {
     pub per_invocation: Vec<u64>,
     /// `retries[r]`: calls with `r` retries (capped like `per_invocation`).
     pub retries: Vec<u64>,
+    /// `failed_after[r]`: calls that failed after `r` retries (capped like `retries`): with
+    /// `retries`, how often a failed attempt was retried at each step
+    /// ([`CallStats::retry_steps`]), where one budget would miss two call sites merged into one
+    /// (one retrying, one not). Absent from files written before it was kept (and when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_after: Vec<u64>,
     /// Calls that overlapped another call of the same invocation.
     pub parallel: u64,
     /// Attempts made through PRODUCER spans (messages: the caller does not wait).
@@ -265,6 +271,7 @@ impl CallStats {
         self.survived = self.survived.saturating_add(o.survived);
         merge_hist(&mut self.per_invocation, &o.per_invocation);
         merge_hist(&mut self.retries, &o.retries);
+        merge_hist(&mut self.failed_after, &o.failed_after);
         self.parallel = self.parallel.saturating_add(o.parallel);
         self.asynchronous = self.asynchronous.saturating_add(o.asynchronous);
         self.ok_ns.merge(&o.ok_ns);
@@ -290,6 +297,38 @@ impl CallStats {
         let mut d = self.ok_ns.clone();
         d.merge(&self.failed_ns);
         d
+    }
+
+    /// Per retry step `k` (after the `k + 1`-th attempt of a call failed): (calls retried, calls
+    /// whose attempt failed there), from `retries` and `failed_after`. Empty when `failed_after`
+    /// is (files written before it was kept): the call site then has one retry budget, the most
+    /// retries seen. A step where some failed calls were retried and some not is two call sites
+    /// merged into one (or a retry policy with conditions): the simulator retries there with
+    /// the chance learned ([`CallStats::retries_mixed`]).
+    pub fn retry_steps(&self) -> Vec<(u64, u64)> {
+        if self.failed_after.iter().all(|&n| n == 0) {
+            return Vec::new();
+        }
+        let steps = self.retries.len().max(self.failed_after.len());
+        let mut later: u64 = self.retries.iter().skip(1).sum();
+        let mut out = Vec::with_capacity(steps);
+        for k in 0..steps {
+            let stopped = self.failed_after.get(k).copied().unwrap_or(0);
+            out.push((later, later.saturating_add(stopped)));
+            later = later.saturating_sub(self.retries.get(k + 1).copied().unwrap_or(0));
+        }
+        while out.last().is_some_and(|&(_, n)| n == 0) {
+            out.pop();
+        }
+        out
+    }
+
+    /// Whether some failed calls were retried at a step where others were not: a call failed
+    /// after fewer retries than the most seen here ([`CallStats::retry_steps`]).
+    pub fn retries_mixed(&self) -> bool {
+        self.retry_steps()
+            .iter()
+            .any(|&(retried, failed)| retried > 0 && retried < failed)
     }
 
     /// The longest attempt seen, nanoseconds (0 when none): successful or failed, and under an

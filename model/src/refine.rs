@@ -82,6 +82,7 @@ fn reactions(s: &CallStats) -> CallStats {
         propagated: s.propagated,
         survived: s.survived,
         retries: s.retries.clone(),
+        failed_after: s.failed_after.clone(),
         backoff_ns: s.backoff_ns.clone(),
         cut_ns: s.cut_ns.clone(),
         outlived_ok_ns: s.outlived_ok_ns.clone(),

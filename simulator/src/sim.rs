@@ -8,7 +8,9 @@
 //! its calls: for each call site, a number of calls drawn from the learned calls-per-invocation
 //! distribution; sequential calls add their durations, parallel ones overlap (the invocation waits
 //! for the longest), asynchronous ones (messages) cost only the send and their consumer runs on its
-//! own, never failing the caller. A call is up to `1 + retries` attempts; an attempt into an
+//! own, never failing the caller. A call is up to `1 + retries` attempts (where some failed calls
+//! were retried at a step and others not, two call sites merged into one, each failed attempt is
+//! retried with the chance learned at its step); an attempt into an
 //! instrumented operation takes the network gap plus the callee's invocation, into a virtual node
 //! its learned call duration, failing with the node's drawn error rate. A timeout cuts an attempt
 //! at the threshold and fails it. Faults act on attempts into their target (`down`: fail fast;
@@ -32,7 +34,8 @@
 //!
 //! ## Uncertainty
 //! Each posterior draw samples every P(propagate) and every error rate from its Beta posterior,
-//! every unknown retry count from the retries seen at other call sites, and for every call site
+//! every unknown retry count from the retries seen at other call sites, every learned chance of
+//! a retry from its Beta(retried + ½, not retried + ½), and for every call site
 //! whose timeout was never seen whether it has one and where, from the system's timeout habits
 //! learned across call sites and drawn once per draw ([`augur_model::habits`]: what one experiment
 //! reveals about timeouts informs every other call site), always above the longest attempt seen
@@ -107,6 +110,10 @@ struct SimEdge {
     calls: Vec<f64>,
     mode: Mode,
     retries: Option<u32>,
+    /// Where some failed calls were retried at a step and others not (two call sites merged
+    /// into one, or a policy with conditions), per step: Beta(retried + ½, not + ½). Empty where
+    /// every step was always or never retried: the budget `retries` says it all.
+    retry_odds: Vec<Beta>,
     timeout_ns: Option<f64>,
     /// The longest attempt seen: a timeout, if the call has one, is above it.
     longest_ns: f64,
@@ -218,6 +225,19 @@ impl Compiled {
                 calls,
                 mode: e.mode,
                 retries: e.retries,
+                retry_odds: if e.stats.retries_mixed() {
+                    e.stats
+                        .retry_steps()
+                        .iter()
+                        .map(|&(retried, failed)| {
+                            let not = failed.saturating_sub(retried);
+                            Beta::new(retried as f64 + 0.5, not as f64 + 0.5)
+                        })
+                        .collect::<Option<Vec<Beta>>>()
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
                 timeout_ns: e.timeout.as_ref().map(|t| t.median_ms * 1e6),
                 longest_ns,
                 gap: Table::of(&e.stats.gap_ns),
@@ -296,6 +316,9 @@ struct Draw {
     p_error: Vec<f64>,
     p_propagate: Vec<f64>,
     retries: Vec<u32>,
+    /// Per call site, the chance of a retry at each step where it is drawn (`retry_odds`);
+    /// empty where the budget `retries` applies.
+    retry_chance: Vec<Vec<f64>>,
     timeout_ns: Vec<Option<f64>>,
 }
 
@@ -547,10 +570,19 @@ impl Run<'_> {
             }
             return (d, false);
         }
-        let attempts = 1 + self.draw.retries[e];
+        let chance = &self.draw.retry_chance[e];
+        let attempts = if chance.is_empty() {
+            1 + self.draw.retries[e] as usize
+        } else {
+            1 + chance.len()
+        };
         let mut total = 0.0;
         for a in 0..attempts {
             if a > 0 {
+                let chance = &self.draw.retry_chance[e];
+                if !chance.is_empty() && self.rng.gen::<f64>() >= chance[a - 1] {
+                    break;
+                }
                 // The back-off before a retry: this call site's, else the system's.
                 let table = edge.backoff.as_ref().or(self.m.backoff.as_ref());
                 total += table.map_or(0.0, |t| t.sample(self.rng.gen()));
@@ -710,6 +742,16 @@ fn make_draw(m: &Compiled, seed: u64) -> Draw {
                         m.retries_seen[prng.gen_range(0..m.retries_seen.len())]
                     }
                 })
+            })
+            .collect(),
+        retry_chance: m
+            .edges
+            .iter()
+            .map(|e| {
+                e.retry_odds
+                    .iter()
+                    .map(|b| b.quantile(prng.gen()))
+                    .collect()
             })
             .collect(),
         timeout_ns: {

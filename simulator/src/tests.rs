@@ -506,3 +506,69 @@ fn one_services_fallbacks_are_not_the_systems_habit() {
         .unwrap();
     assert_eq!(group.sites, 0, "{group:?}");
 }
+
+#[test]
+fn two_call_sites_merged_into_one_keep_their_retries_apart() {
+    use SpanKind::*;
+    // `web GET /` calls `api Get` under one span name from two places: in even traces it
+    // retries a failed attempt up to twice, in odd ones never. One attempt in five fails, and
+    // a call that failed after its retries fails the request.
+    let mut batch = SpanBatch::new();
+    let mut state = 0x2545_f491_u64;
+    let mut fails = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % 5 == 0
+    };
+    let (mut requests, mut failed_requests) = (0u32, 0u32);
+    for t in 0..6000u32 {
+        let budget = if t % 2 == 0 { 2 } else { 0 };
+        let mut spans = Vec::new();
+        let mut at = 1;
+        let mut failed = false;
+        for a in 0..=budget {
+            failed = fails();
+            let id = 2 + 2 * a as u8;
+            let mut client = span(t, id, Some(1), "web", "api", Client, at, at + 4, failed);
+            client.peer = Some("api".into());
+            spans.push(client);
+            spans.push(span(t, id + 1, Some(id), "api", "Get", Server, at, at + 4, failed));
+            at += 5;
+            if !failed {
+                break;
+            }
+        }
+        spans.push(span(t, 1, None, "web", "GET /", Server, 0, at + 1, failed));
+        requests += 1;
+        failed_requests += u32::from(failed);
+        for s in &spans {
+            batch.push_owned(s);
+        }
+    }
+    let observed = f64::from(failed_requests) / f64::from(requests);
+    let view = view_of(&batch);
+    let e = view.edge("web GET /", "api Get").unwrap();
+    assert_eq!(e.retries, Some(2));
+    assert!(e.stats.retries_mixed());
+    let steps = e.stats.retry_steps();
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    // About half the first failures were retried (the even traces'), every second one was.
+    let share = steps[0].0 as f64 / steps[0].1 as f64;
+    assert!((share - 0.5).abs() < 0.1, "{steps:?}");
+    assert_eq!(steps[1].0, steps[1].1, "{steps:?}");
+    assert_eq!(steps[2].0, 0, "{steps:?}");
+
+    // One budget of two retries for every call would predict 0.2³ = 0.008 and, under
+    // error=0.5 (an attempt fails 0.6), 0.6³ = 0.22: the merged site is half of each.
+    let p = &run(&view, &[])[0];
+    assert!(
+        (p.baseline.error_rate - observed).abs() < 0.03,
+        "observed {observed}: {p:?}"
+    );
+    let truth = 0.5 * 0.6 + 0.5 * 0.6f64.powi(3);
+    let p = &run(&view, &["api:error=0.5"])[0];
+    let r = &p.predicted.error_rate;
+    assert!((r.mean - truth).abs() < 0.04, "truth {truth}: {p:?}");
+    assert!(r.lo <= truth && truth <= r.hi, "truth {truth}: {p:?}");
+}
