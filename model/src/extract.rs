@@ -1081,6 +1081,9 @@ impl ModelBuilder {
                         }
                         if let Some(g) = ev.gap {
                             acc.gap_ns.add(g.max(0) as f64);
+                            if g < 0 && !ev.failed {
+                                acc.server_longer_ns.add(g.unsigned_abs() as f64);
+                            }
                         }
                         if ev.overrun > 0 {
                             if ev.failed {

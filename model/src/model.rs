@@ -217,6 +217,14 @@ pub struct CallStats {
     /// `cut_ns`). Absent from files when empty.
     #[serde(default, skip_serializing_if = "LogSketch::is_empty")]
     pub cut_overrun_ns: LogSketch,
+    /// By how much the server span outlasted a successful attempt as its caller saw it
+    /// (server duration minus client duration, where positive), nanoseconds: the server
+    /// answered before its span ended (work after answering, or a child it did not wait for
+    /// to answer). Durations need no common clock, so skew plays no part. The simulator gives
+    /// such a share of successful attempts what the caller waited, not the server's whole span.
+    /// Absent from files when empty (as in files written before it was kept).
+    #[serde(default, skip_serializing_if = "LogSketch::is_empty")]
+    pub server_longer_ns: LogSketch,
     /// Durations of failed attempts that reached no server span (refused, or given up on).
     pub unanswered_ns: LogSketch,
     /// The longest attempt seen at this call site while an experiment's fault was active
@@ -280,6 +288,7 @@ impl CallStats {
         self.cut_ns.merge(&o.cut_ns);
         self.outlived_ok_ns.merge(&o.outlived_ok_ns);
         self.cut_overrun_ns.merge(&o.cut_overrun_ns);
+        self.server_longer_ns.merge(&o.server_longer_ns);
         self.unanswered_ns.merge(&o.unanswered_ns);
         self.longest_under_fault_ns = self.longest_under_fault_ns.max(o.longest_under_fault_ns);
         self.start_offset_ns = self.start_offset_ns.saturating_add(o.start_offset_ns);

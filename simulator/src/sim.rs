@@ -28,6 +28,10 @@
 //! the injected ones), while a latency fault's delay is the callers' (the operation's own
 //! duration is not stretched by `latency=+N`).
 //!
+//! Where servers were seen outlasting successful attempts (answering before their span ended),
+//! that share of successful attempts lasts the callee's invocation less a drawn overrun (no
+//! shorter than the shortest success seen), not the gap plus the invocation.
+//!
 //! Requests do not share resources in this model (no concurrency limits or queues are learned),
 //! so each request's call tree is evaluated on its own in simulated time: the order of events
 //! within a request is what an event queue would give, and requests need no common queue.
@@ -118,6 +122,9 @@ struct SimEdge {
     /// The longest attempt seen: a timeout, if the call has one, is above it.
     longest_ns: f64,
     gap: Option<Table>,
+    /// Where servers outlasted successful attempts (`server_longer_ns`): the share of them, by
+    /// how much, and the shortest success the caller saw.
+    answered_early: Option<(f64, Table, f64)>,
     ok: Option<Table>,
     failed: Option<Table>,
     refused: Option<Table>,
@@ -241,6 +248,11 @@ impl Compiled {
                 timeout_ns: e.timeout.as_ref().map(|t| t.median_ms * 1e6),
                 longest_ns,
                 gap: Table::of(&e.stats.gap_ns),
+                answered_early: Table::of(&e.stats.server_longer_ns).map(|t| {
+                    let oks = e.stats.ok_ns.count().max(1) as f64;
+                    let share = (e.stats.server_longer_ns.count() as f64 / oks).min(1.0);
+                    (share, t, e.stats.ok_ns.min().unwrap_or(0.0))
+                }),
                 ok: Table::of(&e.stats.ok_ns),
                 failed: Table::of(&e.stats.failed_ns),
                 refused: Table::of(&e.stats.unanswered_ns),
@@ -626,7 +638,13 @@ impl Run<'_> {
         } else {
             let gap = edge.gap.as_ref().map_or(0.0, |t| t.sample(self.rng.gen()));
             let (d, f) = self.invoke(callee, depth + 1);
-            (d + gap, f)
+            match &self.m.edges[e].answered_early {
+                // The server answered before its span ended: the caller waited less.
+                Some((share, by, shortest)) if !f && self.rng.gen::<f64>() < *share => {
+                    ((d - by.sample(self.rng.gen())).max(*shortest), f)
+                }
+                _ => (d + gap, f),
+            }
         };
         d += fault.add_ns;
         if fault.error > 0.0 && self.rng.gen::<f64>() < fault.error {

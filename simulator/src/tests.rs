@@ -533,7 +533,17 @@ fn two_call_sites_merged_into_one_keep_their_retries_apart() {
             let mut client = span(t, id, Some(1), "web", "api", Client, at, at + 4, failed);
             client.peer = Some("api".into());
             spans.push(client);
-            spans.push(span(t, id + 1, Some(id), "api", "Get", Server, at, at + 4, failed));
+            spans.push(span(
+                t,
+                id + 1,
+                Some(id),
+                "api",
+                "Get",
+                Server,
+                at,
+                at + 4,
+                failed,
+            ));
             at += 5;
             if !failed {
                 break;
@@ -571,4 +581,38 @@ fn two_call_sites_merged_into_one_keep_their_retries_apart() {
     let r = &p.predicted.error_rate;
     assert!((r.mean - truth).abs() < 0.04, "truth {truth}: {p:?}");
     assert!(r.lo <= truth && truth <= r.hi, "truth {truth}: {p:?}");
+}
+
+#[test]
+fn a_server_that_answers_before_its_span_ends_costs_its_caller_what_it_waited() {
+    use SpanKind::*;
+    // `api Get` answers after about 25 ms and works on until 120 ms (its span's end): the
+    // request waits for the answer only.
+    let mut batch = SpanBatch::new();
+    for t in 0..1000u32 {
+        let answer = 24 + i64::from(t % 5);
+        let mut client = span(t, 2, Some(1), "web", "api", Client, 1, 1 + answer, false);
+        client.peer = Some("api".into());
+        let spans = [
+            span(t, 1, None, "web", "GET /", Server, 0, answer + 3, false),
+            client,
+            span(t, 3, Some(2), "api", "Get", Server, 1, 121, false),
+        ];
+        for s in &spans {
+            batch.push_owned(s);
+        }
+    }
+    let view = view_of(&batch);
+    let e = view.edge("web GET /", "api Get").unwrap();
+    assert_eq!(e.stats.server_longer_ns.count(), 1000);
+    let p = &run(&view, &[])[0];
+    assert!(
+        (p.baseline.p50_ms - 29.0).abs() < 3.0,
+        "observed about 29 ms: {p:?}"
+    );
+    // A delay added to the call still reaches the caller in full (in the draws where no
+    // timeout, never seen, cuts it first).
+    let p = &run(&view, &["api:latency=+100ms"])[0];
+    let m = p.predicted.p50_ms.hi;
+    assert!((m - 129.0).abs() < 4.0, "{p:?}");
 }
