@@ -27,7 +27,8 @@ pub const MAX_COUNT: u64 = 1 << 53;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceQuality {
-    /// Spans folded into the model.
+    /// Spans read into the model: folded in, or set aside as an experiment's (those are
+    /// counted again in `experiment_spans`).
     pub spans: u64,
     /// Traces (a trace split by the window counts once per part).
     pub traces: u64,
