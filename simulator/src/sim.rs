@@ -582,17 +582,18 @@ impl Run<'_> {
             }
             return (d, false);
         }
-        let chance = &self.draw.retry_chance[e];
-        let attempts = if chance.is_empty() {
-            1 + self.draw.retries[e] as usize
+        // (The edge says whether its retries are drawn per step, so that the draw's table is
+        // read only after a failure.)
+        let per_step = !edge.retry_odds.is_empty();
+        let attempts = if per_step {
+            1 + edge.retry_odds.len()
         } else {
-            1 + chance.len()
+            1 + self.draw.retries[e] as usize
         };
         let mut total = 0.0;
         for a in 0..attempts {
             if a > 0 {
-                let chance = &self.draw.retry_chance[e];
-                if !chance.is_empty() && self.rng.gen::<f64>() >= chance[a - 1] {
+                if per_step && self.rng.gen::<f64>() >= self.draw.retry_chance[e][a - 1] {
                     break;
                 }
                 // The back-off before a retry: this call site's, else the system's.
