@@ -64,6 +64,7 @@ fn big_model() -> Model {
                 cut_ns: LogSketch::new(),
                 outlived_ok_ns: LogSketch::new(),
                 cut_overrun_ns: LogSketch::new(),
+                server_longer_ns: LogSketch::new(),
                 unanswered_ns: LogSketch::new(),
                 longest_under_fault_ns: 0,
                 start_offset_ns: 10_000 * 1_000_000 * (k as u64 % 3),

@@ -519,7 +519,7 @@ fn two_call_sites_merged_into_one_keep_their_retries_apart() {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        state % 5 == 0
+        state.is_multiple_of(5)
     };
     let (mut requests, mut failed_requests) = (0u32, 0u32);
     for t in 0..6000u32 {
