@@ -85,12 +85,14 @@ pub use span::{
 };
 
 /// The attributes that name the remote side of a client or producer span, most specific first:
-/// the first one present is the span's `peer`.
-pub const PEER_ATTRIBUTES: [&str; 6] = [
+/// the first one present is the span's `peer`. `db.system.name` is `db.system` as the stable
+/// database conventions (OpenTelemetry semantic conventions 1.33 on) name it.
+pub const PEER_ATTRIBUTES: [&str; 7] = [
     "peer.service",
     "server.address",
     "net.peer.name",
     "db.system",
+    "db.system.name",
     "messaging.destination.name",
     "messaging.destination",
 ];

@@ -895,7 +895,7 @@ impl<'de> Attrs<'de> {
     /// Keeps `value` if `key` is one of the attributes augur reads.
     pub(crate) fn offer(&mut self, key: &str, value: Cow<'de, str>) {
         match key {
-            "db.system" => self.peer_kind = crate::span::PeerKind::Database,
+            "db.system" | "db.system.name" => self.peer_kind = crate::span::PeerKind::Database,
             "messaging.system" | "messaging.destination.name" | "messaging.destination" => {
                 self.peer_kind = crate::span::PeerKind::Messaging
             }
@@ -1106,6 +1106,42 @@ mod tests {
             matches!(res, Err(IngestError::Unreadable { .. })),
             "{res:?}"
         );
+    }
+
+    #[test]
+    fn the_stable_database_attribute_names_and_marks_the_peer() {
+        // The stable database conventions name `db.system` `db.system.name`; a span carrying
+        // only it still calls a database, named after it, in both readers.
+        let stable = ONE.replace(
+            r#"{"key":"peer.service","value":{"stringValue":"db"}}"#,
+            r#"{"key":"db.system.name","value":{"stringValue":"postgresql"}}"#,
+        );
+        for lines in [true, false] {
+            let (res, out, _) = read(&stable, lines);
+            assert!(res.is_ok(), "{res:?}");
+            let spans: Vec<_> = out.iter().flat_map(|b| b.to_owned_spans()).collect();
+            assert_eq!(spans.len(), 1);
+            assert_eq!(
+                spans[0].peer.as_deref(),
+                Some("postgresql"),
+                "lines: {lines}"
+            );
+            assert_eq!(
+                spans[0].peer_kind,
+                crate::PeerKind::Database,
+                "lines: {lines}"
+            );
+        }
+        // A host name still wins over the database system.
+        let both = ONE.replace(
+            r#"{"key":"peer.service","value":{"stringValue":"db"}}"#,
+            r#"{"key":"db.system.name","value":{"stringValue":"postgresql"}},{"key":"server.address","value":{"stringValue":"orders-db"}}"#,
+        );
+        let (res, out, _) = read(&both, true);
+        assert!(res.is_ok(), "{res:?}");
+        let spans: Vec<_> = out.iter().flat_map(|b| b.to_owned_spans()).collect();
+        assert_eq!(spans[0].peer.as_deref(), Some("orders-db"));
+        assert_eq!(spans[0].peer_kind, crate::PeerKind::Database);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! | `peer` | dictionary(int32, utf8), nullable | see [`crate::PEER_ATTRIBUTES`] |
 //! | `http_route`, `rpc_method`, `error_type` | dictionary(int32, utf8), nullable | the attributes |
 //! | `experiment` | dictionary(int32, utf8), nullable | the fault active, for outcome traces |
-//! | `peer_kind` | dictionary(int32, utf8), nullable | `database` (`db.system` recorded) or `messaging` (`messaging.*`); null otherwise |
+//! | `peer_kind` | dictionary(int32, utf8), nullable | `database` (`db.system` or `db.system.name` recorded) or `messaging` (`messaging.*`); null otherwise |
 //! | `link_trace_id`, `link_span_id` | fixed_size_binary(16), fixed_size_binary(8), nullable | the span's first link to a span of another trace (a consumer's producer); files without these columns read as no links |
 
 use std::sync::Arc;

@@ -85,15 +85,16 @@ impl SpanKind {
 }
 
 /// What kind of peer a client or producer span calls, from the attributes it carries:
-/// `db.system` marks a database (or cache), `messaging.*` a message queue. Anything else named
-/// by a peer attribute is [`PeerKind::Unknown`] (a service, or a third-party API).
+/// `db.system` (or `db.system.name`) marks a database (or cache), `messaging.*` a message queue.
+/// Anything else named by a peer attribute is [`PeerKind::Unknown`] (a service, or a
+/// third-party API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum PeerKind {
     /// Neither marker.
     #[default]
     Unknown = 0,
-    /// `db.system` was recorded.
+    /// `db.system` or `db.system.name` was recorded.
     Database = 1,
     /// `messaging.system` or `messaging.destination(.name)` was recorded.
     Messaging = 2,

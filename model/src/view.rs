@@ -434,7 +434,7 @@ pub struct Node {
     pub p_error: Posterior,
     /// For endpoints: their traffic.
     pub traffic: Option<Traffic>,
-    /// For a virtual node: `database` (most calls to it carried `db.system`), `queue`
+    /// For a virtual node: `database` (most calls to it carried `db.system` or `db.system.name`), `queue`
     /// (`messaging.*`) or `external` (neither).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_kind: Option<String>,
