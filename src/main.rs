@@ -75,7 +75,9 @@ enum Command {
     /// it without augur). Earlier parts are never rewritten; each run adds new parts. Files the
     /// lake holds already (same size and content at both ends, listed in the hidden
     /// DIR/.augur-ingested.jsonl) are skipped, so a nightly ingest of a growing directory adds
-    /// only what is new.
+    /// only what is new. A run adds all its files or none: one that fails removes its parts, and
+    /// one that was killed is undone when the next ingest starts (which says so), so its files
+    /// are stored once, not twice.
     Ingest {
         /// Trace files or directories (read recursively).
         #[arg(required = true)]
@@ -1369,37 +1371,53 @@ fn ingest(paths: &[PathBuf], lake: &std::path::Path, read: &ReadArgs) -> Result<
     };
     known.sort();
     let mut before = ReadBefore::new(&known);
-    let mut writer = augur_ingest::lake::LakeWriter::new(lake)?;
-    let (report, files) = read_files(paths, read, &mut |f| before.wants(f), &mut |batch| {
+    let (mut writer, recovered) = augur_ingest::lake::begin_run(lake, &manifest)?;
+    match recovered {
+        augur_ingest::lake::Recovery::RolledBack { parts } => eprintln!(
+            "warning: the last ingest into {} stopped before it completed; {} removed, so its \
+             files are ingested again (once)",
+            lake.display(),
+            if parts == 1 {
+                "the part it had written was".to_string()
+            } else {
+                format!("the {parts} parts it had written were")
+            }
+        ),
+        augur_ingest::lake::Recovery::Committed | augur_ingest::lake::Recovery::Clean => {}
+    }
+    let read = read_files(paths, read, &mut |f| before.wants(f), &mut |batch| {
         writer.append(&batch)
-    })?;
+    });
+    let (report, files) = match read {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing of a failed ingest is kept: the files are ingested whole next time.
+            return Err(match writer.abandon() {
+                Ok(_) => e.context(format!("nothing was added to {}", lake.display())),
+                Err(undo) => e.context(format!(
+                    "and removing this ingest's parts from {} failed ({undo}): the next \
+                     ingest removes them",
+                    lake.display()
+                )),
+            });
+        }
+    };
     let (parts, rows) = writer.finish()?;
     before.tell("the lake holds already", "ingested into the lake");
-    let stored = |e: anyhow::Error| {
-        e.context(format!(
+    let mut text = String::new();
+    for f in files.iter().filter_map(|f| learned_file(f)) {
+        text.push_str(&serde_json::to_string(&f)?);
+        text.push('\n');
+    }
+    augur_ingest::lake::commit(lake, &manifest, &text).with_context(|| {
+        format!(
             "the {rows} spans read are stored in {} new parts of {}, but the list of files \
-             ingested could not be updated: ingesting the same files again would store them twice",
+             ingested could not be updated: the next ingest removes these parts and stores \
+             the files again",
             parts.len(),
             lake.display()
-        ))
-    };
-    if !files.is_empty() {
-        let mut text = String::new();
-        for f in files.iter().filter_map(|f| learned_file(f)) {
-            text.push_str(&serde_json::to_string(&f)?);
-            text.push('\n');
-        }
-        let mut out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&manifest)
-            .with_context(|| format!("opening {}", manifest.display()))
-            .map_err(stored)?;
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.sync_all())
-            .with_context(|| format!("writing {}", manifest.display()))
-            .map_err(stored)?;
-    }
+        )
+    })?;
     eprintln!(
         "ingested {} spans from {} files ({} bad records skipped) into {} new parts in {} ({:.1}s)",
         rows,

@@ -276,8 +276,8 @@ fn lake_appends_parts_and_learns_like_the_files() {
         let mut v = Vec::new();
         for hour in std::fs::read_dir(lake).unwrap() {
             let hour = hour.unwrap().path();
-            // The hidden list of files ingested.
-            if hour.ends_with(".augur-ingested.jsonl") {
+            // The hidden list of files ingested (and a run's marker).
+            if !hour.is_dir() {
                 continue;
             }
             assert!(
@@ -352,6 +352,31 @@ fn lake_appends_parts_and_learns_like_the_files() {
     let (g1, _) = ok(&["graph", m1.to_str().unwrap(), "--format", "json"]);
     let (g2, _) = ok(&["graph", m2.to_str().unwrap(), "--format", "json"]);
     assert_eq!(g1, g2);
+    // An ingest killed after some of its parts were in place (here: one, a copy of the first)
+    // but before the list of files was updated is undone by the next ingest, which says so: its
+    // files, given again, are stored once.
+    let manifest = lake.join(".augur-ingested.jsonl");
+    let size = std::fs::metadata(&manifest).unwrap().len();
+    std::fs::write(
+        lake.join(".augur-ingest-pending"),
+        format!(r#"{{"run":"7-7","manifest_bytes":{size}}}"#),
+    )
+    .unwrap();
+    let stray = first[0].with_file_name("part-7-7-0.parquet");
+    std::fs::copy(&first[0], &stray).unwrap();
+    let fourth = dir.path().join("fourth.jsonl");
+    std::fs::write(&fourth, std::fs::read_to_string(&file).unwrap() + "\n\n\n").unwrap();
+    let (_, said) = ok(&["ingest", fourth.to_str().unwrap(), "--lake", lake_s]);
+    assert!(
+        said.contains("stopped before it completed; the part it had written was removed"),
+        "{said}"
+    );
+    assert!(!stray.exists());
+    assert!(!lake.join(".augur-ingest-pending").exists());
+    assert_eq!(parts(&lake).len(), 4);
+    let (summary, _) = ok(&["learn", lake_s, "--out", m2.to_str().unwrap(), "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["spans"], 72);
 }
 
 #[test]
