@@ -124,7 +124,10 @@ enum Command {
         /// and `augur outcome` is what learns from it.
         #[arg(long)]
         include_experiments: bool,
-        /// Print the summary as JSON on stdout.
+        /// Print the summary as JSON on stdout: {"files","bytes","spans","traces","services",
+        /// "operations","endpoints","virtual_nodes","edges","rejected","seconds","quality",
+        /// ...} of the traces read by this run; with --into also "model": the same totals of
+        /// the model saved (old and new traces), and "files_already_learned" when some were.
         #[arg(long)]
         json: bool,
     },
@@ -773,7 +776,7 @@ fn run(cli: Cli) -> Result<()> {
             let known: &[augur_model::LearnedFile] =
                 base.as_ref().map_or(&[], |b| &b.learned_files);
             let mut before = ReadBefore::new(known);
-            let (mut model, mut summary, _) =
+            let (mut model, summary, _) =
                 match learn_new(&paths, &read, opts, &mut |f| before.wants(f)) {
                     Err(e) if e.is::<NothingNew>() => {
                         eprintln!(
@@ -794,9 +797,14 @@ fn run(cli: Cli) -> Result<()> {
                 };
             before.tell("already learned into the model", "learned into the model");
             let already = before.already;
+            // With --into, the summary stays this run's (what PATHS held) and `whole` says what
+            // the model saved holds.
+            let mut whole = None;
             if let Some(base) = base {
                 model.merge(&base);
-                summary.describe(&model);
+                let mut merged = summary.clone();
+                merged.describe(&model);
+                whole = Some(merged);
                 if !json {
                     eprintln!(
                         "added to the model, which now holds {} spans in {} traces",
@@ -816,9 +824,19 @@ fn run(cli: Cli) -> Result<()> {
                 if already > 0 {
                     out["files_already_learned"] = already.into();
                 }
+                if let Some(w) = &whole {
+                    out["model"] = w.model_json();
+                }
                 write_stdout(&(serde_json::to_string_pretty(&out)? + "\n"))?;
             } else {
                 eprintln!("{}", summary.to_text());
+                if let Some(w) = &whole {
+                    eprintln!(
+                        "the model now: services: {}  operations: {}  endpoints: {}  virtual \
+                         nodes: {}  edges: {}",
+                        w.services, w.operations, w.endpoints, w.virtual_nodes, w.edges
+                    );
+                }
                 eprintln!("model written to {}", out.display());
             }
             Ok(())
@@ -1431,6 +1449,7 @@ fn ingest(paths: &[PathBuf], lake: &std::path::Path, read: &ReadArgs) -> Result<
 }
 
 /// What `augur learn` reports.
+#[derive(Clone)]
 pub(crate) struct LearnSummary {
     files: u64,
     bytes: u64,
@@ -1468,6 +1487,19 @@ impl LearnSummary {
             "quality": self.quality,
             "unrecorded_status_operations": self.unrecorded_operations,
             "shared_names": self.shared_names,
+        })
+    }
+
+    /// What the model saved holds (after `learn --into`, the old traces and the new).
+    fn model_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "spans": self.quality.spans,
+            "traces": self.traces,
+            "services": self.services,
+            "operations": self.operations,
+            "endpoints": self.endpoints,
+            "virtual_nodes": self.virtual_nodes,
+            "edges": self.edges,
         })
     }
 

@@ -413,4 +413,15 @@ fn files_learned_before_are_told_apart_by_content() {
     let (json, _) = ok(&["learn", "--into", &m2, &a, &middle, "--json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["files_already_learned"], 1, "{v}");
+    // Its totals are this run's (the one file read), the model's are under "model".
+    let (alone, _) = ok(&["learn", &middle, "--out", &f.path("alone.json"), "--json"]);
+    let alone: serde_json::Value = serde_json::from_str(&alone).unwrap();
+    for key in ["spans", "traces"] {
+        assert_eq!(v[key], alone[key], "{key}: {v}");
+        assert_eq!(v["quality"][key], alone["quality"][key], "{key}: {v}");
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&m2).unwrap()).unwrap();
+    assert_eq!(v["model"]["traces"], saved["quality"]["traces"], "{v}");
+    assert!(v["model"]["traces"].as_u64() > v["traces"].as_u64(), "{v}");
 }
