@@ -1087,18 +1087,19 @@ fn why(o: &OpScore, target: &str) -> String {
     let (p, x) = (o.predicted_p50, o.observed_p50);
     if x > 1.2 * p && !o.upstream {
         format!(
-            "{:.2}x slower with no call path to {target} in the model: a load or shared-resource effect (same node, database, queue) the model does not capture",
-            x
+            "{x:.2}x slower with no call path to {target} in the model: a load or shared-resource effect (same node, database, queue) the model does not capture"
         )
     } else if x > 1.2 * p {
         format!(
-            "{:.2}x slower, predicted {:.2}x: load-dependent slowdown, queueing or fan-out beyond what normal traffic showed",
-            x, p
+            "{x:.2}x slower, predicted {p:.2}x: load-dependent slowdown, queueing or fan-out beyond what normal traffic showed"
+        )
+    } else if p > 1.2 * x && !o.upstream {
+        format!(
+            "faster ({x:.2}x) with no call path to {target} in the model: its traffic or load changed between the reference and the window, not through the fault"
         )
     } else if p > 1.2 * x {
         format!(
-            "predicted {:.2}x, observed {:.2}x: the call may be skipped, cached, asynchronous or cut by a timeout under the fault",
-            p, x
+            "predicted {p:.2}x, observed {x:.2}x: the call may be skipped, cached, asynchronous or cut by a timeout under the fault, or its requests' mix changed"
         )
     } else {
         format!("predicted {p:.2}x, observed {x:.2}x: within 20%")
@@ -1465,6 +1466,42 @@ impl BacktestReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misprediction_is_explained_by_whether_the_fault_could_reach_it() {
+        let op = |predicted: f64, observed: f64, upstream: bool| OpScore {
+            operation: "a op".into(),
+            observed_p50: observed,
+            predicted_p50: predicted,
+            predicted_p50_lo: predicted,
+            predicted_p50_hi: predicted,
+            observed_p99: observed,
+            predicted_p99: predicted,
+            naive_p50: 1.0,
+            naive_p99: 1.0,
+            upstream,
+            covered: false,
+            observed_error_rate: None,
+            predicted_error_rate: 0.0,
+            predicted_error_rate_lo: 0.0,
+            predicted_error_rate_hi: 0.0,
+            why: None,
+        };
+        // Faster off the fault's paths: its traffic changed, no call was skipped.
+        let w = why(&op(1.0, 0.5, false), "b");
+        assert!(
+            w.starts_with("faster (0.50x) with no call path to b"),
+            "{w}"
+        );
+        assert!(!w.contains("skipped"), "{w}");
+        // Faster on them: the fault's calls may have been skipped.
+        let w = why(&op(1.5, 0.9, true), "b");
+        assert!(w.contains("skipped"), "{w}");
+        // Slower off and on them.
+        assert!(why(&op(1.0, 3.0, false), "b").contains("no call path to b"));
+        assert!(why(&op(1.1, 3.0, true), "b").contains("load-dependent"));
+        assert!(why(&op(1.0, 1.1, true), "b").contains("within 20%"));
+    }
 
     #[test]
     fn pooled_spearman_ranks_across_experiments() {
